@@ -1,0 +1,40 @@
+// Package audit holds the sidecar's audit trail: one JSON line per decision,
+// each carrying the SHA-256 of the line before it, so an edited or truncated
+// log is detected.
+package audit
+
+import "time"
+
+// Decisions.
+const (
+	Allow = "allow"
+	Deny  = "deny"  // no route allows it
+	Block = "block" // a route allows it, but it carries a known secret
+)
+
+// Entry is one line of the audit log. Secret is a secret's NAME, never its
+// value; Canary is true when that secret is the canary.
+type Entry struct {
+	Seq        uint64    `json:"seq"`
+	Time       time.Time `json:"time"`
+	Method     string    `json:"method"`
+	Host       string    `json:"host"`
+	Path       string    `json:"path"`
+	Status     int       `json:"status"`
+	Decision   string    `json:"decision"`
+	Reason     string    `json:"reason"`
+	Route      string    `json:"route,omitempty"`
+	Secret     string    `json:"secret,omitempty"`
+	Encoding   string    `json:"encoding,omitempty"`
+	Canary     bool      `json:"canary"`
+	BytesUp    int64     `json:"bytes_up"`
+	BytesDown  int64     `json:"bytes_down"`
+	DurationMS float64   `json:"duration_ms"`
+	Client     string    `json:"client,omitempty"`
+	// Prev is the hex SHA-256 of the previous line's bytes (without its
+	// newline); the first line of a log carries Genesis.
+	Prev string `json:"prev"`
+}
+
+// Genesis is the Prev of a log's first line.
+const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"

@@ -1,0 +1,244 @@
+// Package cli holds the plumbing every bb command shares: streams passed in
+// rather than taken from os, typed errors mapped to the design's exit codes,
+// and the one place where an error is printed.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// Exit codes of the design. Every command uses these and no others.
+const (
+	ExitOK          = 0
+	ExitNegative    = 1 // a negative answer: a secret found, a canary tripped
+	ExitUsage       = 2 // bad usage or bad input
+	ExitBackend     = 3 // the engine or backend failed
+	ExitInterrupted = 130
+)
+
+// Streams are a command's standard streams and environment. Nothing below
+// main touches os.Stdin, os.Stdout, os.Stderr or os.Getenv directly.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+	// Env looks up an environment variable; Environ lists them all
+	// (KEY=VALUE). Both are taken from os only in Main.
+	Env     func(string) string
+	Environ func() []string
+}
+
+// OS returns the process's real streams and environment. Only main calls it.
+func OS() Streams {
+	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Env: os.Getenv, Environ: os.Environ}
+}
+
+// Error is an error with an exit code and hints for a person.
+type Error struct {
+	Code  int
+	Err   error
+	Hints []string
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+func (e *Error) Unwrap() error { return e.Err }
+
+// Usage marks err as bad usage or bad input (exit 2).
+func Usage(err error, hints ...string) error { return &Error{Code: ExitUsage, Err: err, Hints: hints} }
+
+// Usagef is Usage with a formatted message.
+func Usagef(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
+
+// Backend marks err as a failure of the engine or backend (exit 3).
+func Backend(err error, hints ...string) error {
+	return &Error{Code: ExitBackend, Err: err, Hints: hints}
+}
+
+// Negative is a negative answer (exit 1). err may be nil when the command
+// has already said everything on stdout.
+func Negative(err error) error { return &Error{Code: ExitNegative, Err: err} }
+
+// Exit is an exit status passed through as is, with nothing printed (an
+// attached agent's or an exec'd command's own status).
+func Exit(code int) error { return &Error{Code: code} }
+
+// WithHint adds hints to err, keeping its exit code.
+func WithHint(err error, hints ...string) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return &Error{Code: e.Code, Err: err, Hints: append(append([]string(nil), e.Hints...), hints...)}
+	}
+	return &Error{Code: ExitUsage, Err: err, Hints: hints}
+}
+
+// CodeOf maps an error to the design's exit codes. An error of no known
+// kind is bad input (2): the library reports engine failures as Backend.
+func CodeOf(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, context.Canceled) {
+		return ExitInterrupted
+	}
+	return ExitUsage
+}
+
+func hintsOf(err error) []string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Hints
+	}
+	return nil
+}
+
+// Report prints err once, as "name: message" and any "hint:" lines, and
+// returns the exit code.
+func Report(w io.Writer, name string, err error) int {
+	code := CodeOf(err)
+	if err == nil {
+		return code
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(w, "%s: interrupted\n", name)
+		return ExitInterrupted
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(w, "%s: %s\n", name, msg)
+	}
+	for _, h := range hintsOf(err) {
+		fmt.Fprintf(w, "hint: %s\n", h)
+	}
+	return code
+}
+
+// Main runs app with the process's streams, arguments and a context that is
+// cancelled on SIGINT or SIGTERM, and returns the exit code for os.Exit.
+func Main(app *ucli.App) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := Run(ctx, app, OS(), os.Args)
+	if code != ExitOK && ctx.Err() != nil {
+		return ExitInterrupted
+	}
+	return code
+}
+
+// Run runs app with the given streams and arguments (args[0] is the
+// program name) and returns the exit code. Tests call it directly.
+func Run(ctx context.Context, app *ucli.App, s Streams, args []string) int {
+	app.Reader, app.Writer, app.ErrWriter = s.In, s.Out, s.Err
+	app.EnableBashCompletion = true
+	app.ExitErrHandler = func(*ucli.Context, error) {}
+	app.OnUsageError = usageError
+	setUsageErrors(app.Commands)
+	if app.Metadata == nil {
+		app.Metadata = map[string]any{}
+	}
+	app.Metadata[streamsKey] = s
+	err := app.RunContext(ctx, args)
+	return Report(s.Err, app.Name, err)
+}
+
+const streamsKey = "bb.streams"
+
+// StreamsOf returns the streams Run gave the app.
+func StreamsOf(c *ucli.Context) Streams {
+	if s, ok := c.App.Metadata[streamsKey].(Streams); ok {
+		return s
+	}
+	return Streams{In: c.App.Reader, Out: c.App.Writer, Err: c.App.ErrWriter,
+		Env: func(string) string { return "" }, Environ: func() []string { return nil }}
+}
+
+func usageError(c *ucli.Context, err error, _ bool) error {
+	return Usage(err, "run '"+c.App.Name+" --help' for usage")
+}
+
+func setUsageErrors(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// StdinLabel is how stdin is named in messages.
+const StdinLabel = "<stdin>"
+
+// Open opens name for reading; "-" or "" is stdin. It returns the reader
+// and the label to use in messages.
+func Open(s Streams, name string) (io.ReadCloser, string, error) {
+	if name == "" || name == "-" {
+		return io.NopCloser(s.In), StdinLabel, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, name, Usage(fmt.Errorf("opening %s: %w", name, unwrapPath(err)))
+	}
+	return f, name, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// WriteJSON writes v to w as indented JSON followed by a newline.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteJSONLine writes v to w as one line of JSON (for streams of records).
+func WriteJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// DecodeJSON decodes one JSON document from r into v, refusing unknown
+// fields and trailing data; label names the input in errors.
+func DecodeJSON(r io.Reader, label string, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Usage(fmt.Errorf("reading %s: empty input", label))
+		}
+		return Usage(fmt.Errorf("reading %s: %w", label, err))
+	}
+	if dec.More() {
+		return Usage(fmt.Errorf("reading %s: more than one JSON document", label))
+	}
+	return nil
+}
+
+// Examples formats an "EXAMPLES" block for a command's Description.
+func Examples(lines ...string) string {
+	return "EXAMPLES:\n   " + strings.Join(lines, "\n   ")
+}
