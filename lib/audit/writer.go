@@ -1,0 +1,234 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Writer appends entries to an audit log, chaining each line to the one
+// before it. It is safe for concurrent use.
+//
+// It sits on the sidecar's request path, so a Write is one marshal and one
+// write(2) under a mutex and nothing more: no fsync per line. A line that
+// reached the kernel survives the sidecar crashing; only a crash of the
+// whole host can lose the last lines, and the head file (see HeadPath)
+// bounds what goes unnoticed to about HeadInterval.
+type Writer struct {
+	mu   sync.Mutex
+	w    io.Writer
+	f    *os.File // nil for a stream writer
+	seq  uint64
+	prev string
+	err  error // sticky: set when a line was written only in part
+
+	headPath  string
+	headMu    sync.Mutex // serialises head writes
+	headDirty bool
+	stop      chan struct{}
+	done      chan struct{}
+	closed    bool
+}
+
+// HeadInterval is how often, at most, a file writer rewrites its head file.
+const HeadInterval = time.Second
+
+// NewWriter opens the log at path for appending (creating it 0600) and
+// continues the chain of the lines already in it.
+//
+// A torn last line — bytes after the last newline, left by a crash in the
+// middle of a write — is kept as evidence, never cut off: NewWriter ends it
+// with a newline and chains the next line to it (its Prev is the torn
+// line's hash, its Seq follows the last line that parses). Verify lists such
+// sealed lines in Report.Torn; the chain stays provable across them.
+//
+// The writer also keeps the head file HeadPath(path) — the last seq and
+// hash — rewritten atomically at most once per HeadInterval and on Close,
+// so that VerifyFile can tell when whole lines were cut from the end.
+func NewWriter(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	seq, prev, torn, err := tail(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	if torn {
+		if _, err := f.Write([]byte{'\n'}); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sealing the torn last line of %s: %w", path, err)
+		}
+	}
+	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path),
+		headDirty: true, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.keepHead()
+	return w, nil
+}
+
+// NewStreamWriter starts a new chain on w (the first line carries Genesis).
+// It keeps no head file.
+func NewStreamWriter(w io.Writer) *Writer {
+	return &Writer{w: w, prev: Genesis}
+}
+
+// Write fills e's Seq and Prev, and its Time when zero (in UTC), and
+// appends it as one line with a single write call.
+func (w *Writer) Write(e Entry) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return errors.New("writing audit log: writer is closed")
+	}
+	e.Seq = w.seq + 1
+	e.Prev = w.prev
+	line, err := marshalLine(&e)
+	if err != nil {
+		return fmt.Errorf("writing audit log: %w", err)
+	}
+	n, err := w.w.Write(line)
+	if err != nil {
+		if n > 0 {
+			// The log now ends in a fragment; appending after it would merge
+			// two lines. Stop, and let the next NewWriter seal it.
+			w.err = fmt.Errorf("writing audit log: line %d written in part: %w", e.Seq, err)
+			return w.err
+		}
+		return fmt.Errorf("writing audit log: %w", err)
+	}
+	w.seq = e.Seq
+	w.prev = hashLine(line[:len(line)-1])
+	w.headDirty = true
+	return nil
+}
+
+// Close writes the head file a last time and closes the log.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	close(w.stop)
+	<-w.done
+	herr := w.writeHead()
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("closing audit log: %w", err)
+	}
+	return herr
+}
+
+func (w *Writer) keepHead() {
+	defer close(w.done)
+	t := time.NewTicker(HeadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+			// A failed head write is retried on the next tick; the log
+			// itself is what matters.
+			_ = w.writeHead()
+		}
+	}
+}
+
+func (w *Writer) writeHead() error {
+	w.headMu.Lock()
+	defer w.headMu.Unlock()
+	w.mu.Lock()
+	if !w.headDirty {
+		w.mu.Unlock()
+		return nil
+	}
+	h := Head{Seq: w.seq, Hash: w.prev, Time: time.Now().UTC()}
+	w.headDirty = false
+	w.mu.Unlock()
+	if err := writeHeadFile(w.headPath, h); err != nil {
+		w.mu.Lock()
+		w.headDirty = true
+		w.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func marshalLine(e *Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil // Encode ends it with exactly one '\n'
+}
+
+// hashLine is the hex SHA-256 of a line's bytes without its newline: the
+// next line's Prev.
+func hashLine(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// tail reads the end of an open log: the seq of its last line that parses,
+// the hash of its last line, and whether it ends in a torn line (no
+// newline), which then counts as its last line. It reads backwards in
+// growing chunks, so opening a long log is cheap.
+func tail(f *os.File) (seq uint64, prev string, torn bool, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, "", false, err
+	}
+	size := fi.Size()
+	if size == 0 {
+		return 0, Genesis, false, nil
+	}
+	for chunk := int64(64 << 10); ; chunk *= 2 {
+		start := max(size-chunk, 0)
+		buf := make([]byte, size-start)
+		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+			return 0, "", false, err
+		}
+		torn = buf[len(buf)-1] != '\n'
+		body := bytes.TrimSuffix(buf, []byte{'\n'})
+		lines := bytes.Split(body, []byte{'\n'})
+		if start > 0 {
+			lines = lines[1:] // the first may begin before the chunk
+		}
+		if len(lines) == 0 {
+			continue // one line longer than the chunk
+		}
+		prev = hashLine(lines[len(lines)-1])
+		for i := len(lines) - 1; i >= 0; i-- {
+			var e Entry
+			if json.Unmarshal(lines[i], &e) == nil {
+				return e.Seq, prev, torn, nil
+			}
+		}
+		if start == 0 {
+			return 0, prev, torn, nil // nothing in it parses: Verify will say so
+		}
+	}
+}
