@@ -1,0 +1,260 @@
+// Package detect holds the secret detector: given the values of known
+// secrets, it finds them in text, raw or encoded (URL, percent, base64 at
+// any alignment, hex, JSON escapes), in a buffer, in a stream, or in a
+// reader that holds bytes back until they are known to be clean.
+//
+// A hit names the secret, never its value.
+package detect
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+)
+
+// Secret is a known secret: Name is what hits and messages call it, Value is
+// what must not get out.
+type Secret struct{ Name, Value string }
+
+// Hit is one match of a secret in a stream.
+type Hit struct {
+	Secret   string `json:"secret"`   // the secret's NAME, never its value
+	Offset   int64  `json:"offset"`   // byte offset where the (encoded) match starts
+	Encoding string `json:"encoding"` // raw, url, percent, base64, base64url, hex or json
+}
+
+// MinLen is the shortest secret value accepted: shorter values match
+// ordinary text by chance.
+const MinLen = 8
+
+// Detector finds a fixed set of secrets. It is immutable and safe for
+// concurrent use.
+type Detector struct {
+	names  []string
+	pats   []pattern
+	minLen int // of the patterns
+	maxLen int
+
+	// The sampling filter: every stride bytes, the q bytes there are looked
+	// up among all q-grams of all patterns. A pattern of length >= minLen
+	// always holds one sampled q-gram whole, so no match is missed; text
+	// whose samples are in no pattern is skipped stride bytes at a time.
+	q      int
+	mask   uint64
+	stride int
+	shift  uint     // hash to bit index
+	bloom  []uint64 // bit set of the hashes of all q-grams
+	grams  map[uint64][]gramAt
+}
+
+type pattern struct {
+	secret int
+	enc    string
+	b      []byte
+}
+
+// gramAt says a q-gram occurs in pattern pat at offset off.
+type gramAt struct {
+	pat int32
+	off int32
+}
+
+// New returns a detector for secrets. Names must be non-empty and unique,
+// values at least MinLen bytes long.
+func New(secrets []Secret) (*Detector, error) {
+	d := &Detector{grams: map[uint64][]gramAt{}}
+	seen := map[string]bool{}
+	for i, s := range secrets {
+		switch {
+		case s.Name == "":
+			return nil, fmt.Errorf("secret #%d has no name", i+1)
+		case seen[s.Name]:
+			return nil, fmt.Errorf("secret %s is given twice", s.Name)
+		case len(s.Value) < MinLen:
+			return nil, fmt.Errorf("secret %s is %d bytes long, shorter than the minimum of %d", s.Name, len(s.Value), MinLen)
+		}
+		seen[s.Name] = true
+		d.names = append(d.names, s.Name)
+		for _, f := range forms(s.Value) {
+			d.pats = append(d.pats, pattern{secret: i, enc: f.enc, b: f.b})
+		}
+	}
+	if len(d.pats) == 0 {
+		return d, nil
+	}
+	d.minLen = len(d.pats[0].b)
+	for _, p := range d.pats {
+		d.minLen = min(d.minLen, len(p.b))
+		d.maxLen = max(d.maxLen, len(p.b))
+	}
+	// Longer q-grams are more selective, but the stride is minLen-q+1:
+	// half the shortest pattern balances the two, up to a machine word.
+	d.q = min(8, d.minLen/2)
+	d.mask = ^uint64(0) >> (64 - 8*d.q)
+	d.stride = d.minLen - d.q + 1
+	for pi, p := range d.pats {
+		for off := 0; off+d.q <= len(p.b); off++ {
+			g := d.gram(p.b, off)
+			d.grams[g] = append(d.grams[g], gramAt{int32(pi), int32(off)})
+		}
+	}
+	// About 64 bits per distinct q-gram keeps false positives near 1.5%.
+	logBits := max(16, min(24, bits.Len(uint(64*len(d.grams)))))
+	d.shift = uint(64 - logBits)
+	d.bloom = make([]uint64, 1<<logBits/64)
+	for g := range d.grams {
+		h := d.hash(g)
+		d.bloom[h>>6] |= 1 << (h & 63)
+	}
+	return d, nil
+}
+
+// Names returns the names of the secrets, in the order given to New.
+func (d *Detector) Names() []string { return slices.Clone(d.names) }
+
+// MaxLen returns the length of the longest pattern: a stream scanner must
+// hold back MaxLen-1 bytes to see every match.
+func (d *Detector) MaxLen() int { return d.maxLen }
+
+// Find returns the hit with the lowest offset in b.
+func (d *Detector) Find(b []byte) (Hit, bool) {
+	ms := d.scan(b, true, nil)
+	if len(ms) == 0 {
+		return Hit{}, false
+	}
+	return d.hit(ms[0], 0), true
+}
+
+// FindString is Find on a string.
+func (d *Detector) FindString(s string) (Hit, bool) {
+	// The conversion does not escape, so the compiler does not copy s.
+	return d.Find([]byte(s))
+}
+
+// FindAll returns every hit in b, by offset.
+func (d *Detector) FindAll(b []byte) []Hit {
+	ms := d.scan(b, false, nil)
+	if len(ms) == 0 {
+		return nil
+	}
+	return d.appendHits(nil, ms, 0)
+}
+
+// appendHits appends the hits of ms, at base plus their start. Two patterns
+// of one secret and encoding (two base64 alignments, say) can match at one
+// offset; that is one hit.
+func (d *Detector) appendHits(hits []Hit, ms []match, base int64) []Hit {
+	n0 := len(hits)
+	for _, m := range ms {
+		h := d.hit(m, base)
+		dup := false
+		for j := len(hits) - 1; j >= n0 && hits[j].Offset == h.Offset; j-- {
+			dup = dup || hits[j] == h
+		}
+		if !dup {
+			hits = append(hits, h)
+		}
+	}
+	return hits
+}
+
+// match is a verified occurrence of pattern pat at start.
+type match struct {
+	pat   int
+	start int
+}
+
+func (d *Detector) hit(m match, base int64) Hit {
+	p := &d.pats[m.pat]
+	return Hit{Secret: d.names[p.secret], Offset: base + int64(m.start), Encoding: p.enc}
+}
+
+func (d *Detector) gram(b []byte, i int) uint64 {
+	if i+8 <= len(b) {
+		return binary.LittleEndian.Uint64(b[i:]) & d.mask
+	}
+	var w [8]byte
+	copy(w[:], b[i:])
+	return binary.LittleEndian.Uint64(w[:]) & d.mask
+}
+
+func (d *Detector) hash(g uint64) uint64 { return (g * 0x9E3779B97F4A7C15) >> d.shift }
+
+// scan appends to ms the matches in b, ordered by start and without
+// duplicates. With first, it stops once no match can start before the
+// first one found, and returns only that one.
+func (d *Detector) scan(b []byte, first bool, ms []match) []match {
+	if len(d.pats) == 0 || len(b) < d.minLen {
+		return ms
+	}
+	n0 := len(ms)
+	limit := len(b) // sample positions below this
+	// Sample at stride-1, 2*stride-1, ...: any window of stride positions
+	// holds one, and the first covers the end of a pattern at offset 0.
+	i := d.stride - 1
+	for ; i+8 <= limit; i += d.stride {
+		g := binary.LittleEndian.Uint64(b[i:]) & d.mask
+		h := (g * 0x9E3779B97F4A7C15) >> d.shift
+		if d.bloom[h>>6]&(1<<(h&63)) == 0 {
+			continue
+		}
+		ms = d.verify(b, i, g, ms)
+		if first && len(ms) > n0 {
+			// A match found later from an earlier sample cannot start
+			// before ms[n0].start-maxLen, so one starting before it is
+			// sampled before ms[n0].start+maxLen.
+			limit = min(limit, ms[n0].start+d.maxLen)
+		}
+	}
+	for ; i+d.q <= limit; i += d.stride {
+		g := d.gram(b, i)
+		ms = d.verify(b, i, g, ms)
+		if first && len(ms) > n0 {
+			limit = min(limit, ms[n0].start+d.maxLen)
+		}
+	}
+	if len(ms) == n0 {
+		return ms
+	}
+	found := ms[n0:]
+	slices.SortFunc(found, func(a, b match) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.pat, b.pat))
+	})
+	found = slices.Compact(found)
+	if first {
+		found = found[:1]
+	}
+	return append(ms[:n0], found...)
+}
+
+// verify appends the patterns that the q-gram g at i is part of.
+func (d *Detector) verify(b []byte, i int, g uint64, ms []match) []match {
+	for _, at := range d.grams[g] {
+		p := d.pats[at.pat].b
+		start := i - int(at.off)
+		if start < 0 || start+len(p) > len(b) || string(b[start:start+len(p)]) != string(p) {
+			continue
+		}
+		ms = append(ms, match{int(at.pat), start})
+	}
+	return ms
+}
+
+// HitError is what a Guard's Read returns when it finds a secret.
+type HitError struct{ Hit Hit }
+
+func (e *HitError) Error() string {
+	return fmt.Sprintf("found secret %s (%s)", e.Hit.Secret, e.Hit.Encoding)
+}
+
+// IsHit reports whether err is or wraps a *HitError, and returns its hit.
+func IsHit(err error) (Hit, bool) {
+	var he *HitError
+	if errors.As(err, &he) {
+		return he.Hit, true
+	}
+	return Hit{}, false
+}

@@ -1,0 +1,59 @@
+package detect
+
+import "slices"
+
+// Scanner finds secrets in a stream written to it in pieces of any size. It
+// keeps the last MaxLen-1 bytes between writes, so a secret split across
+// writes is found, in constant memory (besides the hits).
+type Scanner struct {
+	d    *Detector
+	tail []byte // the last min(pos, MaxLen-1) bytes of the stream
+	win  []byte // tail plus the start of the next write
+	pos  int64  // bytes written so far
+	ms   []match
+	hits []Hit
+}
+
+// NewScanner returns a scanner of a new stream.
+func (d *Detector) NewScanner() *Scanner {
+	keep := max(0, d.maxLen-1)
+	return &Scanner{d: d, tail: make([]byte, 0, keep), win: make([]byte, 0, 2*keep)}
+}
+
+// Write scans p as the next bytes of the stream. It never fails.
+func (s *Scanner) Write(p []byte) (int, error) {
+	d := s.d
+	keep := cap(s.tail)
+	if keep == 0 {
+		s.pos += int64(len(p))
+		return len(p), nil
+	}
+	// Every match ending before p was recorded by earlier writes. A new one
+	// starts either in p, or in the tail and then ends within keep bytes
+	// of p's start.
+	if len(s.tail) > 0 {
+		w := append(append(s.win[:0], s.tail...), p[:min(len(p), keep)]...)
+		s.ms = d.scan(w, false, s.ms[:0])
+		s.ms = slices.DeleteFunc(s.ms, func(m match) bool {
+			return m.start >= len(s.tail) || m.start+len(d.pats[m.pat].b) <= len(s.tail)
+		})
+		s.hits = d.appendHits(s.hits, s.ms, s.pos-int64(len(s.tail)))
+	}
+	s.ms = d.scan(p, false, s.ms[:0])
+	s.hits = d.appendHits(s.hits, s.ms, s.pos)
+
+	if len(p) >= keep {
+		s.tail = append(s.tail[:0], p[len(p)-keep:]...)
+	} else {
+		drop := max(0, len(s.tail)+len(p)-keep)
+		s.tail = append(s.tail[:copy(s.tail, s.tail[drop:])], p...)
+	}
+	s.pos += int64(len(p))
+	return len(p), nil
+}
+
+// Hits returns the hits so far, by offset in the stream.
+func (s *Scanner) Hits() []Hit { return s.hits }
+
+// Found reports whether there was any hit so far.
+func (s *Scanner) Found() bool { return len(s.hits) > 0 }
