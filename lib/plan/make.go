@@ -1,0 +1,468 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/routes"
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+// Where the agent finds the sidecar, and where things are inside the
+// sidecar and the agent.
+const (
+	EgressHost = "bb.egress"
+	EgressPort = 3128
+	// EgressDir is where the bottle's egress folder is mounted in the
+	// sidecar.
+	EgressDir = "/egress"
+	// AgentCAFile is where the bottle's CA certificate is in the agent.
+	AgentCAFile = "/etc/bb/ca.pem"
+	Workdir     = "/workspace"
+	// CanaryEnv is the agent's variable holding the canary, and
+	// CanaryToken the name the sidecar knows it by (EGRESS_TOKEN_CANARY).
+	CanaryEnv   = "BOT_BOTTLE_CANARY"
+	CanaryToken = "CANARY"
+	// TokenEnvPrefix starts every sidecar variable holding a secret.
+	TokenEnvPrefix = "EGRESS_TOKEN_"
+	// NamePrefix starts the name of every container, network and VM.
+	NamePrefix = "bot-bottle-"
+)
+
+// Label keys on a bottle's resources.
+const (
+	LabelSlug  = "bb.slug"
+	LabelAgent = "bb.agent"
+	LabelRole  = "bb.role"
+	RoleAgent  = "agent"
+	RoleEgress = "egress"
+)
+
+// CAEnv are the variables that point a client library at the bottle's CA.
+// They replace the system bundle rather than add to it (except Node's):
+// every connection goes through the sidecar, whose CA is the only one the
+// agent ever needs.
+var CAEnv = []string{"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+
+// NoProxy is the agent's NO_PROXY: loopback only. Loopback never leaves the
+// bottle, so a local dev server stays reachable; every other name and
+// address goes to the sidecar, and the sidecar's own name is not excepted.
+const NoProxy = "localhost,127.0.0.1,::1"
+
+// Default resource limits. The manifest has no say yet.
+var (
+	AgentLimits   = Limits{Memory: "4g", CPUs: 2, PidsLimit: 512}
+	SidecarLimits = Limits{Memory: "256m", CPUs: 0.5, PidsLimit: 256}
+)
+
+// Options are the choices bb-plan's flags make; a zero field means the
+// default (docker) or a minted value.
+type Options struct {
+	Backend string
+	Slug    string
+	Label   string
+	Color   string
+	Canary  string
+	// PluginDir is where user plugins live (provider.ConfigDir); empty for
+	// built-ins only.
+	PluginDir string
+	// Rand mints the slug and canary; crypto/rand when nil.
+	Rand io.Reader
+}
+
+// Check checks the options by themselves, naming the flag at fault.
+func (o *Options) Check() error {
+	if o.Backend != "" && !contains(Backends, o.Backend) {
+		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(Backends))
+	}
+	if o.Slug != "" && !ValidSlug(o.Slug) {
+		return fmt.Errorf("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
+	}
+	if o.Color != "" {
+		if _, ok := NormalizeColor(o.Color); !ok {
+			return fmt.Errorf("bad --color %q: want %s", o.Color, orList(append(append([]string(nil), Palette...), "#rrggbb")))
+		}
+	}
+	if o.Canary != "" && !ValidCanary(o.Canary) {
+		// The value is not repeated: whatever it is, it was meant to be secret.
+		return errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)")
+	}
+	if strings.IndexFunc(o.Label, unicode.IsControl) >= 0 {
+		return fmt.Errorf("bad --label %q: want no control characters", o.Label)
+	}
+	return nil
+}
+
+// CheckManifest checks what a plan relies on in m: its kind and version, the
+// agent's name and template, the routes and the token sources. Errors name
+// the field.
+func CheckManifest(m *manifest.Manifest) error {
+	if m.Kind != manifest.Kind {
+		return fmt.Errorf("kind is %q, want %q", m.Kind, manifest.Kind)
+	}
+	if m.Version != manifest.Version {
+		return fmt.Errorf("version is %d, want %d", m.Version, manifest.Version)
+	}
+	if m.Agent.Name == "" {
+		return errors.New("agent.name is empty")
+	}
+	if m.Agent.Template == "" {
+		return errors.New("agent.template is empty")
+	}
+	if err := routes.ValidateAll(m.Bottle.Egress.Routes); err != nil {
+		return fmt.Errorf("bottle.egress.routes%w", err)
+	}
+	for _, name := range sortedKeys(m.Bottle.Tokens) {
+		src := m.Bottle.Tokens[name]
+		switch {
+		case !routes.ValidTokenName(name):
+			return fmt.Errorf("bottle.tokens.%s: %q is not a token NAME (upper case, digits, _)", name, name)
+		case name == CanaryToken:
+			return fmt.Errorf("bottle.tokens.%s: the name %s is the canary's", name, name)
+		case (src.Env == "") == (src.File == ""):
+			return fmt.Errorf("bottle.tokens.%s: want exactly one of env and file", name)
+		}
+	}
+	return nil
+}
+
+// New makes the plan of m. It reads no token and writes nothing; it only
+// looks up m's template (a user plugin's provider.yaml and Dockerfile, in
+// o.PluginDir).
+func New(m *manifest.Manifest, o Options) (*Plan, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	if err := CheckManifest(m); err != nil {
+		return nil, err
+	}
+	prov, err := provider.Lookup(m.Agent.Template, o.PluginDir)
+	if err != nil {
+		return nil, fmt.Errorf("looking up template of agent %s: %w", m.Agent.Name, err)
+	}
+
+	p := &Plan{Kind: Kind, Version: Version, Backend: o.Backend, Slug: o.Slug,
+		Canary: o.Canary, Label: o.Label, Manifest: *m}
+	if p.Backend == "" {
+		p.Backend = BackendDocker
+	}
+	if p.Slug == "" {
+		if p.Slug, err = MintSlug(m.Agent.Name, o.Rand); err != nil {
+			return nil, err
+		}
+	}
+	if p.Canary == "" {
+		if p.Canary, err = MintCanary(o.Rand); err != nil {
+			return nil, err
+		}
+	}
+	if p.Label == "" {
+		p.Label = m.Agent.Name
+	}
+	p.Color, _ = NormalizeColor(o.Color)
+	if p.Color == "" {
+		p.Color = ColorFor(p.Slug)
+	}
+
+	if p.Egress, err = planEgress(m, prov, p.Slug); err != nil {
+		return nil, err
+	}
+	if p.Agent, err = planAgent(m, prov, p.Slug, p.Canary, p.Egress); err != nil {
+		return nil, err
+	}
+	switch p.Backend {
+	case BackendDocker:
+		p.Docker = planDocker(m, p.Slug)
+	case BackendMacOSContainer:
+		p.MacOSContainer = planMacOSContainer(m, p.Slug)
+	case BackendSmolvm:
+		p.Smolvm = planSmolvm(p.Slug)
+	}
+	return p, nil
+}
+
+func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egress, error) {
+	e := Egress{
+		Host: EgressHost, Port: EgressPort,
+		ProxyURL:   "http://" + EgressHost + ":" + strconv.Itoa(EgressPort),
+		Dir:        EgressDir,
+		RoutesFile: path.Join(EgressDir, state.RoutesFile),
+		CADir:      EgressDir,
+		LogFile:    path.Join(EgressDir, state.AuditLogFile),
+	}
+
+	// Tokens: the bottle's, then the provider's it does not declare.
+	declared := map[string]bool{}
+	for name, src := range m.Bottle.Tokens {
+		e.Tokens = append(e.Tokens, Token{Name: name, Env: src.Env, File: src.File, From: "bottle"})
+		declared[name] = true
+	}
+	for _, t := range prov.Tokens {
+		if !declared[t.Name] {
+			e.Tokens = append(e.Tokens, Token{Name: t.Name, Env: t.Env, From: "provider"})
+			declared[t.Name] = true
+		}
+	}
+	sort.Slice(e.Tokens, func(i, j int) bool { return e.Tokens[i].Name < e.Tokens[j].Name })
+	e.SidecarEnv = []string{TokenEnvPrefix + CanaryToken}
+	for _, t := range e.Tokens {
+		e.SidecarEnv = append(e.SidecarEnv, TokenEnvPrefix+t.Name)
+	}
+	sort.Strings(e.SidecarEnv)
+
+	// Routes: copies, so that filling in placeholders leaves the manifest
+	// as read.
+	e.Routes = []routes.Route{}
+	for _, r := range m.Bottle.Egress.Routes {
+		e.Routes = append(e.Routes, copyRoute(r))
+	}
+	bottleRoutes := e.Routes
+	for _, r := range prov.Routes {
+		if !covered(bottleRoutes, r.Host) {
+			e.Routes = append(e.Routes, copyRoute(r))
+		}
+	}
+	for _, r := range e.Routes {
+		if r.Inject != nil && !declared[r.Inject.Token] {
+			return Egress{}, cli.Usage(
+				fmt.Errorf("route %s injects token %s, which neither bottle %s nor template %s declares",
+					r.String(), r.Inject.Token, m.Bottle.Name, prov.Name),
+				fmt.Sprintf("declare it in the bottle's tokens: %s: {env: VARIABLE} or {file: PATH}", r.Inject.Token))
+		}
+	}
+	for _, tok := range placeholderTokens(prov) {
+		ph := placeholderOf(e.Routes, slug, tok)
+		for i := range e.Routes {
+			if in := e.Routes[i].Inject; in != nil && in.Token == tok && in.Placeholder == "" {
+				in.Placeholder = ph
+			}
+		}
+	}
+	return e, nil
+}
+
+// covered reports whether a bottle route names host (exactly or by a
+// wildcard): then the bottle's route decides, not the provider's default.
+func covered(rs []routes.Route, host string) bool {
+	for i := range rs {
+		if rs[i].Host == host || rs[i].MatchHost(host) {
+			return true
+		}
+	}
+	return false
+}
+
+func copyRoute(r routes.Route) routes.Route {
+	r.Ports = append([]int(nil), r.Ports...)
+	r.Paths = append([]string(nil), r.Paths...)
+	r.Methods = append([]string(nil), r.Methods...)
+	if r.Inject != nil {
+		in := *r.Inject
+		r.Inject = &in
+	}
+	return r
+}
+
+// placeholderTokens are the tokens the provider's agent holds placeholders
+// for, sorted.
+func placeholderTokens(prov *provider.Provider) []string {
+	seen := map[string]bool{}
+	var toks []string
+	for _, tok := range prov.Placeholders {
+		if !seen[tok] {
+			seen[tok] = true
+			toks = append(toks, tok)
+		}
+	}
+	sort.Strings(toks)
+	return toks
+}
+
+// placeholderOf is the placeholder for tok: the one a bottle route sets, so
+// the agent holds what the sidecar expects, else the derived one.
+func placeholderOf(rs []routes.Route, slug, tok string) string {
+	for _, r := range rs {
+		if r.Inject != nil && r.Inject.Token == tok && r.Inject.Placeholder != "" {
+			return r.Inject.Placeholder
+		}
+	}
+	return Placeholder(slug, tok)
+}
+
+func planAgent(m *manifest.Manifest, prov *provider.Provider, slug, canary string, e Egress) (Agent, error) {
+	a := Agent{
+		Name: m.Agent.Name, Template: m.Agent.Template,
+		Image:     "bb-agent-" + SlugBase(m.Agent.Template),
+		BuildArgs: map[string]string{},
+		Home:      prov.Home, User: prov.User,
+		Workdir: Workdir, Workspace: m.Bottle.Workspace,
+		CAFile:  AgentCAFile,
+		Command: append([]string{}, prov.Command...),
+		Prompt:  m.Agent.Prompt,
+		GitUser: m.Agent.GitUser,
+	}
+	if a.GitUser == nil {
+		a.GitUser = m.Bottle.GitUser
+	}
+	df, err := planDockerfile(m, prov)
+	if err != nil {
+		return Agent{}, err
+	}
+	a.Dockerfile = df
+
+	a.Env = map[string]string{}
+	for k, v := range prov.Env {
+		a.Env[k] = v
+	}
+	a.Placeholders = map[string]string{}
+	for v, tok := range prov.Placeholders {
+		a.Env[v] = placeholderOf(e.Routes, slug, tok)
+		a.Placeholders[v] = tok
+	}
+	// Set last: no provider may point the agent past the proxy or at
+	// another CA.
+	a.Env["HOME"] = prov.Home
+	a.Env[CanaryEnv] = canary
+	for _, v := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"} {
+		a.Env[v] = e.ProxyURL
+	}
+	a.Env["NO_PROXY"], a.Env["no_proxy"] = NoProxy, NoProxy
+	for _, v := range CAEnv {
+		a.Env[v] = AgentCAFile
+	}
+	if g := a.GitUser; g != nil {
+		a.Env["GIT_AUTHOR_NAME"], a.Env["GIT_COMMITTER_NAME"] = g.Name, g.Name
+		a.Env["GIT_AUTHOR_EMAIL"], a.Env["GIT_COMMITTER_EMAIL"] = g.Email, g.Email
+	}
+	return a, nil
+}
+
+// planDockerfile walks the cascade: the bottle's dockerfile, the manifest's
+// (not modelled yet), a plugin's Dockerfile, the provider's embedded one.
+func planDockerfile(m *manifest.Manifest, prov *provider.Provider) (Dockerfile, error) {
+	if f := m.Bottle.Dockerfile; f != "" {
+		return Dockerfile{Source: FromBottle, Path: f, Context: filepath.Dir(f),
+			Reason: fmt.Sprintf("bottle %s names a dockerfile", m.Bottle.Name)}, nil
+	}
+	src, err := prov.DockerfileSource()
+	if err != nil {
+		return Dockerfile{}, err
+	}
+	if src.Path != "" {
+		return Dockerfile{Source: FromPlugin, Path: src.Path, Context: filepath.Dir(src.Path), Reason: src.Reason}, nil
+	}
+	return Dockerfile{Source: FromProvider, Builtin: src.Builtin, Reason: src.Reason}, nil
+}
+
+func labels(m *manifest.Manifest, slug, role string) map[string]string {
+	l := map[string]string{LabelSlug: slug, LabelAgent: m.Agent.Name}
+	if role != "" {
+		l[LabelRole] = role
+	}
+	return l
+}
+
+func planDocker(m *manifest.Manifest, slug string) *Docker {
+	return &Docker{
+		AgentContainer:   NamePrefix + slug,
+		SidecarContainer: NamePrefix + slug + "-egress",
+		InternalNetwork:  NamePrefix + slug + "-internal",
+		EgressNetwork:    NamePrefix + slug + "-egress",
+		Labels:           labels(m, slug, ""),
+		AgentLabels:      labels(m, slug, RoleAgent),
+		SidecarLabels:    labels(m, slug, RoleEgress),
+		Limits:           limits(AgentLimits),
+		SidecarLimits:    limits(SidecarLimits),
+		SecurityOpt:      []string{"no-new-privileges"},
+		CapDrop:          []string{"ALL"},
+	}
+}
+
+func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
+	return &MacOSContainer{
+		AgentContainer:   NamePrefix + slug,
+		SidecarContainer: NamePrefix + slug + "-egress",
+		Network:          NamePrefix + slug,
+		Labels:           labels(m, slug, ""),
+		Limits:           limits(AgentLimits),
+		SidecarLimits:    limits(SidecarLimits),
+	}
+}
+
+func planSmolvm(slug string) *Smolvm {
+	return &Smolvm{
+		VM:            NamePrefix + slug,
+		SidecarVM:     NamePrefix + slug + "-egress",
+		Limits:        limits(AgentLimits),
+		SidecarLimits: limits(SidecarLimits),
+	}
+}
+
+func limits(l Limits) Limits {
+	b, err := ParseMemory(l.Memory)
+	if err != nil {
+		panic(err) // the defaults above are constants
+	}
+	l.MemoryBytes = b
+	return l
+}
+
+// ParseMemory reads a memory size as docker writes it: a number of bytes,
+// or with a suffix b, k, m, g (powers of 1024, either case).
+func ParseMemory(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'b', 'B':
+			num = s[:n-1]
+		case 'k', 'K':
+			mult, num = 1<<10, s[:n-1]
+		case 'm', 'M':
+			mult, num = 1<<20, s[:n-1]
+		case 'g', 'G':
+			mult, num = 1<<30, s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("memory %q: want a positive number with an optional b, k, m or g", s)
+	}
+	return v * mult, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// orList writes "a, b or c".
+func orList(list []string) string {
+	if len(list) == 1 {
+		return list[0]
+	}
+	return strings.Join(list[:len(list)-1], ", ") + " or " + list[len(list)-1]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
