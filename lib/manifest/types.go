@@ -1,9 +1,9 @@
-// Package manifest holds the manifest index (bb.yaml, or a directory of
-// agents and bottles), its validation with file, line and field in every
-// error, and the resolution of one agent into a Manifest.
 package manifest
 
-import "github.com/bb-bottles/bb/lib/routes"
+import (
+	"github.com/bb-bottles/bb/lib/routes"
+	"github.com/bb-bottles/bb/lib/yamlx"
+)
 
 // Kind and Version of the Manifest JSON that bb-manifest prints.
 const (
@@ -19,6 +19,15 @@ type ManifestIndex struct {
 	Agents  map[string]*Agent  `yaml:"agents" json:"agents"`
 	// Source is the file or directory the index was read from.
 	Source string `yaml:"-" json:"-"`
+
+	// pos says where every field was, for errors found after decoding.
+	pos *yamlx.Positions
+	// base is the absolute folder relative paths are taken from; home
+	// is $HOME, for paths starting with ~/.
+	base, home string
+	// files maps an agent's name to the file it was defined in, when it
+	// is not Source (a directory's NAME.md).
+	files map[string]string
 }
 
 // GitUser is the identity the agent commits as.
@@ -63,12 +72,25 @@ type Agent struct {
 }
 
 // Manifest is one agent and its effective bottle, as bb-manifest prints it
-// and bb-plan reads it: the git_user overlay applied (agent over bottle over
-// top level), prompt_file read into prompt, relative paths made absolute.
+// and bb-plan reads it. In it:
+//   - bottle.git_user is the effective identity, overlaid field by field
+//     (agent over bottle over top level); agent.git_user is always absent;
+//   - agent.prompt holds the prompt (prompt_file already read; agent.prompt_file
+//     is always absent);
+//   - bottle.dockerfile, bottle.workspace and tokens' file are absolute;
+//   - bottle.egress.routes is a list, [] when the bottle allows nothing;
+//   - source is the absolute path of the file that defines the agent.
 type Manifest struct {
 	Kind    string `json:"kind"`
 	Version int    `json:"version"`
 	Source  string `json:"source"`
 	Agent   Agent  `json:"agent"`
 	Bottle  Bottle `json:"bottle"`
+}
+
+// AgentSummary is one line of bb-manifest --list.
+type AgentSummary struct {
+	Name     string `json:"name"`
+	Template string `json:"template"`
+	Bottle   string `json:"bottle"`
 }
