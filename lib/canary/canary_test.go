@@ -33,11 +33,11 @@ func TestValid(t *testing.T) {
 		want bool
 	}{
 		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", true},
-		{"Xq7vR2mKpL9sT4wYbN8cZ1dF6gH3jA5e-_0123456aA", true}, // last character's spare bits zero
-		{"Xq7vR2mKpL9sT4wYbN8cZ1dF6gH3jA5e-_0123456aB", false}, // spare bits set: not what New writes
-		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false},  // 42
+		{"Xq7vR2mKpL9sT4wYbN8cZ1dF6gH3jA5e-_0123456aA", true},   // last character's spare bits zero
+		{"Xq7vR2mKpL9sT4wYbN8cZ1dF6gH3jA5e-_0123456aB", false},  // spare bits set: not what New writes
+		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false},   // 42
 		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", false}, // padded
-		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+", false}, // standard alphabet
+		{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+", false},  // standard alphabet
 		{"", false},
 	} {
 		if got := canary.Valid(tc.s); got != tc.want {
