@@ -23,8 +23,15 @@ var (
 func ValidSlug(s string) bool { return slugRE.MatchString(s) }
 
 // ValidCanary reports whether s is canary-shaped: 43 base64url characters,
-// the encoding of 32 bytes without padding.
-func ValidCanary(s string) bool { return canaryRE.MatchString(s) }
+// the canonical encoding of 32 bytes without padding — the rule of
+// lib/canary, kept here so bb-plan stays light.
+func ValidCanary(s string) bool {
+	if !canaryRE.MatchString(s) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == 32
+}
 
 // MintCanary returns a new canary: 32 bytes from r (crypto/rand when nil),
 // base64url without padding, like Python's secrets.token_urlsafe(32).

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bb-bottles/bb/lib/canary"
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
@@ -121,6 +122,9 @@ func TestValidCanary(t *testing.T) {
 		{strings.Repeat("A", 42), false},
 		{strings.Repeat("A", 44), false},
 		{strings.Repeat("A", 42) + "=", false},
+		// 43 characters hold 258 bits: the last 2 must be zero.
+		{strings.Repeat("A", 42) + "B", false},
+		{strings.Repeat("A", 42) + "E", true},
 		{strings.Repeat("A", 42) + "+", false},
 		{strings.Repeat("A", 42) + "/", false},
 		{"", false},
@@ -128,6 +132,9 @@ func TestValidCanary(t *testing.T) {
 	for _, tt := range tests {
 		if got := ValidCanary(tt.s); got != tt.want {
 			t.Errorf("ValidCanary(%q) = %v, want %v", tt.s, got, tt.want)
+		}
+		if got := canary.Valid(tt.s); got != tt.want {
+			t.Errorf("canary.Valid(%q) = %v, want %v: the two rules differ", tt.s, got, tt.want)
 		}
 	}
 }
