@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/state"
+	ucli "github.com/urfave/cli/v2"
+)
+
+type checkOptions struct {
+	slug string
+}
+
+func checkCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "check",
+		Usage:     "check a bottle's audit log for a tripped canary",
+		ArgsUsage: "SLUG",
+		Description: "Reads the audit log of bottle SLUG (<state dir>/SLUG/egress/audit.jsonl) and prints\n" +
+			"every line where the sidecar saw the canary, as is. Exits 1 if there was any, 0 if\n" +
+			"none (or no log yet), 2 if there is no such bottle or the log is malformed.\n\n" +
+			cli.Examples(
+				"bb-canary check my-bottle-1a2b",
+				"bb-canary check my-bottle-1a2b | jq -r '.host + .path'",
+				"bb-canary check \"$slug\" || bb-freeze commit \"$slug\"",
+			),
+		Action: func(c *ucli.Context) error {
+			switch c.NArg() {
+			case 0:
+				return cli.Usage(errors.New("no SLUG given"), "run 'bb-launch ls' to list the bottles")
+			case 1:
+			default:
+				return cli.Usagef("check takes one SLUG, got %q", c.Args().Slice())
+			}
+			return runCheck(c.Context, cli.StreamsOf(c), checkOptions{slug: c.Args().First()})
+		},
+	}
+}
+
+// maxLine bounds one audit line; real ones are a few hundred bytes.
+const maxLine = 1 << 20
+
+func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
+	if opts.slug == "" || opts.slug == "." || opts.slug == ".." || strings.ContainsAny(opts.slug, `/\`) {
+		return cli.Usagef("bad SLUG %q: want a bottle's name, not a path", opts.slug)
+	}
+	dir, err := state.Dir(s.Env)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	bottle := filepath.Join(dir, opts.slug)
+	if fi, err := os.Stat(bottle); err != nil || !fi.IsDir() {
+		return cli.Usage(fmt.Errorf("no bottle %s in %s", opts.slug, dir), "run 'bb-launch ls' to list the bottles")
+	}
+	path := filepath.Join(bottle, state.EgressDirName, state.AuditLogFile)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(s.Err, "bb-canary: bottle %s has no audit log yet: nothing has gone out\n", opts.slug)
+		return nil
+	}
+	if err != nil {
+		return cli.Usage(fmt.Errorf("opening %s: %w", path, unwrapPath(err)))
+	}
+	defer f.Close()
+
+	lines := bufio.NewScanner(f)
+	lines.Buffer(make([]byte, 0, 64<<10), maxLine)
+	n, tripped := 0, 0
+	for lines.Scan() {
+		n++
+		if n%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		line := lines.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e audit.Entry
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return cli.Usage(fmt.Errorf("reading %s line %d: %w", path, n, err))
+		}
+		if dec.More() {
+			return cli.Usage(fmt.Errorf("reading %s line %d: more than one JSON value", path, n))
+		}
+		if !e.Canary {
+			continue
+		}
+		tripped++
+		if _, err := fmt.Fprintf(s.Out, "%s\n", line); err != nil {
+			return fmt.Errorf("writing lines: %w", err)
+		}
+	}
+	if err := lines.Err(); err != nil {
+		return cli.Usage(fmt.Errorf("reading %s after line %d: %w", path, n, err))
+	}
+	if tripped > 0 {
+		return cli.Negative(fmt.Errorf("bottle %s sent its canary in %d request(s)", opts.slug, tripped))
+	}
+	fmt.Fprintf(s.Err, "bb-canary: no canary in the %d line(s) of bottle %s's audit log\n", n, opts.slug)
+	return nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
