@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+func logCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "log",
+		Usage:     "print a bottle's audit log, or verify it",
+		ArgsUsage: "SLUG",
+		Description: "Prints the lines of the bottle's audit log (audit.jsonl) as they are, one JSON object\n" +
+			"per line: every decision of the sidecar, chained by hash. --follow keeps printing new\n" +
+			"lines until interrupted. Lines that are not audit entries are skipped with a warning:\n" +
+			"'bb-egress log verify' says whether the log was tampered with.\n\n" +
+			cli.Examples(
+				"bb-egress log demo-x1y2 --decision deny | jq -r '.host' | sort | uniq -c",
+				"bb-egress log demo-x1y2 --canary            # proof of exfiltration attempts",
+				"bb-egress log demo-x1y2 --follow | jq -c '{time,decision,host,path,reason}'",
+				"bb-egress log verify demo-x1y2",
+			),
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing lines as they are written"},
+			&ucli.StringFlag{Name: "decision", Usage: "only lines with this decision: allow, deny or block"},
+			&ucli.BoolFlag{Name: "canary", Usage: "only lines where the canary was found"},
+		},
+		Subcommands:     []*ucli.Command{logVerifyCommand()},
+		HideHelpCommand: true,
+		Action: action(1, 1, func(c *ucli.Context, args []string) error {
+			return runLog(c.Context, cli.StreamsOf(c), logOptions{Slug: args[0], Follow: c.Bool("follow"),
+				Filter: audit.Filter{Decision: c.String("decision"), Canary: c.Bool("canary")}})
+		}),
+	}
+}
+
+type logOptions struct {
+	Slug   string
+	Follow bool
+	Filter audit.Filter
+}
+
+func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
+	if err := audit.CheckDecision(o.Filter.Decision); err != nil {
+		return cli.Usage(err)
+	}
+	b, err := openBottle(s, o.Slug)
+	if err != nil {
+		return err
+	}
+	path := b.egressFile(state.AuditLogFile)
+	n := 0
+	each := func(line []byte) error {
+		n++
+		ok, err := o.Filter.Match(line)
+		if err != nil {
+			fmt.Fprintf(s.Err, "bb-egress: skipping line %d of %s: %v\n", n, path, err)
+			return nil
+		}
+		if !ok {
+			return nil
+		}
+		_, err = s.Out.Write(append(line, '\n'))
+		return err
+	}
+	if o.Follow {
+		return audit.Follow(ctx, path, each)
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(s.Err, "bb-egress: bottle %s has no audit log yet\n", b.Slug)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the audit log of bottle %s: %w", b.Slug, err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	for {
+		line, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			if len(line) > 0 {
+				// Being written right now, or torn by a crash.
+				fmt.Fprintf(s.Err, "bb-egress: skipping line %d of %s: no newline yet\n", n+1, path)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		if err := each(line[:len(line)-1]); err != nil {
+			return err
+		}
+	}
+}
