@@ -52,18 +52,23 @@ func checkCommand() *ucli.Command {
 const maxLine = 1 << 20
 
 func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
-	if opts.slug == "" || opts.slug == "." || opts.slug == ".." || strings.ContainsAny(opts.slug, `/\`) {
-		return cli.Usagef("bad SLUG %q: want a bottle's name, not a path", opts.slug)
+	if err := state.CheckSlug(opts.slug); err != nil {
+		return cli.Usage(fmt.Errorf("bad SLUG: %w", err), "run 'bb-launch ls' to list the bottles")
 	}
-	dir, err := state.Dir(s.Env)
+	// The slug becomes a path: whatever CheckSlug allows, it must not name
+	// the state directory itself or climb out of it.
+	if strings.ContainsAny(opts.slug, `./\`) {
+		return cli.Usage(fmt.Errorf("bad SLUG: %w %q: a bottle's name, not a path", state.ErrInvalidSlug, opts.slug),
+			"run 'bb-launch ls' to list the bottles")
+	}
+	st, err := state.Open(s.Env)
 	if err != nil {
 		return cli.Usage(err)
 	}
-	bottle := filepath.Join(dir, opts.slug)
-	if fi, err := os.Stat(bottle); err != nil || !fi.IsDir() {
-		return cli.Usage(fmt.Errorf("no bottle %s in %s", opts.slug, dir), "run 'bb-launch ls' to list the bottles")
+	if fi, err := os.Stat(st.BottleDir(opts.slug)); err != nil || !fi.IsDir() {
+		return cli.Usage(fmt.Errorf("no bottle %s in %s", opts.slug, st.Dir), "run 'bb-launch ls' to list the bottles")
 	}
-	path := filepath.Join(bottle, state.EgressDirName, state.AuditLogFile)
+	path := filepath.Join(st.EgressDir(opts.slug), state.AuditLogFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(s.Err, "bb-canary: bottle %s has no audit log yet: nothing has gone out\n", opts.slug)
