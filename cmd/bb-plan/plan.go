@@ -20,10 +20,7 @@ func runPlan(_ context.Context, s cli.Streams, o planOptions) error {
 	// The flags are checked first: a mistyped flag should not cost a
 	// manifest read from a pipe.
 	if err := o.Check(); err != nil {
-		if o.Canary != "" && !plan.ValidCanary(o.Canary) {
-			return cli.Usage(err, "leave --canary out to mint a new one")
-		}
-		return cli.Usage(err)
+		return cli.WithHint(err)
 	}
 	r, label, err := cli.Open(s, o.Manifest)
 	if err != nil {

@@ -80,7 +80,8 @@ type Options struct {
 	Rand io.Reader
 }
 
-// Check checks the options by themselves, naming the flag at fault.
+// Check checks the options by themselves, naming the flag at fault. Every
+// error is bad usage (exit 2).
 func (o *Options) Check() error {
 	if o.Backend != "" && !contains(Backends, o.Backend) {
 		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(Backends))
@@ -95,7 +96,8 @@ func (o *Options) Check() error {
 	}
 	if o.Canary != "" && !ValidCanary(o.Canary) {
 		// The value is not repeated: whatever it is, it was meant to be secret.
-		return errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)")
+		return cli.Usage(errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)"),
+			"leave --canary out to mint a new one")
 	}
 	if strings.IndexFunc(o.Label, unicode.IsControl) >= 0 {
 		return fmt.Errorf("bad --label %q: want no control characters", o.Label)
