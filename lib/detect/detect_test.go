@@ -369,3 +369,31 @@ func TestHitError(t *testing.T) {
 		t.Errorf("IsHit of a wrapped error: %v, %v", h, ok)
 	}
 }
+
+// A detector is shared by every request of the sidecar.
+func TestConcurrent(t *testing.T) {
+	d := mustNew(t, tokens)
+	text := []byte(strings.Repeat("x", 5000) + hex.EncodeToString([]byte(tokens[1].Value)))
+	want := []detect.Hit{{Secret: "GITHUB", Offset: 5000, Encoding: "hex"}}
+	errs := make(chan string, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				if diff := cmp.Diff(want, d.FindAll(text)); diff != "" {
+					errs <- diff
+					return
+				}
+				if _, err := io.ReadAll(d.Guard(bytes.NewReader(text))); err == nil {
+					errs <- "Guard let the secret through"
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
