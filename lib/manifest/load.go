@@ -80,6 +80,10 @@ func (ix *ManifestIndex) loadFile(file string) error {
 	if err != nil {
 		return fmt.Errorf("reading manifest %s: %w", file, pathErr(err))
 	}
+	return ix.loadData(data, file)
+}
+
+func (ix *ManifestIndex) loadData(data []byte, file string) error {
 	root, err := yamlx.Parse(data, file)
 	if err != nil {
 		return err
@@ -204,8 +208,8 @@ func frontMatter(data []byte, file string) (yml []byte, body string, bodyLine in
 	isFence := func(l []byte) bool { return string(bytes.TrimRight(l, " \t\r\n")) == "---" }
 	if len(lines) == 0 || !isFence(bytes.TrimPrefix(lines[0], []byte("\ufeff"))) {
 		return nil, "", 0, &yamlx.Error{Pos: yamlx.Pos{File: file, Line: 1, Column: 1},
-			Msg: "an agent file must start with YAML front matter between --- lines",
-			Hints: []string{"start it with:\n---\ntemplate: shell\nbottle: NAME\n---\nthe prompt..."}}
+			Msg:   "an agent file must start with YAML front matter between --- lines",
+			Hints: []string{"start it with a line ---, then template: and bottle:, then another line ---; the prompt follows"}}
 	}
 	for i := 1; i < len(lines); i++ {
 		if isFence(lines[i]) {

@@ -38,7 +38,7 @@ func (ix *ManifestIndex) Resolve(name string) (*Manifest, error) {
 	agent.GitUser = nil
 	if a.PromptFile != "" {
 		f := ix.abs(a.PromptFile)
-		data, err := os.ReadFile(f)
+		data, err := readRegular(f)
 		if err != nil {
 			return nil, ix.pos.Errorf(yamlx.Join(path, "prompt_file"), "reading %s: %v", f, pathErr(err)).
 				WithHints("a relative prompt_file is taken from " + ix.base)
@@ -143,4 +143,17 @@ func cloneRoutes(rs []routes.Route) []routes.Route {
 		out[i] = r
 	}
 	return out
+}
+
+// readRegular reads a regular file only: a prompt_file of /dev/stdin or a
+// fifo would hang bb-manifest.
+func readRegular(f string) ([]byte, error) {
+	fi, err := os.Stat(f)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	return os.ReadFile(f)
 }

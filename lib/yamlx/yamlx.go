@@ -75,7 +75,7 @@ func Parse(data []byte, file string) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(data, file, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
@@ -87,7 +87,7 @@ func Parse(data []byte, file string) (*yaml.Node, error) {
 		return nil, &Error{Pos: Pos{file, at.Line, at.Column}, Msg: "a second YAML document is not allowed",
 			Hints: []string{"remove the --- line that starts it"}}
 	case !errors.Is(err, io.EOF):
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(data, file, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
@@ -95,16 +95,36 @@ func Parse(data []byte, file string) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-var lineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var (
+	lineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	anchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+)
+
+// parserProblems start yaml.v3's parser errors (not its scanner's), whose
+// "line N" is 0-based.
+var parserProblems = []string{"did not find expected", "found duplicate %", "found incompatible YAML document",
+	"found undefined tag handle"}
 
 // syntaxError positions a yaml.v3 parse error, which carries a line only
 // (none at all when the problem is on the first line).
-func syntaxError(file string, err error) error {
+func syntaxError(data []byte, file string, err error) error {
 	msg := err.Error()
 	line := 1
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		for _, p := range parserProblems {
+			if strings.HasPrefix(msg, p) {
+				line++
+			}
+		}
+	} else if m := anchorRE.FindStringSubmatch(msg); m != nil {
+		// The first use of the anchor is where it is unknown.
+		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+			line = 1 + bytes.Count(data[:i], []byte("\n"))
+			col := 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:i], '\n')+1:i])
+			return &Error{Pos: Pos{file, line, col}, Msg: fmt.Sprintf("alias *%s has no anchor &%s before it", m[1], m[1])}
+		}
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	return &Error{Pos: Pos{File: file, Line: line}, Msg: "YAML syntax error: " + msg}
