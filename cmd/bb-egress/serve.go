@@ -1,13 +1,139 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/canary"
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/egress"
+	"github.com/bb-bottles/bb/lib/state"
 )
 
-// serveCommand is replaced by the sidecar's real serve command.
 func serveCommand() *ucli.Command {
-	return &ucli.Command{Name: "serve", Usage: "run the egress sidecar",
-		Action: func(*ucli.Context) error { return errors.New("not implemented yet") }}
+	return &ucli.Command{
+		Name:  "serve",
+		Usage: "run the egress sidecar",
+		Description: "Runs the bottle's egress proxy: only the routes in --routes get out; TLS is intercepted\n" +
+			"with the CA in --ca-dir (created there as ca.pem and ca-key.pem when absent); every request\n" +
+			"is scanned for the secrets given as EGRESS_TOKEN_<NAME> (the canary among them) before it\n" +
+			"leaves, and routes inject those tokens. One JSON line per decision goes to --log (stdout\n" +
+			"when absent); the agent's route requests go to requests.jsonl beside it. SIGHUP, or any\n" +
+			"change to the routes file, reloads the routes; an invalid file is refused and the old\n" +
+			"routes stay. SIGTERM stops accepting and drains requests in flight.\n\n" +
+			cli.Examples(
+				"EGRESS_TOKEN_CANARY=$(bb-canary new) bb-egress serve --listen :3128 --routes routes.yaml --ca-dir . --log audit.jsonl",
+				"kill -HUP $(pidof bb-egress)   # reload routes.yaml now",
+			),
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "listen", Value: ":3128", Usage: "address to listen on"},
+			&ucli.StringFlag{Name: "routes", Required: true, Usage: "the routes `FILE` (YAML list)"},
+			&ucli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` of ca.pem and ca-key.pem"},
+			&ucli.StringFlag{Name: "log", Usage: "append the audit log to `FILE` (default stdout)"},
+			&ucli.StringFlag{Name: "upstream-ca", Usage: "also trust the CA certificates in `FILE` upstream"},
+			&ucli.BoolFlag{Name: "allow-loopback", Usage: "let routes reach loopback and link-local addresses"},
+			&ucli.IntFlag{Name: "max-conns", Value: 1024, Usage: "concurrent client connections"},
+			&ucli.DurationFlag{Name: "drain", Value: 10 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Usagef("serve takes no arguments, got %q", c.Args().First())
+			}
+			return runServe(c.Context, cli.StreamsOf(c), serveOptions{
+				Listen: c.String("listen"), Routes: c.String("routes"), CADir: c.String("ca-dir"),
+				Log: c.String("log"), UpstreamCA: c.String("upstream-ca"),
+				AllowLoopback: c.Bool("allow-loopback"), MaxConns: c.Int("max-conns"), Drain: c.Duration("drain"),
+			})
+		},
+	}
+}
+
+type serveOptions struct {
+	Listen        string
+	Routes        string
+	CADir         string
+	Log           string // "" or "-": stdout
+	UpstreamCA    string
+	AllowLoopback bool
+	MaxConns      int
+	Drain         time.Duration
+}
+
+func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if o.UpstreamCA != "" {
+		pem, err := os.ReadFile(o.UpstreamCA)
+		if err != nil {
+			return cli.Usage(fmt.Errorf("reading --upstream-ca: %w", err))
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return cli.Usagef("reading --upstream-ca %s: no PEM certificates", o.UpstreamCA)
+		}
+	}
+
+	var aw *audit.Writer
+	requests := filepath.Join(filepath.Dir(o.Routes), state.RequestsFile)
+	if o.Log == "" || o.Log == "-" {
+		aw = audit.NewStreamWriter(s.Out)
+	} else {
+		aw, err = audit.NewWriter(o.Log)
+		if err != nil {
+			return cli.Backend(err)
+		}
+		requests = filepath.Join(filepath.Dir(o.Log), state.RequestsFile)
+	}
+	defer aw.Close()
+
+	srv, err := egress.New(egress.Config{
+		RoutesFile:    o.Routes,
+		CADir:         o.CADir,
+		Audit:         aw,
+		RequestsFile:  requests,
+		Secrets:       canary.SecretsFromEnv(s.Environ()),
+		UpstreamRoots: roots,
+		AllowLoopback: o.AllowLoopback,
+		MaxConns:      o.MaxConns,
+		DrainTimeout:  o.Drain,
+		Logf:          func(format string, a ...any) { fmt.Fprintf(s.Err, "bb-egress: "+format+"\n", a...) },
+	})
+	if err != nil {
+		return cli.Usage(fmt.Errorf("starting the sidecar: %w", err))
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return cli.Backend(fmt.Errorf("listening on %s: %w", o.Listen, err))
+	}
+	fmt.Fprintf(s.Err, "bb-egress: listening on %s (CA %s)\n", ln.Addr(), filepath.Join(o.CADir, state.CACertFile))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				srv.Reload() //nolint:errcheck // logged by the server
+			}
+		}
+	}()
+
+	if err := srv.Serve(ctx, ln); err != nil {
+		return cli.Backend(err)
+	}
+	return nil
 }

@@ -1,0 +1,353 @@
+// Package egress holds a bottle's egress sidecar: a forward proxy that lets
+// out only what the bottle's routes allow, intercepts TLS with the bottle's
+// CA, scans every outbound request for known secrets (and the canary) before
+// any byte of it leaves, injects the credentials the agent never holds, and
+// writes one audit line per decision.
+//
+// The CONNECT handshake goes through goproxy; the intercepted traffic and
+// plain proxy requests are served by this package's own handler, because
+// goproxy's MITM loop can neither answer a block found mid-body with a 403,
+// nor scan WebSocket frames, nor bound header reads and idle connections.
+package egress
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/detect"
+)
+
+// Hostname is the name under which the agent reaches the sidecar itself
+// (http://bb.egress/_bb/...).
+const Hostname = "bb.egress"
+
+// Resolver resolves host names; *net.Resolver is one. Tests pass a recorder
+// to prove that a denied name is never looked up.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Config configures a Server. Zero limits take the defaults below.
+type Config struct {
+	// RoutesFile is the YAML list of routes; it is re-read on Reload and
+	// whenever it changes (also when it is replaced by a rename).
+	RoutesFile string
+	// CADir holds ca.pem and ca-key.pem; they are created when absent.
+	CADir string
+	// Audit receives one entry per decision; nil discards them.
+	Audit *audit.Writer
+	// RequestsFile is where POST /_bb/requests appends the agent's
+	// requests for routes; empty refuses them with 503.
+	RequestsFile string
+	// Secrets are the values that must never leave: every EGRESS_TOKEN_*
+	// (the canary among them). Inject draws its tokens from here too.
+	Secrets []detect.Secret
+	// UpstreamRoots verifies upstream servers; nil means the system roots.
+	UpstreamRoots *x509.CertPool
+	// AllowLoopback lets routes reach loopback, link-local, unspecified
+	// and multicast addresses (tests, local development).
+	AllowLoopback bool
+	// Resolver resolves upstream names; nil is net.DefaultResolver.
+	Resolver Resolver
+	// Dial connects to an already checked IP:port; nil is a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logf receives diagnostics for people (reloads, handshake failures);
+	// nil discards them.
+	Logf func(format string, args ...any)
+
+	MaxConns              int           // concurrent client connections (1024)
+	ConnWait              time.Duration // how long a connection beyond MaxConns waits for a slot (500ms)
+	HandshakeTimeout      time.Duration // client TLS handshake (10s)
+	ReadHeaderTimeout     time.Duration // reading a request's head (10s)
+	IdleTimeout           time.Duration // keep-alive between requests (90s)
+	DialTimeout           time.Duration // connecting upstream (10s)
+	ResponseHeaderTimeout time.Duration // upstream's response head (60s)
+	DrainTimeout          time.Duration // Serve's drain on ctx cancel (10s)
+	MaxScanBody           int64         // bodies up to this are read whole before sending (1 MiB)
+	MaxDecompressed       int64         // cap on a decompressed body (16 MiB)
+	MaxHeaderBytes        int           // request head (64 KiB)
+	MaxWSMessage          int64         // a WebSocket message from the client (1 MiB)
+	PollInterval          time.Duration // routes file change check (250ms)
+	LeafCacheSize         int           // intercepted hosts' certificates kept (1024)
+	MaxRequestsFile       int64         // size cap of RequestsFile (1 MiB)
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.ConnWait, 500*time.Millisecond)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.ReadHeaderTimeout, 10*time.Second)
+	def(&c.IdleTimeout, 90*time.Second)
+	def(&c.DialTimeout, 10*time.Second)
+	def(&c.ResponseHeaderTimeout, 60*time.Second)
+	def(&c.DrainTimeout, 10*time.Second)
+	def(&c.PollInterval, 250*time.Millisecond)
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
+	}
+	if c.MaxScanBody <= 0 {
+		c.MaxScanBody = 1 << 20
+	}
+	if c.MaxDecompressed <= 0 {
+		c.MaxDecompressed = 16 << 20
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.MaxWSMessage <= 0 {
+		c.MaxWSMessage = 1 << 20
+	}
+	if c.LeafCacheSize <= 0 {
+		c.LeafCacheSize = 1024
+	}
+	if c.MaxRequestsFile <= 0 {
+		c.MaxRequestsFile = 1 << 20
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.Dial == nil {
+		d := &net.Dialer{Timeout: c.DialTimeout}
+		c.Dial = d.DialContext
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+// Server is a running sidecar. Its routes can be swapped while it serves.
+type Server struct {
+	cfg    Config
+	ca     *CA
+	tokens map[string]string
+
+	state    atomic.Pointer[snapshot]
+	reloadMu sync.Mutex
+	seen     fileStat // the routes file as last read, good or bad
+
+	transport   *http.Transport // upstream requests
+	wsTransport *http.Transport // upstream WebSocket upgrades: HTTP/1.1 only
+
+	proxy   *goproxy.ProxyHttpServer
+	outer   *http.Server // the proxy port
+	inner   *http.Server // intercepted TLS connections
+	innerLn *chanListener
+	tunnels sync.Map // *tls.Conn → *tunnel, until the inner server takes it
+
+	selfMu sync.RWMutex
+	self   []netip.AddrPort // where the proxy listens, resolved to concrete IPs
+
+	reqFileMu sync.Mutex
+	conns     sync.WaitGroup // hijacked work (handshakes, WebSockets)
+	closing   atomic.Bool
+	startOnce sync.Once
+}
+
+// New loads the CA (creating it if absent) and the routes file, and returns
+// a server ready to Serve. An invalid routes file is an error here: there
+// are no old routes to keep.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.RoutesFile == "" {
+		return nil, errors.New("creating the egress server: no routes file")
+	}
+	ca, err := LoadOrCreateCA(cfg.CADir, cfg.LeafCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}}
+	for _, sec := range cfg.Secrets {
+		s.tokens[sec.Name] = sec.Value
+	}
+	snap, st, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(snap)
+	s.seen = st
+
+	s.transport = s.newTransport(true)
+	s.wsTransport = s.newTransport(false)
+
+	p := goproxy.NewProxyHttpServer()
+	p.Logger = log.New(io.Discard, "", 0)
+	p.ConnectDial = nil // goproxy reads HTTPS_PROXY from the environment
+	p.Tr = s.transport
+	p.OnRequest().HandleConnectFunc(s.onConnect)
+	s.proxy = p
+
+	errLog := log.New(io.Discard, "", 0)
+	s.outer = &http.Server{
+		Handler:           http.HandlerFunc(s.serveProxy),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	s.innerLn = newChanListener()
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	s.inner = &http.Server{
+		Handler:           http.HandlerFunc(s.serveTunnel),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          errLog,
+		Protocols:         protos,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if t, ok := s.tunnels.LoadAndDelete(c); ok {
+				return context.WithValue(ctx, tunnelKey{}, t)
+			}
+			return ctx
+		},
+	}
+	return s, nil
+}
+
+// CA returns the bottle's CA certificate, which the agent must trust.
+func (s *Server) CA() *x509.Certificate { return s.ca.cert }
+
+func (s *Server) newTransport(h2 bool) *http.Transport {
+	t := &http.Transport{
+		Proxy:                  nil, // never an upstream proxy from the environment
+		DialContext:            s.dialUpstream,
+		TLSClientConfig:        &tls.Config{RootCAs: s.cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    s.cfg.HandshakeTimeout,
+		ResponseHeaderTimeout:  s.cfg.ResponseHeaderTimeout,
+		IdleConnTimeout:        s.cfg.IdleTimeout,
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    32,
+		DisableCompression:     true, // the agent's Accept-Encoding goes through as sent
+		MaxResponseHeaderBytes: 1 << 20,
+		ForceAttemptHTTP2:      h2,
+	}
+	if !h2 {
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return t
+}
+
+// Serve accepts proxy connections on ln until ctx is cancelled, then stops
+// accepting and drains requests in flight for up to DrainTimeout. It also
+// watches the routes file.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.addSelf(ln.Addr())
+	s.startOnce.Do(func() {
+		go s.inner.Serve(s.innerLn) //nolint:errcheck // ends with Shutdown
+	})
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watch(wctx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.outer.Serve(newLimitListener(ln, s.cfg.MaxConns, s.cfg.ConnWait)) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		return s.Shutdown(dctx)
+	}
+}
+
+// Shutdown stops accepting connections and waits, up to ctx's deadline,
+// for requests in flight to finish; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	errOuter := s.outer.Shutdown(ctx)
+	s.innerLn.Close()
+	errInner := s.inner.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	if errOuter != nil || errInner != nil {
+		s.outer.Close()
+		s.inner.Close()
+		return fmt.Errorf("draining requests in flight: %w", ctx.Err())
+	}
+	s.transport.CloseIdleConnections()
+	return nil
+}
+
+func (s *Server) audit(e audit.Entry) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	if err := s.cfg.Audit.Write(e); err != nil {
+		s.cfg.Logf("writing the audit log: %v", err)
+	}
+}
+
+// addSelf records the listener's address, expanding an unspecified IP to
+// the machine's addresses, so that a request to the proxy's own port is
+// recognised whichever address it names.
+func (s *Server) addSelf(a net.Addr) {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return
+	}
+	list := []netip.AddrPort{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+	if ap.Addr().IsUnspecified() {
+		list = append(list, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port()),
+			netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port()))
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ia := range addrs {
+				if p, err := netip.ParsePrefix(ia.String()); err == nil {
+					list = append(list, netip.AddrPortFrom(p.Addr().Unmap(), ap.Port()))
+				}
+			}
+		}
+	}
+	s.selfMu.Lock()
+	s.self = append(s.self, list...)
+	s.selfMu.Unlock()
+}
+
+func (s *Server) isSelfAddr(ip netip.Addr, port int) bool {
+	ip = ip.Unmap()
+	s.selfMu.RLock()
+	defer s.selfMu.RUnlock()
+	for _, a := range s.self {
+		if a.Addr() == ip && int(a.Port()) == port {
+			return true
+		}
+	}
+	return false
+}
+
+// isSelf reports whether host:port names the sidecar itself.
+func (s *Server) isSelf(host string, port int) bool {
+	if host == Hostname {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return s.isSelfAddr(ip, port)
+	}
+	return false
+}

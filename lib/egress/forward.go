@@ -1,0 +1,409 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/canary"
+	"github.com/bb-bottles/bb/lib/detect"
+	"github.com/bb-bottles/bb/lib/routes"
+)
+
+// hopHeaders are a connection's own and never forwarded.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect"}
+
+// forward takes one request through the rules in order: route, scan of
+// URL and headers, scan of the body, injection, and only then upstream.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
+	start := time.Now()
+	snap := s.state.Load() // the whole request runs under these routes
+	e := newEntry(r, t.host, start)
+
+	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
+	det := snap.detectorFor(rt)
+	if hit, ok := scanHead(det, r); ok {
+		s.block(w, r, snap, e, rt, hit, "the request's URL or headers")
+		return
+	}
+	if rt == nil {
+		body := "bb-egress: " + reason + "\n"
+		if snap.table.HostAllowed(t.host, t.port) == nil {
+			body = denyHostBody(t.host, t.port)
+		} else {
+			body += fmt.Sprintf("ask for it: POST http://%s/_bb/requests {\"host\":%q,\"methods\":[%q],\"paths\":[...],\"why\":\"...\"}\n", Hostname, t.host, r.Method)
+		}
+		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, body)
+		return
+	}
+	e.Route = rt.String()
+	if len(rt.Paths) > 0 && encodedSeparator(r.URL.EscapedPath()) {
+		reason := "the path has an encoded slash, dot or backslash, which the route's path rules cannot judge"
+		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
+		return
+	}
+	ws := isWebSocket(r.Header)
+	if ws && !rt.Websocket {
+		reason := "WebSocket upgrade refused: the route does not say websocket: true"
+		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
+		return
+	}
+	if !ws && r.Header.Get("Upgrade") != "" {
+		reason := "protocol upgrade to " + r.Header.Get("Upgrade") + " refused"
+		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
+		return
+	}
+
+	body, n, guard, fail := s.prepareBody(det, r)
+	if fail != nil {
+		if fail.hit != nil {
+			s.block(w, r, snap, e, rt, *fail.hit, "the request's body")
+			return
+		}
+		s.refuse(w, r, snap, e, fail.status, fail.decision, fail.reason, "bb-egress: "+fail.reason+"\n")
+		return
+	}
+
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &url.URL{Scheme: t.scheme, Host: t.hostport(), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, User: r.URL.User},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1, ProtoMinor: 1,
+		Header:        outHeader(r.Header, ws),
+		Body:          body,
+		ContentLength: n,
+		Host:          t.hostport(),
+	}
+	if in := rt.Inject; in != nil {
+		tok, ok := s.tokens[in.Token]
+		if !ok || tok == "" {
+			// Sending the request without its credential would fail
+			// upstream in a confusing way, or worse succeed anonymously.
+			reason := fmt.Sprintf("the route's token %s is not set on the sidecar (EGRESS_TOKEN_%s)", in.Token, in.Token)
+			s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Deny, reason, "bb-egress: "+reason+"\n")
+			return
+		}
+		out.Header.Set(in.Header, in.Value(tok))
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	out = out.WithContext(ctx)
+	e.Host = t.host
+
+	tr := s.transport
+	if ws {
+		tr = s.wsTransport
+	}
+	resp, err := tr.RoundTrip(out)
+	if hit := guard.found(); hit != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		e.BytesUp = guard.sent()
+		s.block(w, r, snap, e, rt, *hit, "the request's body")
+		return
+	}
+	e.BytesUp = n
+	if guard != nil {
+		e.BytesUp = guard.sent()
+	}
+	if err != nil {
+		status, reason := upstreamError(err)
+		decision := audit.Allow
+		if isRefused(err) {
+			status, decision = http.StatusForbidden, audit.Deny
+		}
+		s.refuse(w, r, snap, e, status, decision, reason, "bb-egress: "+reason+"\n")
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		s.relayWebSocket(w, r, resp, snap, det, e, rt)
+		return
+	}
+
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	for _, k := range connectionHeaders(resp.Header) {
+		h.Del(k)
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	down, copyErr := copyFlushing(w, resp.Body)
+	e.BytesDown = down
+	e.Status, e.Decision = resp.StatusCode, audit.Allow
+	e.Reason = "allowed by route " + rt.String()
+	if copyErr != nil {
+		e.Reason += "; response cut short: " + copyErr.Error()
+	}
+	if hit := guard.found(); hit != nil { // the upstream answered before reading it all
+		e.Decision, e.Secret, e.Encoding, e.Canary = audit.Block, hit.Secret, hit.Encoding, isCanary(hit.Secret)
+		e.Reason = "secret " + hit.Secret + " in the request's body: upload cut short"
+	}
+	e.Path = s.redact(snap, e.Path)
+	e.DurationMS = ms(time.Since(start))
+	s.audit(e)
+}
+
+// block answers 403 for a request that carries a secret.
+func (s *Server) block(w http.ResponseWriter, r *http.Request, snap *snapshot, e audit.Entry, rt *routes.Route, hit detect.Hit, where string) {
+	if rt != nil {
+		e.Route = rt.String()
+	}
+	e = blockEntry(e, hit)
+	s.refuse(w, r, snap, e, http.StatusForbidden, audit.Block,
+		"secret "+hit.Secret+" ("+hit.Encoding+") in "+where, blockBody(where, hit))
+}
+
+func blockEntry(e audit.Entry, hit detect.Hit) audit.Entry {
+	e.Secret, e.Encoding, e.Canary = hit.Secret, hit.Encoding, isCanary(hit.Secret)
+	return e
+}
+
+func blockBody(where string, hit detect.Hit) string {
+	return fmt.Sprintf("bb-egress: request blocked: %s carries the secret %s (%s); nothing was sent\n", where, hit.Secret, hit.Encoding)
+}
+
+func isCanary(name string) bool { return name == canary.Name }
+
+// scanHead scans everything in the request but its body: the URL raw and
+// decoded, and every header name and value, as one text, so a secret
+// split between two headers is found too.
+func scanHead(det *detect.Detector, r *http.Request) (detect.Hit, bool) {
+	if det == nil {
+		return detect.Hit{}, false
+	}
+	var b strings.Builder
+	b.WriteString(r.Method + " " + r.RequestURI + "\n" + r.Host + "\n" + r.URL.Host + "\n")
+	b.WriteString(r.URL.EscapedPath() + "\n" + r.URL.Path + "\n" + r.URL.RawQuery + "\n")
+	if q, err := url.QueryUnescape(r.URL.RawQuery); err == nil {
+		b.WriteString(q + "\n")
+	} else if q, err := url.PathUnescape(r.URL.RawQuery); err == nil {
+		b.WriteString(q + "\n")
+	}
+	if r.URL.User != nil {
+		b.WriteString(r.URL.User.String() + "\n")
+	}
+	b.WriteString(r.URL.Fragment + "\n")
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			b.WriteString(k + ": " + v + "\n")
+		}
+	}
+	return det.FindString(b.String())
+}
+
+// encodedSeparator reports a raw path with %2f, %2e or %5c: the route's
+// prefix is matched on the decoded path, and an upstream that decodes
+// differently would see another path than the one judged.
+func encodedSeparator(raw string) bool {
+	l := strings.ToLower(raw)
+	return strings.Contains(l, "%2f") || strings.Contains(l, "%2e") || strings.Contains(l, "%5c")
+}
+
+func isWebSocket(h http.Header) bool {
+	return headerHas(h, "Connection", "upgrade") && strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "websocket")
+}
+
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func connectionHeaders(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Connection") {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// outHeader copies the agent's headers without the hop-by-hop ones. A
+// WebSocket upgrade keeps its Upgrade, but not its extensions: a
+// compressed frame cannot be scanned.
+func outHeader(in http.Header, ws bool) http.Header {
+	h := in.Clone()
+	for _, k := range connectionHeaders(in) {
+		h.Del(k)
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	if ws {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", "websocket")
+		h.Del("Sec-Websocket-Extensions")
+	}
+	return h
+}
+
+func upstreamError(err error) (int, string) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // without the URL
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout, "upstream timed out: " + err.Error()
+	}
+	if isRefused(err) {
+		return http.StatusForbidden, "destination refused: " + err.Error()
+	}
+	return http.StatusBadGateway, "upstream failed: " + err.Error()
+}
+
+// copyFlushing copies a response body, flushing as data arrives so that
+// streamed responses (server-sent events, long polls) are not held back.
+func copyFlushing(w http.ResponseWriter, r io.Reader) (int64, error) {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+			rc.Flush()
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// bodyFail is why a body is not sent.
+type bodyFail struct {
+	hit      *detect.Hit
+	status   int
+	decision string
+	reason   string
+}
+
+// prepareBody scans the request body. A body up to MaxScanBody is read
+// whole and scanned (decompressed too) before anything is sent; a larger
+// one streams through the detector's guard, which holds back every byte
+// that could be the start of a secret.
+func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadCloser, int64, *guardBody, *bodyFail) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return http.NoBody, 0, nil, nil
+	}
+	encs, err := contentEncodings(r.Header)
+	if err != nil {
+		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
+	}
+	limit := s.cfg.MaxScanBody
+	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, 0, nil, &bodyFail{status: http.StatusBadRequest, decision: audit.Deny, reason: "reading the request body: " + err.Error()}
+	}
+	if int64(len(buf)) <= limit {
+		if det != nil {
+			if hit, ok := scanBytes(det, buf); ok {
+				return nil, 0, nil, &bodyFail{hit: &hit}
+			}
+			if len(encs) > 0 {
+				if f := s.scanDecoded(det, buf, encs); f != nil {
+					return nil, 0, nil, f
+				}
+			}
+		}
+		if len(buf) == 0 {
+			return http.NoBody, 0, nil, nil
+		}
+		return io.NopCloser(bytes.NewReader(buf)), int64(len(buf)), nil, nil
+	}
+	if len(encs) > 0 {
+		reason := fmt.Sprintf("a %s-encoded body over %d bytes cannot be scanned before it leaves", strings.Join(encs, ","), limit)
+		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
+	}
+	rest := io.MultiReader(bytes.NewReader(buf), r.Body)
+	if det == nil {
+		return io.NopCloser(rest), r.ContentLength, nil, nil
+	}
+	g := &guardBody{r: det.Guard(rest)}
+	return g, r.ContentLength, g, nil
+}
+
+// scanBytes scans a body, and again without line breaks: MIME and PEM
+// wrap base64 at 76 columns.
+func scanBytes(det *detect.Detector, b []byte) (detect.Hit, bool) {
+	if hit, ok := det.Find(b); ok {
+		return hit, true
+	}
+	if bytes.IndexByte(b, '\n') >= 0 {
+		flat := bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r"), nil), []byte("\n"), nil)
+		return det.Find(flat)
+	}
+	return detect.Hit{}, false
+}
+
+// guardBody is the upload reader of a large body; it remembers a hit so
+// the request can be answered 403 after the transport gives up.
+type guardBody struct {
+	r   io.Reader
+	mu  sync.Mutex
+	hit *detect.Hit
+	n   int64
+}
+
+func (g *guardBody) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.mu.Lock()
+	g.n += int64(n)
+	var he *detect.HitError
+	if errors.As(err, &he) && g.hit == nil {
+		h := he.Hit
+		g.hit = &h
+	}
+	g.mu.Unlock()
+	return n, err
+}
+
+func (g *guardBody) Close() error { return nil }
+
+func (g *guardBody) found() *detect.Hit {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hit
+}
+
+func (g *guardBody) sent() int64 {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
