@@ -247,6 +247,9 @@ func TestNewWriterContinues(t *testing.T) {
 		{"existing log", 3, "", Report{Lines: 5, OK: true, LastSeq: 5}},
 		{"torn last line is sealed", 3, `{"seq":4,"time":"2030-`, Report{Lines: 6, OK: true, LastSeq: 5, Torn: []int{4}}},
 		{"whole line without newline", 3, "", Report{Lines: 5, OK: true, LastSeq: 5}},
+		// Lines cut from the end before a restart stay visible as a gap.
+		{"cut while stopped", 4, "", Report{Lines: 4, LastSeq: 2,
+			Broken: &Break{Line: 3, Problem: ProblemRemoved, Reason: "line 3 has seq 5 after seq 2: 2 line(s) were removed"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,9 +269,13 @@ func TestNewWriterContinues(t *testing.T) {
 				f.WriteString(tt.appended)
 				f.Close()
 			}
-			if tt.name == "whole line without newline" {
-				data, _ := os.ReadFile(path)
+			data, _ := os.ReadFile(path)
+			switch tt.name {
+			case "whole line without newline":
 				os.WriteFile(path, bytes.TrimSuffix(data, []byte{'\n'}), 0o600)
+			case "cut while stopped":
+				lines := bytes.SplitAfter(data, []byte{'\n'})
+				os.WriteFile(path, join(lines[:2]), 0o600)
 			}
 			w, err := NewWriter(path)
 			if err != nil {

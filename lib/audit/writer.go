@@ -51,7 +51,10 @@ const HeadInterval = time.Second
 //
 // The writer also keeps the head file HeadPath(path) — the last seq and
 // hash — rewritten atomically at most once per HeadInterval and on Close,
-// so that VerifyFile can tell when whole lines were cut from the end.
+// so that VerifyFile can tell when whole lines were cut from the end. When
+// the head it finds is ahead of the log (lines were cut while no writer
+// ran), it continues from the head's seq, so the gap stays in the log as
+// evidence rather than being papered over.
 func NewWriter(path string) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
@@ -61,6 +64,12 @@ func NewWriter(path string) (*Writer, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	// Lines cut from the end while no writer ran must not vanish without a
+	// trace when this writer rewrites the head: the next line takes the seq
+	// after the head's, and verify reports the gap as removed lines.
+	if h, ok, err := ReadHead(HeadPath(path)); err == nil && ok && h.Seq > seq {
+		seq = h.Seq
 	}
 	if torn {
 		if _, err := f.Write([]byte{'\n'}); err != nil {
