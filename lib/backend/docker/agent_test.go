@@ -106,7 +106,7 @@ func TestAgentImage(t *testing.T) {
 func TestAgentImageBuildFails(t *testing.T) {
 	c := needBase(t)
 	spec := AgentImageSpec{
-		Repo:       "bb-agent-test",
+		Repo: "bb-agent-test",
 		// No step before the failing one commits an image, so the failed
 		// build leaves no untagged image behind.
 		Dockerfile: []byte("ARG BASE=debian:bookworm-slim\nFROM ${BASE}\nRUN echo the last words >&2 && false\n"),
