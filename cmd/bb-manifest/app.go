@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 
 	"github.com/bb-bottles/bb/lib/cli"
@@ -32,7 +34,7 @@ func newApp() *ucli.App {
 			),
 		HideHelpCommand: true,
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest `FILE` or directory (default: $BB_MANIFEST, else ./bb.yaml)"},
+			&ucli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "manifest `FILE` or directory, - for stdin (default: $BB_MANIFEST, else ./bb.yaml)"},
 			&ucli.BoolFlag{Name: "list", Aliases: []string{"l"}, Usage: "print the agents as a JSON array of {name, template, bottle}"},
 		},
 		Action: func(c *ucli.Context) error {
@@ -50,9 +52,13 @@ func newApp() *ucli.App {
 	}
 }
 
-func runManifest(_ context.Context, s cli.Streams, opts options) error {
-	file := manifest.Path(opts.file, s.Env)
-	ix, err := manifest.Load(file, s.Env)
+func runManifest(_ context.Context, s cli.Streams, opts options) (err error) {
+	var ix *manifest.ManifestIndex
+	if file := manifest.Path(opts.file, s.Env); file == "-" {
+		ix, err = loadStdin(s)
+	} else {
+		ix, err = manifest.Load(file, s.Env)
+	}
 	if err != nil {
 		return usage(err)
 	}
@@ -64,6 +70,16 @@ func runManifest(_ context.Context, s cli.Streams, opts options) error {
 		return usage(err)
 	}
 	return cli.WriteJSON(s.Out, m)
+}
+
+// loadStdin reads the index from stdin (--file -): one YAML file, whose
+// relative paths are taken from the current folder.
+func loadStdin(s cli.Streams) (*manifest.ManifestIndex, error) {
+	data, err := io.ReadAll(s.In)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s: %w", cli.StdinLabel, err)
+	}
+	return manifest.LoadBytes(data, cli.StdinLabel, s.Env)
 }
 
 // usage marks a manifest error as bad input, with its hints.

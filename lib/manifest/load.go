@@ -66,6 +66,24 @@ func Load(path string, env func(string) string) (*ManifestIndex, error) {
 	return ix, nil
 }
 
+// LoadBytes is Load of one YAML file's content, already read (stdin): file
+// names it in errors and as Source, and relative paths are taken from the
+// current folder.
+func LoadBytes(data []byte, file string, env func(string) string) (*ManifestIndex, error) {
+	base, err := filepath.Abs(".")
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s: %w", file, err)
+	}
+	ix := &ManifestIndex{Source: file, base: base, home: env("HOME"), files: map[string]string{}, notPath: true}
+	if err := ix.loadData(data, file); err != nil {
+		return nil, err
+	}
+	if err := ix.validate(env); err != nil {
+		return nil, err
+	}
+	return ix, nil
+}
+
 func pathErr(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

@@ -78,7 +78,7 @@ func (ix *ManifestIndex) Resolve(name string) (*Manifest, error) {
 	if f, ok := ix.files[name]; ok {
 		source = f
 	}
-	if abs, err := filepath.Abs(source); err == nil {
+	if abs, err := filepath.Abs(source); err == nil && !ix.notPath {
 		source = abs
 	}
 	return &Manifest{Kind: Kind, Version: Version, Source: source, Agent: agent, Bottle: bottle}, nil

@@ -28,6 +28,8 @@ type ManifestIndex struct {
 	// files maps an agent's name to the file it was defined in, when it
 	// is not Source (a directory's NAME.md).
 	files map[string]string
+	// notPath is set when Source names no file (<stdin>).
+	notPath bool
 }
 
 // GitUser is the identity the agent commits as.
