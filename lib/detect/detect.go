@@ -4,6 +4,11 @@
 // reader that holds bytes back until they are known to be clean.
 //
 // A hit names the secret, never its value.
+//
+// Not found: percent escapes mixing upper- and lower-case hex within one
+// secret, base64 wrapped across lines, and compressed text (decompress
+// first). The encodings are exact forms, not a decoder: anything that
+// transforms a secret otherwise (reversal, XOR) gets through.
 package detect
 
 import (
@@ -35,13 +40,20 @@ const MinLen = 8
 type Detector struct {
 	names  []string
 	pats   []pattern
-	minLen int // of the patterns
 	maxLen int
+	tiers  []*tier
+}
 
-	// The sampling filter: every stride bytes, the q bytes there are looked
-	// up among all q-grams of all patterns. A pattern of length >= minLen
-	// always holds one sampled q-gram whole, so no match is missed; text
-	// whose samples are in no pattern is skipped stride bytes at a time.
+// A tier is a sampling filter over the patterns of some range of lengths:
+// every stride bytes, the q bytes there are looked up among all q-grams of
+// its patterns. A pattern of length >= minLen always holds one sampled
+// q-gram whole, so no match is missed; text whose samples are in no pattern
+// is skipped stride bytes at a time. Short patterns (a short secret) get a
+// tier of their own, so they shrink the stride of no other pattern and
+// their small bit set stays in the CPU's nearest cache.
+type tier struct {
+	minLen int
+	maxLen int
 	q      int
 	mask   uint64
 	stride int
@@ -49,6 +61,10 @@ type Detector struct {
 	bloom  []uint64 // bit set of the hashes of all q-grams
 	grams  map[uint64][]gramAt
 }
+
+// shortTier is the pattern length below which patterns go in a tier of
+// their own, when there are longer ones too.
+const shortTier = 32
 
 type pattern struct {
 	secret int
@@ -65,7 +81,7 @@ type gramAt struct {
 // New returns a detector for secrets. Names must be non-empty and unique,
 // values at least MinLen bytes long.
 func New(secrets []Secret) (*Detector, error) {
-	d := &Detector{grams: map[uint64][]gramAt{}}
+	d := &Detector{}
 	seen := map[string]bool{}
 	for i, s := range secrets {
 		switch {
@@ -82,35 +98,54 @@ func New(secrets []Secret) (*Detector, error) {
 			d.pats = append(d.pats, pattern{secret: i, enc: f.enc, b: f.b})
 		}
 	}
-	if len(d.pats) == 0 {
-		return d, nil
-	}
-	d.minLen = len(d.pats[0].b)
-	for _, p := range d.pats {
-		d.minLen = min(d.minLen, len(p.b))
+	var short, long []int
+	for i, p := range d.pats {
 		d.maxLen = max(d.maxLen, len(p.b))
-	}
-	// Longer q-grams are more selective, but the stride is minLen-q+1:
-	// half the shortest pattern balances the two, up to a machine word.
-	d.q = min(8, d.minLen/2)
-	d.mask = ^uint64(0) >> (64 - 8*d.q)
-	d.stride = d.minLen - d.q + 1
-	for pi, p := range d.pats {
-		for off := 0; off+d.q <= len(p.b); off++ {
-			g := d.gram(p.b, off)
-			d.grams[g] = append(d.grams[g], gramAt{int32(pi), int32(off)})
+		if len(p.b) < shortTier {
+			short = append(short, i)
+		} else {
+			long = append(long, i)
 		}
 	}
-	// About 64 bits per distinct q-gram keeps false positives near 1.5%.
-	logBits := max(16, min(24, bits.Len(uint(64*len(d.grams)))))
-	d.shift = uint(64 - logBits)
-	d.bloom = make([]uint64, 1<<logBits/64)
-	for g := range d.grams {
-		h := d.hash(g)
-		d.bloom[h>>6] |= 1 << (h & 63)
+	for _, pis := range [][]int{short, long} {
+		if len(pis) > 0 {
+			d.tiers = append(d.tiers, newTier(d.pats, pis))
+		}
 	}
 	return d, nil
 }
+
+func newTier(pats []pattern, pis []int) *tier {
+	t := &tier{minLen: len(pats[pis[0]].b), grams: map[uint64][]gramAt{}}
+	for _, pi := range pis {
+		t.minLen = min(t.minLen, len(pats[pi].b))
+		t.maxLen = max(t.maxLen, len(pats[pi].b))
+	}
+	// Longer q-grams are more selective, but the stride is minLen-q+1:
+	// half the shortest pattern balances the two, up to a machine word.
+	t.q = min(8, t.minLen/2)
+	t.mask = ^uint64(0) >> (64 - 8*t.q)
+	t.stride = t.minLen - t.q + 1
+	for _, pi := range pis {
+		p := pats[pi].b
+		for off := 0; off+t.q <= len(p); off++ {
+			g := t.gram(p, off)
+			t.grams[g] = append(t.grams[g], gramAt{int32(pi), int32(off)})
+		}
+	}
+	// About 64 bits per distinct q-gram keeps false positives near 1.5%.
+	logBits := max(16, min(24, bits.Len(uint(64*len(t.grams)))))
+	t.shift = uint(64 - logBits)
+	t.bloom = make([]uint64, 1<<logBits/64)
+	for g := range t.grams {
+		h := (g * hashMul) >> t.shift
+		t.bloom[h>>6] |= 1 << (h & 63)
+	}
+	return t
+}
+
+// hashMul spreads q-grams over the bit set (Fibonacci hashing).
+const hashMul = 0x9E3779B97F4A7C15
 
 // Names returns the names of the secrets, in the order given to New.
 func (d *Detector) Names() []string { return slices.Clone(d.names) }
@@ -172,49 +207,21 @@ func (d *Detector) hit(m match, base int64) Hit {
 	return Hit{Secret: d.names[p.secret], Offset: base + int64(m.start), Encoding: p.enc}
 }
 
-func (d *Detector) gram(b []byte, i int) uint64 {
+func (t *tier) gram(b []byte, i int) uint64 {
 	if i+8 <= len(b) {
-		return binary.LittleEndian.Uint64(b[i:]) & d.mask
+		return binary.LittleEndian.Uint64(b[i:]) & t.mask
 	}
 	var w [8]byte
 	copy(w[:], b[i:])
-	return binary.LittleEndian.Uint64(w[:]) & d.mask
+	return binary.LittleEndian.Uint64(w[:]) & t.mask
 }
 
-func (d *Detector) hash(g uint64) uint64 { return (g * 0x9E3779B97F4A7C15) >> d.shift }
-
 // scan appends to ms the matches in b, ordered by start and without
-// duplicates. With first, it stops once no match can start before the
-// first one found, and returns only that one.
+// duplicates. With first, it returns only the match with the lowest start.
 func (d *Detector) scan(b []byte, first bool, ms []match) []match {
-	if len(d.pats) == 0 || len(b) < d.minLen {
-		return ms
-	}
 	n0 := len(ms)
-	limit := len(b) // sample positions below this
-	// Sample at stride-1, 2*stride-1, ...: any window of stride positions
-	// holds one, and the first covers the end of a pattern at offset 0.
-	i := d.stride - 1
-	for ; i+8 <= limit; i += d.stride {
-		g := binary.LittleEndian.Uint64(b[i:]) & d.mask
-		h := (g * 0x9E3779B97F4A7C15) >> d.shift
-		if d.bloom[h>>6]&(1<<(h&63)) == 0 {
-			continue
-		}
-		ms = d.verify(b, i, g, ms)
-		if first && len(ms) > n0 {
-			// A match found later from an earlier sample cannot start
-			// before ms[n0].start-maxLen, so one starting before it is
-			// sampled before ms[n0].start+maxLen.
-			limit = min(limit, ms[n0].start+d.maxLen)
-		}
-	}
-	for ; i+d.q <= limit; i += d.stride {
-		g := d.gram(b, i)
-		ms = d.verify(b, i, g, ms)
-		if first && len(ms) > n0 {
-			limit = min(limit, ms[n0].start+d.maxLen)
-		}
+	for _, t := range d.tiers {
+		ms = t.scan(d.pats, b, first, ms)
 	}
 	if len(ms) == n0 {
 		return ms
@@ -230,10 +237,45 @@ func (d *Detector) scan(b []byte, first bool, ms []match) []match {
 	return append(ms[:n0], found...)
 }
 
+// scan appends the matches of t's patterns in b. With first, it stops once
+// no match can start before the first one found.
+func (t *tier) scan(pats []pattern, b []byte, first bool, ms []match) []match {
+	if len(b) < t.minLen {
+		return ms
+	}
+	n0 := len(ms)
+	limit := len(b) // sample positions below this
+	// Sample at stride-1, 2*stride-1, ...: any window of stride positions
+	// holds one, and the first covers the end of a pattern at offset 0.
+	// Locals, so the hot loop keeps them in registers.
+	stride, mask, shift, bloom := t.stride, t.mask, t.shift, t.bloom
+	i := stride - 1
+	for ; i+8 <= limit; i += stride {
+		g := binary.LittleEndian.Uint64(b[i:]) & mask
+		h := (g * hashMul) >> shift
+		if bloom[h>>6]&(1<<(h&63)) == 0 {
+			continue
+		}
+		ms = t.verify(pats, b, i, g, ms)
+		if first && len(ms) > n0 {
+			// A match found later from a later sample i' holds it whole, so
+			// it starts after i'-maxLen: past ms[n0] once i' is that far.
+			limit = min(limit, ms[n0].start+t.maxLen)
+		}
+	}
+	for ; i+t.q <= limit; i += t.stride {
+		ms = t.verify(pats, b, i, t.gram(b, i), ms)
+		if first && len(ms) > n0 {
+			limit = min(limit, ms[n0].start+t.maxLen)
+		}
+	}
+	return ms
+}
+
 // verify appends the patterns that the q-gram g at i is part of.
-func (d *Detector) verify(b []byte, i int, g uint64, ms []match) []match {
-	for _, at := range d.grams[g] {
-		p := d.pats[at.pat].b
+func (t *tier) verify(pats []pattern, b []byte, i int, g uint64, ms []match) []match {
+	for _, at := range t.grams[g] {
+		p := pats[at.pat].b
 		start := i - int(at.off)
 		if start < 0 || start+len(p) > len(b) || string(b[start:start+len(p)]) != string(p) {
 			continue

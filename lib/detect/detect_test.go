@@ -397,3 +397,26 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Short and long patterns are filtered apart; their hits merge by offset.
+func TestShortAndLong(t *testing.T) {
+	d := mustNew(t, append([]detect.Secret{{"PIN", "Qz7#kP2!"}}, tokens...))
+	text := "a " + tokens[1].Value + " b " + hex.EncodeToString([]byte("Qz7#kP2!")) + " c Qz7#kP2! " + base64.StdEncoding.EncodeToString([]byte(tokens[0].Value))
+	want := []detect.Hit{
+		{Secret: "GITHUB", Offset: 2, Encoding: "raw"},
+		{Secret: "PIN", Offset: 45, Encoding: "hex"},
+		{Secret: "PIN", Offset: 64, Encoding: "raw"},
+		{Secret: "ANTHROPIC", Offset: 73, Encoding: "base64"},
+	}
+	if diff := cmp.Diff(want, d.FindAll([]byte(text))); diff != "" {
+		t.Errorf("FindAll (-want +got):\n%s", diff)
+	}
+	for i, w := range want {
+		if h, ok := d.FindString(text[w.Offset:]); !ok || h.Secret != w.Secret || h.Offset != 0 {
+			t.Errorf("FindString from hit %d: got %v, %v; want %s at 0", i, h, ok, w.Secret)
+		}
+	}
+	if diff := cmp.Diff(want, scanChunks(d, []byte(text), func() int { return 3 })); diff != "" {
+		t.Errorf("Scanner (-want +got):\n%s", diff)
+	}
+}
