@@ -147,7 +147,7 @@ func scanFile(ctx context.Context, s cli.Streams, d *detect.Detector, name strin
 		}
 		n, rerr := r.Read(buf)
 		sc.Write(buf[:n])
-		for _, h := range sc.Hits()[printed:] {
+		for _, h := range sc.Take() {
 			if err := cli.WriteJSONLine(s.Out, scanHit{File: label, Secret: h.Secret, Offset: h.Offset, Encoding: h.Encoding}); err != nil {
 				return printed, fmt.Errorf("writing hits: %w", err)
 			}

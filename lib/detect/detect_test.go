@@ -420,3 +420,22 @@ func TestShortAndLong(t *testing.T) {
 		t.Errorf("Scanner (-want +got):\n%s", diff)
 	}
 }
+
+func TestScannerTake(t *testing.T) {
+	d := mustNew(t, tokens)
+	sc := d.NewScanner()
+	g := tokens[1].Value
+	sc.Write([]byte("1 " + g[:10]))
+	if got := sc.Take(); len(got) != 0 || sc.Found() {
+		t.Fatalf("before the secret: Take %v, Found %v", got, sc.Found())
+	}
+	sc.Write([]byte(g[10:] + " 2 " + g))
+	want := []detect.Hit{{"GITHUB", 2, "raw"}, {"GITHUB", 45, "raw"}}
+	if diff := cmp.Diff(want, sc.Take()); diff != "" {
+		t.Errorf("Take (-want +got):\n%s", diff)
+	}
+	sc.Write([]byte(" clean"))
+	if got := sc.Take(); len(got) != 0 || !sc.Found() || len(sc.Hits()) != 0 {
+		t.Errorf("after Take: Take %v, Found %v, Hits %v; want none, true, none", got, sc.Found(), sc.Hits())
+	}
+}

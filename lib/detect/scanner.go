@@ -10,8 +10,9 @@ type Scanner struct {
 	tail []byte // the last min(pos, MaxLen-1) bytes of the stream
 	win  []byte // tail plus the start of the next write
 	pos  int64  // bytes written so far
-	ms   []match
-	hits []Hit
+	ms    []match
+	hits  []Hit
+	taken int // hits handed out by Take and forgotten
 }
 
 // NewScanner returns a scanner of a new stream.
@@ -52,8 +53,18 @@ func (s *Scanner) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Hits returns the hits so far, by offset in the stream.
+// Hits returns the hits so far (since the last Take), by offset in the
+// stream.
 func (s *Scanner) Hits() []Hit { return s.hits }
 
-// Found reports whether there was any hit so far.
-func (s *Scanner) Found() bool { return len(s.hits) > 0 }
+// Take returns the hits since the last Take and forgets them, so a long
+// stream with many hits is scanned in constant memory too.
+func (s *Scanner) Take() []Hit {
+	h := s.hits
+	s.taken += len(h)
+	s.hits = nil
+	return h
+}
+
+// Found reports whether there was any hit so far, taken or not.
+func (s *Scanner) Found() bool { return s.taken+len(s.hits) > 0 }
