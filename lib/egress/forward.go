@@ -32,7 +32,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 
 	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
 	det := snap.detectorFor(rt)
-	if hit, ok := scanHead(det, r); ok {
+	if hit, ok := scanHead(det, snap.folded, r); ok {
 		s.block(w, r, snap, e, rt, hit, "the request's URL or headers")
 		return
 	}
@@ -183,7 +183,7 @@ func isCanary(name string) bool { return name == canary.Name }
 // scanHead scans everything in the request but its body: the URL raw and
 // decoded, and every header name and value, as one text, so a secret
 // split between two headers is found too.
-func scanHead(det *detect.Detector, r *http.Request) (detect.Hit, bool) {
+func scanHead(det, folded *detect.Detector, r *http.Request) (detect.Hit, bool) {
 	if det == nil {
 		return detect.Hit{}, false
 	}
@@ -204,7 +204,16 @@ func scanHead(det *detect.Detector, r *http.Request) (detect.Hit, bool) {
 			b.WriteString(k + ": " + v + "\n")
 		}
 	}
-	return det.FindString(b.String())
+	if hit, ok := det.FindString(b.String()); ok {
+		return hit, true
+	}
+	if folded != nil {
+		if hit, ok := folded.FindString(strings.ToLower(b.String())); ok {
+			hit.Encoding = "case-folded " + hit.Encoding
+			return hit, true
+		}
+	}
+	return detect.Hit{}, false
 }
 
 // encodedSeparator reports a raw path with %2f, %2e or %5c: the route's

@@ -248,6 +248,11 @@ func (s *Server) redact(snap *snapshot, str string) string {
 	if hit, ok := snap.all.FindString(str); ok {
 		return "[redacted: carries " + hit.Secret + "]"
 	}
+	if snap.folded != nil {
+		if hit, ok := snap.folded.FindString(strings.ToLower(str)); ok {
+			return "[redacted: carries " + hit.Secret + "]"
+		}
+	}
 	return str
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +23,11 @@ type snapshot struct {
 	// own[p] is all without placeholder p: what the requests of a route
 	// whose placeholder is p are scanned with, since p is overwritten there.
 	own map[string]*detect.Detector
+	// folded finds the secrets, lower-cased, in lower-cased text: header
+	// names are case-folded on the way out (canonicalised in HTTP/1,
+	// lower-cased in HTTP/2), and a secret changed only in case is still
+	// most of the secret.
+	folded *detect.Detector
 	// literalIPs are the IP literals routes name; only these may be
 	// loopback or link-local without AllowLoopback.
 	literalIPs map[netip.Addr]bool
@@ -104,6 +110,13 @@ func (s *Server) build(tbl *routes.Table) (*snapshot, error) {
 	}
 	var err error
 	if snap.all, err = newDetector(append(base, holders...)); err != nil {
+		return nil, err
+	}
+	var folded []detect.Secret
+	for _, sec := range base {
+		folded = append(folded, detect.Secret{Name: sec.Name, Value: strings.ToLower(sec.Value)})
+	}
+	if snap.folded, err = newDetector(folded); err != nil {
 		return nil, err
 	}
 	for _, h := range holders {

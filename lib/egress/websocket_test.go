@@ -1,0 +1,174 @@
+package egress
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bb-bottles/bb/lib/audit"
+)
+
+// serveWS is the upstream's WebSocket echo: it records every payload it
+// receives and sends each whole message back.
+func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Sec-Websocket-Key")
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	brw.Flush()
+	var msg []byte
+	for {
+		f, err := readFrame(brw.Reader, 1<<20)
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		u.received.Write(f.payload)
+		u.mu.Unlock()
+		if f.opcode == opClose {
+			return
+		}
+		msg = append(msg, f.payload...)
+		if f.fin {
+			c.Write(append([]byte{0x81, byte(len(msg))}, msg...)) // short messages only
+			msg = nil
+		}
+	}
+}
+
+// wsFrameBytes is a masked client frame.
+func wsFrameBytes(fin bool, op byte, payload []byte) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	out := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, 0x80|byte(n))
+	default:
+		out = append(out, 0x80|126, 0, 0)
+		binary.BigEndian.PutUint16(out[2:], uint16(n))
+	}
+	key := []byte{1, 2, 3, 4}
+	out = append(out, key...)
+	for i, c := range payload {
+		out = append(out, c^key[i%4])
+	}
+	return out
+}
+
+// wsDial opens a WebSocket through the proxy, as a plain proxy request or
+// inside an intercepted tunnel, and returns the connection and the
+// status line of the answer.
+func (h *harness) wsDial(t *testing.T, host string, overTLS bool) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	target := fmt.Sprintf("http://%s:%d/ws", host, h.up.pport)
+	if overTLS {
+		fmt.Fprintf(c, "CONNECT %s:%d HTTP/1.1\r\nHost: %s\r\n\r\n", host, h.up.port, host)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(h.srv.CA())
+		tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: pool, NextProtos: []string{"http/1.1"}})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c, target = tc, "/ws"
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+		"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n", target, host)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		b, _ := io.ReadAll(resp.Body)
+		h.bodies = append(h.bodies, string(b))
+		return c, br, resp.Status + " " + string(b)
+	}
+	if resp.Header.Get("Sec-Websocket-Extensions") != "" {
+		t.Error("an extension was negotiated: frames could be compressed past the scanner")
+	}
+	return c, br, resp.Status
+}
+
+func TestWebSocketRefused(t *testing.T) {
+	h := newHarness(t, "")
+	for _, overTLS := range []bool{false, true} {
+		_, _, status := h.wsDial(t, "other.test", overTLS)
+		if !strings.HasPrefix(status, "403") || !strings.Contains(status, "websocket: true") {
+			t.Errorf("WebSocket to a route without websocket: %s", status)
+		}
+	}
+	if h.up.count() != 0 {
+		t.Error("the upgrade reached the upstream")
+	}
+}
+
+func TestWebSocketScanned(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", overTLS), func(t *testing.T) {
+			h := newHarness(t, "")
+			c, br, status := h.wsDial(t, "ws.test", overTLS)
+			if !strings.HasPrefix(status, "101") {
+				t.Fatalf("upgrade: %s", status)
+			}
+			// A clean message, in two fragments, is echoed.
+			c.Write(wsFrameBytes(false, opText, []byte("hello ")))
+			c.Write(wsFrameBytes(true, opContinuation, []byte("world")))
+			hdr := make([]byte, 2)
+			if _, err := io.ReadFull(br, hdr); err != nil {
+				t.Fatal(err)
+			}
+			echo := make([]byte, hdr[1]&0x7f)
+			io.ReadFull(br, echo)
+			if string(echo) != "hello world" {
+				t.Fatalf("echo = %q", echo)
+			}
+			// The canary split across a fragment boundary: no part of it may leave.
+			half := len(h.canary) / 2
+			c.Write(wsFrameBytes(false, opText, []byte("x"+h.canary[:half])))
+			c.Write(wsFrameBytes(true, opContinuation, []byte(h.canary[half:]+"y")))
+			rest, _ := io.ReadAll(br)
+			if len(rest) < 2 || rest[0] != 0x88 || binary.BigEndian.Uint16(rest[2:4]) != 1008 {
+				t.Errorf("after the canary the client got %q, want a 1008 close", rest)
+			}
+			h.bodies = append(h.bodies, string(rest))
+			e := h.waitEntry("ws block", func(e audit.Entry) bool { return e.Decision == audit.Block })
+			if !e.Canary || e.Secret != "CANARY" || e.Host != "ws.test" {
+				t.Errorf("entry = %+v", e)
+			}
+			got := string(h.up.got())
+			if strings.Contains(got, h.canary[:half]) || !strings.Contains(got, "hello world") {
+				t.Errorf("upstream received %q", got)
+			}
+		})
+	}
+}
