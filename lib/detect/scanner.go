@@ -6,10 +6,10 @@ import "slices"
 // keeps the last MaxLen-1 bytes between writes, so a secret split across
 // writes is found, in constant memory (besides the hits).
 type Scanner struct {
-	d    *Detector
-	tail []byte // the last min(pos, MaxLen-1) bytes of the stream
-	win  []byte // tail plus the start of the next write
-	pos  int64  // bytes written so far
+	d     *Detector
+	tail  []byte // the last min(pos, MaxLen-1) bytes of the stream
+	win   []byte // tail plus the start of the next write
+	pos   int64  // bytes written so far
 	ms    []match
 	hits  []Hit
 	taken int // hits handed out by Take and forgotten
