@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"time"
 
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
@@ -46,7 +47,9 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 		return cli.Backend(fmt.Errorf("building image %s: %w", ref, err))
 	}
 	defer res.Body.Close()
-	if err := newProgress(progress, "building "+ref).consume(res.Body); err != nil {
+	start := time.Now()
+	p := newProgress(progress, "building "+ref)
+	if err := p.consume(res.Body); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -63,6 +66,10 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 	}
 	if !ok {
 		return cli.Backend(fmt.Errorf("building image %s: the engine reported success but made no image", ref))
+	}
+	if p.tty {
+		// The live line is gone; say what it made.
+		fmt.Fprintf(p.w, "built %s in %v\n", ref, time.Since(start).Round(100*time.Millisecond))
 	}
 	return nil
 }

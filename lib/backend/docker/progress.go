@@ -142,7 +142,7 @@ func (p *progress) line(l string) {
 	if strings.HasPrefix(l, "Step ") && strings.Contains(l, " : ") {
 		p.step = l
 		p.tail = p.tail[:0]
-	} else if strings.TrimSpace(l) != "" {
+	} else if strings.TrimSpace(l) != "" && !bookkeeping(l) {
 		if len(p.tail) == tailLines {
 			p.tail = append(p.tail[:0], p.tail[1:]...)
 		}
@@ -153,14 +153,23 @@ func (p *progress) line(l string) {
 	}
 }
 
-// show rewrites the live line.
+// show rewrites the live line with the step and its latest output. The
+// classic builder's own bookkeeping lines say nothing to a person there.
 func (p *progress) show(l string) {
+	if bookkeeping(l) {
+		return
+	}
 	s := p.prefix
 	if p.step != "" {
-		s += ": " + p.step
+		// Leave room for the step's output beside a long RUN line.
+		step := []rune(strings.Replace(strings.TrimPrefix(p.step, "Step "), " : ", " ", 1))
+		if limit := max(24, (p.width-len(p.prefix))/2); len(step) > limit {
+			step = append(step[:limit-1], '…')
+		}
+		s += ": " + string(step)
 	}
-	if l != p.step && strings.TrimSpace(l) != "" {
-		s += " | " + strings.TrimSpace(l)
+	if t := strings.TrimSpace(l); l != p.step && t != "" {
+		s += " | " + t
 	}
 	s = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
@@ -173,6 +182,14 @@ func (p *progress) show(l string) {
 	}
 	fmt.Fprintf(p.w, "\r\x1b[K%s", s)
 	p.live = true
+}
+
+// bookkeeping reports whether l is one of the classic builder's own lines,
+// which say nothing to a person watching the build or reading its failure.
+func bookkeeping(l string) bool {
+	t := strings.TrimSpace(l)
+	return strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container ") ||
+		strings.HasPrefix(t, "Successfully built ") || strings.HasPrefix(t, "Successfully tagged ")
 }
 
 // finish ends the live line.
