@@ -54,7 +54,7 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 			return ctx.Err()
 		}
 		var be *BuildError
-		if errors.As(err, &be) && progress != nil {
+		if errors.As(err, &be) && progress != nil && progress != io.Discard {
 			return cli.Backend(fmt.Errorf("building image %s: %w", ref, err),
 				"the failing step's output is above")
 		}
