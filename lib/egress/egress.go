@@ -157,6 +157,8 @@ type Server struct {
 
 	reqFileMu sync.Mutex
 	conns     sync.WaitGroup // hijacked work (handshakes, WebSockets)
+	hijMu     sync.Mutex
+	hijacked  map[net.Conn]struct{} // open WebSockets, closed when a drain times out
 	closing   atomic.Bool
 	startOnce sync.Once
 }
@@ -173,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}}
+	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{}}
 	for _, sec := range cfg.Secrets {
 		s.tokens[sec.Name] = sec.Value
 	}
@@ -285,6 +287,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		s.hijMu.Lock()
+		for c := range s.hijacked {
+			c.Close()
+		}
+		s.hijMu.Unlock()
 	}
 	if errOuter != nil || errInner != nil {
 		s.outer.Close()
@@ -293,6 +300,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.transport.CloseIdleConnections()
 	return nil
+}
+
+// track records an open hijacked connection (untrack with the returned
+// func), so a drain that runs out of time can close it.
+func (s *Server) track(c net.Conn) func() {
+	s.hijMu.Lock()
+	s.hijacked[c] = struct{}{}
+	s.hijMu.Unlock()
+	return func() {
+		s.hijMu.Lock()
+		delete(s.hijacked, c)
+		s.hijMu.Unlock()
+	}
 }
 
 func (s *Server) audit(e audit.Entry) {

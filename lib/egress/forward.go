@@ -30,6 +30,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	snap := s.state.Load() // the whole request runs under these routes
 	e := newEntry(r, t.host, start)
 
+	if r.Method == http.MethodConnect {
+		// A CONNECT inside an intercepted tunnel (or HTTP/2's extended
+		// CONNECT) would open a second, unscanned tunnel.
+		s.refuse(w, r, snap, e, http.StatusMethodNotAllowed, audit.Deny, "CONNECT inside a tunnel is refused",
+			"bb-egress: CONNECT inside a tunnel is refused\n")
+		return
+	}
 	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
 	det := snap.detectorFor(rt)
 	if hit, ok := scanHead(det, snap.folded, r); ok {
@@ -143,7 +150,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		h.Del(k)
 	}
 	w.WriteHeader(resp.StatusCode)
-	down, copyErr := copyFlushing(w, resp.Body)
+	down, copyErr := copyBody(w, resp.Body, resp.ContentLength < 0 ||
+		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"))
 	e.BytesDown = down
 	e.Status, e.Decision = resp.StatusCode, audit.Allow
 	e.Reason = "allowed by route " + rt.String()
@@ -285,9 +293,9 @@ func upstreamError(err error) (int, string) {
 	return http.StatusBadGateway, "upstream failed: " + err.Error()
 }
 
-// copyFlushing copies a response body, flushing as data arrives so that
-// streamed responses (server-sent events, long polls) are not held back.
-func copyFlushing(w http.ResponseWriter, r io.Reader) (int64, error) {
+// copyBody copies a response body; a streamed one (server-sent events,
+// long polls, chunked) is flushed as data arrives so it is not held back.
+func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
 	var n int64
@@ -298,7 +306,9 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) (int64, error) {
 				return n, werr
 			}
 			n += int64(m)
-			rc.Flush()
+			if flush {
+				rc.Flush()
+			}
 		}
 		if err == io.EOF {
 			return n, nil

@@ -111,6 +111,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	}
 	s.conns.Add(1)
 	defer s.conns.Done()
+	defer s.track(conn)()
 	defer conn.Close()
 	defer upstream.Close()
 
