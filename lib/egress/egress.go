@@ -4,6 +4,14 @@
 // any byte of it leaves, injects the credentials the agent never holds, and
 // writes one audit line per decision.
 //
+// A route whose token has no value on the sidecar answers 502 and sends
+// nothing: a request is never sent without the credential its route
+// promises. Decisions are logged as audit.Entry lines: allow (status as the
+// upstream answered, or 502/504 when it failed), deny (no route, a refused
+// destination, a bad path or upgrade) and block (a known secret; Canary set
+// when it is the canary). Nothing that reaches the log or a refusal body
+// carries a secret: such strings are redacted to the secret's NAME.
+//
 // The CONNECT handshake goes through goproxy; the intercepted traffic and
 // plain proxy requests are served by this package's own handler, because
 // goproxy's MITM loop can neither answer a block found mid-body with a 403,
@@ -78,6 +86,8 @@ type Config struct {
 	ResponseHeaderTimeout time.Duration // upstream's response head (60s)
 	DrainTimeout          time.Duration // Serve's drain on ctx cancel (10s)
 	MaxScanBody           int64         // bodies up to this are read whole before sending (1 MiB)
+	MaxBufferedBodies     int           // bodies being read whole at once, server-wide (64): bounds their memory
+	MaxStreams            int           // concurrent HTTP/2 streams per intercepted connection (32)
 	MaxDecompressed       int64         // cap on a decompressed body (16 MiB)
 	MaxHeaderBytes        int           // request head (64 KiB)
 	MaxWSMessage          int64         // a WebSocket message from the client (1 MiB)
@@ -105,6 +115,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxScanBody <= 0 {
 		c.MaxScanBody = 1 << 20
+	}
+	if c.MaxBufferedBodies <= 0 {
+		c.MaxBufferedBodies = 64
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 32
 	}
 	if c.MaxDecompressed <= 0 {
 		c.MaxDecompressed = 16 << 20
@@ -155,6 +171,8 @@ type Server struct {
 	selfMu sync.RWMutex
 	self   []netip.AddrPort // where the proxy listens, resolved to concrete IPs
 
+	bodySlots chan struct{} // MaxBufferedBodies
+
 	reqFileMu sync.Mutex
 	conns     sync.WaitGroup // hijacked work (handshakes, WebSockets)
 	hijMu     sync.Mutex
@@ -175,7 +193,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{},
+		bodySlots: make(chan struct{}, cfg.MaxBufferedBodies)}
 	for _, sec := range cfg.Secrets {
 		s.tokens[sec.Name] = sec.Value
 	}
@@ -215,6 +234,7 @@ func New(cfg Config) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
 		Protocols:         protos,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxStreams},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if t, ok := s.tunnels.LoadAndDelete(c); ok {
 				return context.WithValue(ctx, tunnelKey{}, t)

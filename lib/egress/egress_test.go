@@ -208,6 +208,14 @@ func canaryCases() []canaryCase {
 			}
 			return post(base, "application/x-www-form-urlencoded", []byte("a=1&b="+pe.String()))
 		}},
+		{"double percent-encoded query", func(h *harness, base string) *http.Request {
+			var pe strings.Builder
+			for _, c := range []byte(h.canary) {
+				fmt.Fprintf(&pe, "%%25%02X", c)
+			}
+			r, _ := http.NewRequest("GET", base+"/?d="+pe.String(), nil)
+			return r
+		}},
 		{"base64 header", func(h *harness, base string) *http.Request {
 			r, _ := http.NewRequest("GET", base+"/", nil)
 			r.SetBasicAuth("agent", h.canary)
@@ -242,6 +250,37 @@ func TestCanaryBlocked(t *testing.T) {
 	}
 	if hit, ok := h.det.Find(h.up.got()); ok {
 		t.Errorf("the upstream received secret %s (%s)", hit.Secret, hit.Encoding)
+	}
+}
+
+func TestCanaryInHostName(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client(false)
+	for _, u := range []string{h.plainURL(h.canary+".wild.test", "/"), h.tlsURL(h.canary+".wild.test", "/"),
+		h.plainURL(strings.ToLower(h.canary)+".wild.test", "/")} {
+		resp, err := c.Get(u)
+		if err != nil {
+			if !strings.Contains(err.Error(), "Forbidden") {
+				t.Errorf("GET %s: %v", u, err)
+			}
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.bodies = append(h.bodies, string(b))
+		if resp.StatusCode != 403 {
+			t.Errorf("GET %s = %d %q", u, resp.StatusCode, b)
+		}
+	}
+	if h.lookedUp(strings.ToLower(h.canary) + ".wild.test") {
+		t.Error("a host name carrying the canary was resolved")
+	}
+	h.waitEntry("CONNECT block", func(e audit.Entry) bool {
+		return e.Method == "CONNECT" && e.Decision == audit.Block && e.Canary
+	})
+	// The wildcard does work for honest names.
+	if st, _ := h.get(c, h.plainURL("a.wild.test", "/")); st != 200 {
+		t.Errorf("a.wild.test = %d", st)
 	}
 }
 

@@ -71,6 +71,20 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
+	// A slot per body bounds the memory of buffered bodies server-wide;
+	// it is given back once the body has been sent.
+	release := func() {}
+	if r.Body != nil && r.Body != http.NoBody {
+		select {
+		case s.bodySlots <- struct{}{}:
+		case <-r.Context().Done():
+			s.refuse(w, r, snap, e, http.StatusServiceUnavailable, audit.Deny, "gave up waiting to scan the body", "bb-egress: busy\n")
+			return
+		}
+		var once sync.Once
+		release = func() { once.Do(func() { <-s.bodySlots }) }
+	}
+	defer release()
 	body, n, guard, fail := s.prepareBody(det, r)
 	if fail != nil {
 		if fail.hit != nil {
@@ -112,6 +126,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		tr = s.wsTransport
 	}
 	resp, err := tr.RoundTrip(out)
+	release()
 	if hit := guard.found(); hit != nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -198,10 +213,21 @@ func scanHead(det, folded *detect.Detector, r *http.Request) (detect.Hit, bool) 
 	var b strings.Builder
 	b.WriteString(r.Method + " " + r.RequestURI + "\n" + r.Host + "\n" + r.URL.Host + "\n")
 	b.WriteString(r.URL.EscapedPath() + "\n" + r.URL.Path + "\n" + r.URL.RawQuery + "\n")
-	if q, err := url.QueryUnescape(r.URL.RawQuery); err == nil {
-		b.WriteString(q + "\n")
-	} else if q, err := url.PathUnescape(r.URL.RawQuery); err == nil {
-		b.WriteString(q + "\n")
+	// Unescape again while it changes: an upstream may decode twice.
+	for _, raw := range []string{r.URL.RawQuery, r.URL.EscapedPath()} {
+		for i := 0; i < 3; i++ {
+			q, err := url.QueryUnescape(raw)
+			if err != nil {
+				if q, err = url.PathUnescape(raw); err != nil {
+					break
+				}
+			}
+			if q == raw {
+				break
+			}
+			b.WriteString(q + "\n")
+			raw = q
+		}
 	}
 	if r.URL.User != nil {
 		b.WriteString(r.URL.User.String() + "\n")

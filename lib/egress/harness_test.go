@@ -213,6 +213,8 @@ const defaultRoutes = `
   ports: [{{TLS}}, {{PLAIN}}]
 - host: metadata.test
   ports: [80]
+- host: "*.wild.test"
+  ports: [{{TLS}}, {{PLAIN}}]
 - host: missing.test
   ports: [{{TLS}}]
   inject: {header: X-Key, token: MISSING}

@@ -102,11 +102,9 @@ func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 		return s.rejectConnect(ctx, snap, e, http.StatusForbidden, audit.Deny, "CONNECT to the sidecar itself",
 			"bb-egress: the sidecar is not reachable through CONNECT; use http://"+Hostname+"/_bb/\n"), hostport
 	}
-	if snap.all != nil {
-		if hit, ok := snap.all.FindString(hostport); ok {
-			return s.rejectConnect(ctx, snap, blockEntry(e, hit), http.StatusForbidden, audit.Block,
-				"secret "+hit.Secret+" in the CONNECT target", blockBody("the CONNECT target", hit)), hostport
-		}
+	if hit, ok := snap.find(hostport); ok {
+		return s.rejectConnect(ctx, snap, blockEntry(e, hit), http.StatusForbidden, audit.Block,
+			"secret "+hit.Secret+" in the CONNECT target", blockBody("the CONNECT target", hit)), hostport
 	}
 	rt := snap.table.HostAllowed(host, port)
 	if rt == nil {
@@ -242,16 +240,11 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *snapshot, 
 // redact replaces a string that carries a secret (in any encoding the
 // detector knows) with a note naming the secret.
 func (s *Server) redact(snap *snapshot, str string) string {
-	if snap == nil || snap.all == nil {
+	if snap == nil {
 		return str
 	}
-	if hit, ok := snap.all.FindString(str); ok {
+	if hit, ok := snap.find(str); ok {
 		return "[redacted: carries " + hit.Secret + "]"
-	}
-	if snap.folded != nil {
-		if hit, ok := snap.folded.FindString(strings.ToLower(str)); ok {
-			return "[redacted: carries " + hit.Secret + "]"
-		}
 	}
 	return str
 }

@@ -33,6 +33,23 @@ type snapshot struct {
 	literalIPs map[netip.Addr]bool
 }
 
+// find looks for any secret or placeholder in str, also case-folded.
+func (sn *snapshot) find(str string) (detect.Hit, bool) {
+	if sn.all == nil {
+		return detect.Hit{}, false
+	}
+	if hit, ok := sn.all.FindString(str); ok {
+		return hit, true
+	}
+	if sn.folded != nil {
+		if hit, ok := sn.folded.FindString(strings.ToLower(str)); ok {
+			hit.Encoding = "case-folded " + hit.Encoding
+			return hit, true
+		}
+	}
+	return detect.Hit{}, false
+}
+
 // detectorFor returns the detector for requests matched to rt (nil: no
 // route).
 func (sn *snapshot) detectorFor(rt *routes.Route) *detect.Detector {
