@@ -32,6 +32,25 @@ func (s *Store) Lock(ctx context.Context, slug string) (unlock func() error, err
 		return nil, fmt.Errorf("locking bottle %s: %w", slug, err)
 	}
 	path := filepath.Join(dir, LockFile)
+	for {
+		f, err := lockFile(ctx, slug, path)
+		if err != nil {
+			return nil, err
+		}
+		// Remove may have deleted the folder while we waited: a lock on
+		// the unlinked file would exclude no one, so take the new one.
+		if sameFile(f, path) {
+			return unlocker(f, path), nil
+		}
+		f.Close()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("locking bottle %s: %w", slug, err)
+		}
+	}
+}
+
+// lockFile opens path and waits for its flock until ctx is done.
+func lockFile(ctx context.Context, slug, path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("locking bottle %s: %w", slug, err)
@@ -42,7 +61,7 @@ func (s *Store) Lock(ctx context.Context, slug string) (unlock func() error, err
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			break
+			return f, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
@@ -58,6 +77,18 @@ func (s *Store) Lock(ctx context.Context, slug string) (unlock func() error, err
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+}
+
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+func unlocker(f *os.File, path string) func() error {
 	var once sync.Once
 	var uerr error
 	return func() error {
@@ -71,7 +102,7 @@ func (s *Store) Lock(ctx context.Context, slug string) (unlock func() error, err
 			}
 		})
 		return uerr
-	}, nil
+	}
 }
 
 // tryLock takes the lock without waiting; ok is false when it is held.

@@ -185,3 +185,35 @@ func TestUpdateErrors(t *testing.T) {
 		t.Errorf("Label = %q after Update, want new", md.Label)
 	}
 }
+
+// A waiter whose lock file was removed with its folder (Remove holds the
+// lock while it deletes) must not believe it holds the lock of the bottle
+// made again after.
+func TestLockAfterRemove(t *testing.T) {
+	st := newStore(t)
+	unlock, err := st.Lock(t.Context(), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan func() error, 1)
+	go func() {
+		u, err := st.Lock(t.Context(), "demo")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- u
+	}()
+	time.Sleep(50 * time.Millisecond) // let it wait on the old file
+	if err := os.RemoveAll(st.BottleDir("demo")); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	waiter := <-got
+	if waiter == nil {
+		t.FailNow()
+	}
+	defer waiter()
+	if _, ok, err := st.tryLock("demo"); ok || err != nil {
+		t.Errorf("tryLock while the waiter holds the lock: ok %v, err %v; want it refused", ok, err)
+	}
+}
