@@ -93,8 +93,23 @@ func ValidHost(h string) bool {
 			return false
 		}
 	}
+	// No top-level domain is all digits. A name like 127.1 or *.0.0.1 is an
+	// IP address in disguise (inet_aton reads 127.1 as 127.0.0.1): refused,
+	// so only a literal IP can name an address.
+	if allDigits(labels[len(labels)-1]) {
+		return false
+	}
 	// A wildcard of a top-level name (*.com) would allow half the internet.
 	return !strings.HasPrefix(h, "*.") || len(labels) >= 2
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Validate checks one route. It returns a *FieldError.
@@ -169,6 +184,11 @@ func CanonicalHost(h string) string {
 // canonical).
 func (r *Route) MatchHost(host string) bool {
 	if strings.HasPrefix(r.Host, "*.") {
+		// A wildcard names subdomains, never addresses: *.0.0.1 must not
+		// cover 127.0.0.1.
+		if _, err := netip.ParseAddr(host); err == nil {
+			return false
+		}
 		suffix := r.Host[1:] // ".example.com"
 		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
 	}
