@@ -6,7 +6,7 @@ BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/bb-*))
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: all build install test test-short bench fuzz lint fmt clean
+.PHONY: all build install images base-image test bench fuzz lint fmt clean
 
 all: build
 
@@ -19,7 +19,22 @@ install: build
 	@mkdir -p $(PREFIX)/bin
 	for f in $(CMDS) bb; do install -m 0755 $(BIN)/$$f $(PREFIX)/bin/$$f; done
 
-test:
+GOARCH    ?= $(shell $(GO) env GOARCH)
+
+# The sidecar image is FROM scratch: its bb-egress must be a static Linux
+# binary, cross-compiled where the host is not Linux.
+images: base-image
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' \
+		-o $(BIN)/bb-egress-linux-$(GOARCH) ./cmd/bb-egress
+
+# The offline Debian base for agent images (debootstrap + docker import);
+# does nothing when bb-base:bookworm exists.
+base-image:
+	scripts/base-image
+
+# -count=1: the end-to-end tests build the commands themselves, which Go's
+# test cache cannot see.
+test: base-image
 	$(GO) test -count=1 -timeout 20m ./...
 
 bench:
