@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bb-bottles/bb/lib/audit"
 	"github.com/bb-bottles/bb/lib/canary"
@@ -210,11 +211,48 @@ func scanHead(det, folded *detect.Detector, r *http.Request) (detect.Hit, bool) 
 	if det == nil {
 		return detect.Hit{}, false
 	}
-	var b strings.Builder
-	b.WriteString(r.Method + " " + r.RequestURI + "\n" + r.Host + "\n" + r.URL.Host + "\n")
-	b.WriteString(r.URL.EscapedPath() + "\n" + r.URL.Path + "\n" + r.URL.RawQuery + "\n")
+	bp := headBufs.Get().(*[]byte)
+	b := appendHead((*bp)[:0], r)
+	hit, ok := det.Find(b)
+	if !ok && folded != nil {
+		if hit, ok = folded.Find(lowerASCII(b)); ok {
+			hit.Encoding = "case-folded " + hit.Encoding
+		}
+	}
+	if cap(b) <= maxPooledHead {
+		clear(b) // the next request's head is none of its business
+		*bp = b[:0]
+		headBufs.Put(bp)
+	}
+	return hit, ok
+}
+
+// headBufs recycles scanHead's text: building it from string
+// concatenations was a dozen allocations per request.
+var headBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2<<10); return &b }}
+
+// maxPooledHead keeps an outsized head's buffer out of the pool.
+const maxPooledHead = 64 << 10
+
+// appendHead appends the text scanHead scans to b: the request line, the
+// hosts, the path raw and decoded, the query, their unescapings, the user
+// info, the fragment, and every header line.
+func appendHead(b []byte, r *http.Request) []byte {
+	line := func(parts ...string) {
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		b = append(b, '\n')
+	}
+	escaped := r.URL.EscapedPath()
+	line(r.Method, " ", r.RequestURI)
+	line(r.Host)
+	line(r.URL.Host)
+	line(escaped)
+	line(r.URL.Path)
+	line(r.URL.RawQuery)
 	// Unescape again while it changes: an upstream may decode twice.
-	for _, raw := range []string{r.URL.RawQuery, r.URL.EscapedPath()} {
+	for _, raw := range [2]string{r.URL.RawQuery, escaped} {
 		for i := 0; i < 3; i++ {
 			q, err := url.QueryUnescape(raw)
 			if err != nil {
@@ -225,29 +263,37 @@ func scanHead(det, folded *detect.Detector, r *http.Request) (detect.Hit, bool) 
 			if q == raw {
 				break
 			}
-			b.WriteString(q + "\n")
+			line(q)
 			raw = q
 		}
 	}
 	if r.URL.User != nil {
-		b.WriteString(r.URL.User.String() + "\n")
+		line(r.URL.User.String())
 	}
-	b.WriteString(r.URL.Fragment + "\n")
+	line(r.URL.Fragment)
 	for k, vs := range r.Header {
 		for _, v := range vs {
-			b.WriteString(k + ": " + v + "\n")
+			line(k, ": ", v)
 		}
 	}
-	if hit, ok := det.FindString(b.String()); ok {
-		return hit, true
-	}
-	if folded != nil {
-		if hit, ok := folded.FindString(strings.ToLower(b.String())); ok {
-			hit.Encoding = "case-folded " + hit.Encoding
-			return hit, true
+	return b
+}
+
+// lowerASCII lower-cases b in place when it is ASCII, as strings.ToLower
+// would, and returns it; other text gets strings.ToLower's own copy, so
+// non-ASCII letters and invalid bytes fold exactly as the folded secrets did.
+func lowerASCII(b []byte) []byte {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return bytes.ToLower(b)
 		}
 	}
-	return detect.Hit{}, false
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return b
 }
 
 // encodedSeparator reports a raw path with %2f, %2e or %5c: the route's
@@ -322,8 +368,10 @@ func upstreamError(err error) (int, string) {
 // copyBody copies a response body; a streamed one (server-sent events,
 // long polls, chunked) is flushed as data arrives so it is not held back.
 func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var rc *http.ResponseController
 	var n int64
 	for {
 		m, err := r.Read(buf)
@@ -333,6 +381,9 @@ func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
 			}
 			n += int64(m)
 			if flush {
+				if rc == nil {
+					rc = http.NewResponseController(w)
+				}
 				rc.Flush()
 			}
 		}
@@ -344,6 +395,11 @@ func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
 		}
 	}
 }
+
+// copyBufs recycles copyBody's buffers: a fresh 32 KiB per response was
+// three quarters of the bytes the sidecar allocated under small requests,
+// and the garbage collector's work with them.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // bodyFail is why a body is not sent.
 type bodyFail struct {
