@@ -2,6 +2,27 @@ package provider
 
 import "github.com/bb-bottles/bb/lib/routes"
 
+// The built-ins' telemetry hosts, opened only for an agent with
+// options: {telemetry: true}.
+//
+// Claude Code: its "Data usage" documentation names two telemetry services,
+// Statsig (operational metrics, at statsig.anthropic.com; opt out with
+// DISABLE_TELEMETRY) and Sentry (error reports, sent to the ingest hosts
+// under sentry.io; opt out with DISABLE_ERROR_REPORTING), and its list of
+// environment variables gives CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC as
+// the one switch for both (and the auto-updater and the bug command). A
+// bottle without telemetry sets that switch, so the CLI does not retry
+// hosts the sidecar denies.
+//
+// Codex: its configuration documentation ("Observability and telemetry")
+// says OpenTelemetry export is off by default and, when on, goes to the
+// collector the user names in [otel]; there is no fixed host to open, so
+// telemetry adds no route for codex.
+var claudeTelemetry = []routes.Route{
+	{Host: "statsig.anthropic.com"},
+	{Host: "*.sentry.io"},
+}
+
 var builtins = map[string]func() Provider{
 	"shell": func() Provider {
 		return Provider{Name: "shell", Builtin: true, Home: "/home/agent", User: "agent",
@@ -10,11 +31,18 @@ var builtins = map[string]func() Provider{
 	"claude": func() Provider {
 		return Provider{Name: "claude", Builtin: true, Home: "/home/agent", User: "agent",
 			Command: []string{"claude", "--dangerously-skip-permissions"},
+			// The image decides Claude Code's version, not the agent.
+			Env: map[string]string{"DISABLE_AUTOUPDATER": "1"},
 			Routes: []routes.Route{{Host: "api.anthropic.com",
 				Inject: &routes.Inject{Header: "x-api-key", Token: "ANTHROPIC"}}},
-			Tokens:       []Token{{Name: "ANTHROPIC", Env: "ANTHROPIC_API_KEY"}},
-			Placeholders: map[string]string{"ANTHROPIC_API_KEY": "ANTHROPIC"},
-			Options:      []string{"forward_login", "telemetry"}}
+			Tokens:          []Token{{Name: "ANTHROPIC", Env: "ANTHROPIC_API_KEY"}},
+			Placeholders:    map[string]string{"ANTHROPIC_API_KEY": "ANTHROPIC"},
+			Options:         []string{"forward_login", "telemetry"},
+			TelemetryRoutes: claudeTelemetry,
+			NoTelemetryEnv:  map[string]string{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+			// `claude "query"` starts an interactive session with an initial prompt.
+			PromptArg:   true,
+			Provisioner: "claude"}
 	},
 	"codex": func() Provider {
 		return Provider{Name: "codex", Builtin: true, Home: "/home/agent", User: "agent",
@@ -23,6 +51,9 @@ var builtins = map[string]func() Provider{
 				Inject: &routes.Inject{Header: "Authorization", Token: "OPENAI", Format: "Bearer {token}"}}},
 			Tokens:       []Token{{Name: "OPENAI", Env: "OPENAI_API_KEY"}},
 			Placeholders: map[string]string{"OPENAI_API_KEY": "OPENAI"},
-			Options:      []string{"forward_login", "telemetry"}}
+			Options:      []string{"forward_login", "telemetry"},
+			// `codex "prompt"` starts an interactive session with an initial prompt.
+			PromptArg:   true,
+			Provisioner: "codex"}
 	},
 }

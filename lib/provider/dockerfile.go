@@ -37,9 +37,10 @@ func BuiltinDockerfile(name string) ([]byte, error) {
 }
 
 // DockerfileSource finds the provider's Dockerfile without reading it: a
-// plugin's Dockerfile beside its provider.yaml; else the embedded one of the
-// built-in it extends, else shell's (a plugin that only changes the command
-// still needs an image); a built-in's own embedded one.
+// plugin's Dockerfile beside its provider.yaml; else that of the provider
+// it extends (a plugin's, else a built-in's embedded one), else shell's (a
+// plugin that only changes the command still needs an image); a built-in's
+// own embedded one.
 func (p *Provider) DockerfileSource() (DockerfileSource, error) {
 	if p.Builtin {
 		return DockerfileSource{Builtin: p.Name,
@@ -54,16 +55,20 @@ func (p *Provider) DockerfileSource() (DockerfileSource, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return DockerfileSource{}, fmt.Errorf("finding the Dockerfile of plugin %s: %w", p.Name, err)
 	}
-	base := "shell"
-	if p.Extends != "" {
-		if _, ok := builtins[p.Extends]; !ok {
-			return DockerfileSource{}, fmt.Errorf("finding the Dockerfile of plugin %s: it has no %s and extends %w %q (built-ins: %v)",
-				p.Name, DockerfileName, ErrUnknown, p.Extends, Builtins())
-		}
-		base = p.Extends
+	switch {
+	case p.parent == nil:
+		return DockerfileSource{Builtin: "shell",
+			Reason: fmt.Sprintf("the plugin %s has no %s: the built-in provider shell's", p.Name, f)}, nil
+	case p.parent.Builtin:
+		return DockerfileSource{Builtin: p.parent.Name,
+			Reason: fmt.Sprintf("the plugin %s has no %s: the built-in provider %s's", p.Name, f, p.parent.Name)}, nil
 	}
-	return DockerfileSource{Builtin: base,
-		Reason: fmt.Sprintf("the plugin %s has no %s: the built-in provider %s's", p.Name, f, base)}, nil
+	src, err := p.parent.DockerfileSource()
+	if err != nil {
+		return src, err
+	}
+	src.Reason = fmt.Sprintf("the plugin %s has no %s: it extends %s, so %s", p.Name, f, p.parent.Name, src.Reason)
+	return src, nil
 }
 
 // Dockerfile reads the provider's Dockerfile and says where it came from.

@@ -61,7 +61,10 @@ func TestDockerfileSource(t *testing.T) {
 	write("own/Dockerfile", "FROM scratch\n")
 	write("bare/provider.yaml", "command: [bare]\n")
 	write("kid/provider.yaml", "extends: codex\n")
-	write("orphan/provider.yaml", "extends: nope\n")
+	write("mid/provider.yaml", "extends: own\n")
+	write("grandkid/provider.yaml", "extends: mid\ncommand: [gk]\n")
+	write("over/provider.yaml", "extends: claude\ncommand: [my-claude]\n")
+	write("claude2/provider.yaml", "extends: over\n")
 	write("claude/provider.yaml", "command: [my-claude]\n")
 
 	tests := []struct {
@@ -79,7 +82,17 @@ func TestDockerfileSource(t *testing.T) {
 		// A plugin named like a built-in overrides it, Dockerfile and all.
 		{name: "claude", want: DockerfileSource{Builtin: "shell",
 			Reason: "the plugin claude has no " + filepath.Join(dir, "claude", "Dockerfile") + ": the built-in provider shell's"}},
-		{name: "orphan", wantErr: `finding the Dockerfile of plugin orphan: it has no Dockerfile and extends unknown template "nope" (built-ins: [claude codex shell])`},
+		// Down a chain of plugins, the nearest Dockerfile wins.
+		{name: "grandkid", want: DockerfileSource{Path: filepath.Join(dir, "own", "Dockerfile"),
+			Reason: "the plugin grandkid has no " + filepath.Join(dir, "grandkid", "Dockerfile") + ": it extends mid, so " +
+				"the plugin mid has no " + filepath.Join(dir, "mid", "Dockerfile") + ": it extends own, so " +
+				"the plugin own's Dockerfile beside its provider.yaml"}},
+		// over extends claude, and the plugin claude is found before the
+		// built-in.
+		{name: "claude2", want: DockerfileSource{Builtin: "shell",
+			Reason: "the plugin claude2 has no " + filepath.Join(dir, "claude2", "Dockerfile") + ": it extends over, so " +
+				"the plugin over has no " + filepath.Join(dir, "over", "Dockerfile") + ": it extends claude, so " +
+				"the plugin claude has no " + filepath.Join(dir, "claude", "Dockerfile") + ": the built-in provider shell's"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

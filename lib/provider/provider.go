@@ -2,7 +2,9 @@
 // built-ins claude, codex and shell, and user plugins found under
 // ${XDG_CONFIG_HOME:-~/.config}/bot-bottle/providers/<name>/provider.yaml.
 // A provider says how its agent's image is built, where its home is, what
-// it runs, and which routes, tokens and placeholders it needs by default.
+// it runs, which routes, tokens and placeholders it needs by default, which
+// routes it adds when the agent opts into telemetry, and which files it
+// provisions in the agent's home (computed at plan time, see Provision).
 package provider
 
 import (
@@ -40,6 +42,24 @@ type Provider struct {
 	Placeholders map[string]string `json:"placeholders,omitempty"`
 	// Options are the agent options this provider accepts.
 	Options []string `json:"options,omitempty"`
+	// TelemetryRoutes are added to the bottle's egress only when the agent
+	// opts in (options: {telemetry: true}); NoTelemetryEnv is set in the
+	// agent's environment only when it does not, so that the CLI does not
+	// knock on hosts the sidecar would deny anyway.
+	TelemetryRoutes []routes.Route    `json:"telemetry_routes,omitempty"`
+	NoTelemetryEnv  map[string]string `json:"no_telemetry_env,omitempty"`
+	// PromptArg says the command takes the agent's prompt as its last
+	// argument (the initial prompt of an interactive session).
+	PromptArg bool `json:"prompt_arg,omitempty"`
+	// Provisioner names the built-in whose generated files (see Provision)
+	// the agent gets: the built-in itself, or the one a plugin extends.
+	Provisioner string `json:"provisioner,omitempty"`
+	// Files are the files a plugin declares (paths start with ~/, the
+	// home), after those of the providers it extends.
+	Files []File `json:"files,omitempty"`
+
+	// parent is the provider a plugin extends.
+	parent *Provider
 }
 
 // ReservedOptions are agent options only built-in templates may use: they
@@ -81,15 +101,29 @@ func Builtins() []string {
 	return names
 }
 
+// PluginFile is the name of a plugin's declaration in its folder.
+const PluginFile = "provider.yaml"
+
 // Lookup finds a template: a user plugin in pluginDir first (so a person
-// can override a built-in), then a built-in.
+// can override a built-in), then a built-in. A broken plugin is a
+// *yamlx.Error naming its file, line, column and field.
 func Lookup(name, pluginDir string) (*Provider, error) {
-	if pluginDir != "" {
-		f := filepath.Join(pluginDir, name, "provider.yaml")
+	return lookup(name, pluginDir, nil)
+}
+
+// lookup is Lookup from inside the plugins of chain (the extends being
+// followed, outermost first), which it refuses to enter again.
+func lookup(name, pluginDir string, chain []string) (*Provider, error) {
+	if pluginDir != "" && validName(name) {
+		f := filepath.Join(pluginDir, name, PluginFile)
 		if _, err := os.Stat(f); err == nil {
-			return loadPlugin(name, f)
+			return loadPlugin(name, f, pluginDir, chain)
 		}
 	}
+	return builtin(name)
+}
+
+func builtin(name string) (*Provider, error) {
 	if b, ok := builtins[name]; ok {
 		p := b()
 		return &p, nil
