@@ -27,7 +27,8 @@ type Writer struct {
 	f    *os.File // nil for a stream writer
 	seq  uint64
 	prev string
-	err  error // sticky: set when a line was written only in part
+	err  error  // sticky: set when a line was written only in part
+	buf  []byte // the last line's bytes, reused for the next
 
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
@@ -36,6 +37,9 @@ type Writer struct {
 	done      chan struct{}
 	closed    bool
 }
+
+// maxKeptLine bounds the line buffer a Writer keeps between writes.
+const maxKeptLine = 64 << 10
 
 // HeadInterval is how often, at most, a file writer rewrites its head file.
 const HeadInterval = time.Second
@@ -107,7 +111,10 @@ func (w *Writer) Write(e Entry) error {
 	}
 	e.Seq = w.seq + 1
 	e.Prev = w.prev
-	line, err := marshalLine(&e)
+	line, err := marshalLine(w.buf[:0], &e)
+	if cap(line) <= maxKeptLine {
+		w.buf = line // the kernel has its own copy once written
+	}
 	if err != nil {
 		return fmt.Errorf("writing audit log: %w", err)
 	}
@@ -184,7 +191,11 @@ func (w *Writer) writeHead() error {
 	return nil
 }
 
-func marshalLine(e *Entry) ([]byte, error) {
+// marshalLine appends e's line, newline included, to b.
+func marshalLine(b []byte, e *Entry) ([]byte, error) {
+	if line, ok := appendEntry(b, e); ok {
+		return line, nil
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
