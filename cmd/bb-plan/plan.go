@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/yamlx"
 )
 
 type planOptions struct {
@@ -41,7 +43,12 @@ func runPlan(_ context.Context, s cli.Streams, o planOptions) error {
 	o.PluginDir = provider.ConfigDir(s.Env)
 	p, err := plan.New(&m, o.Options)
 	if err != nil {
-		return fmt.Errorf("planning agent %s: %w", m.Agent.Name, err)
+		err = fmt.Errorf("planning agent %s: %w", m.Agent.Name, err)
+		// A broken plugin's provider.yaml: bad input, with its hints.
+		if ye := (*yamlx.Error)(nil); errors.As(err, &ye) {
+			return cli.Usage(err, ye.Hints...)
+		}
+		return err
 	}
 	return cli.WriteJSON(s.Out, p)
 }

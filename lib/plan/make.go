@@ -124,6 +124,13 @@ func CheckManifest(m *manifest.Manifest) error {
 	if err := routes.ValidateAll(m.Bottle.Egress.Routes); err != nil {
 		return fmt.Errorf("bottle.egress.routes%w", err)
 	}
+	for _, opt := range []string{OptionTelemetry, OptionForwardLogin} {
+		if v, ok := m.Agent.Options[opt]; ok {
+			if _, isBool := v.(bool); !isBool {
+				return fmt.Errorf("agent.options.%s: want true or false, not %v", opt, v)
+			}
+		}
+	}
 	for _, name := range sortedKeys(m.Bottle.Tokens) {
 		src := m.Bottle.Tokens[name]
 		switch {
@@ -136,6 +143,18 @@ func CheckManifest(m *manifest.Manifest) error {
 		}
 	}
 	return nil
+}
+
+// The agent options a plan acts on, both reserved to built-in templates.
+const (
+	OptionTelemetry    = "telemetry"
+	OptionForwardLogin = "forward_login"
+)
+
+// option is the boolean agent option opt (CheckManifest checked its type).
+func option(m *manifest.Manifest, opt string) bool {
+	v, _ := m.Agent.Options[opt].(bool)
+	return v
 }
 
 // New makes the plan of m. It reads no token and writes nothing; it only
@@ -151,6 +170,14 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	prov, err := provider.Lookup(m.Agent.Template, o.PluginDir)
 	if err != nil {
 		return nil, fmt.Errorf("looking up template of agent %s: %w", m.Agent.Name, err)
+	}
+	if !prov.Builtin {
+		for _, opt := range sortedKeys(m.Agent.Options) {
+			if provider.IsReserved(opt) {
+				return nil, cli.Usage(fmt.Errorf("agent.options.%s: option %q is reserved to the built-in templates; %q is a plugin",
+					opt, opt, prov.Name), "reserved options reach into the host or widen egress, so only built-in templates may take them")
+			}
+		}
 	}
 
 	p := &Plan{Kind: Kind, Version: Version, Backend: o.Backend, Slug: o.Slug,
@@ -179,7 +206,7 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	if p.Egress, err = planEgress(m, prov, p.Slug); err != nil {
 		return nil, err
 	}
-	if p.Agent, err = planAgent(m, prov, p.Slug, p.Canary, p.Egress); err != nil {
+	if p.Agent, err = planAgent(m, prov, p, p.Egress); err != nil {
 		return nil, err
 	}
 	switch p.Backend {
@@ -229,7 +256,11 @@ func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egr
 		e.Routes = append(e.Routes, copyRoute(r))
 	}
 	bottleRoutes := e.Routes
-	for _, r := range prov.Routes {
+	defaults := prov.Routes
+	if option(m, OptionTelemetry) {
+		defaults = append(append([]routes.Route(nil), defaults...), prov.TelemetryRoutes...)
+	}
+	for _, r := range defaults {
 		if !covered(bottleRoutes, r.Host) {
 			e.Routes = append(e.Routes, copyRoute(r))
 		}
@@ -301,7 +332,8 @@ func placeholderOf(rs []routes.Route, slug, tok string) string {
 	return Placeholder(slug, tok)
 }
 
-func planAgent(m *manifest.Manifest, prov *provider.Provider, slug, canary string, e Egress) (Agent, error) {
+func planAgent(m *manifest.Manifest, prov *provider.Provider, p *Plan, e Egress) (Agent, error) {
+	slug, canary := p.Slug, p.Canary
 	a := Agent{
 		Name: m.Agent.Name, Template: m.Agent.Template,
 		Image:     "bb-agent-" + SlugBase(m.Agent.Template),
@@ -312,10 +344,22 @@ func planAgent(m *manifest.Manifest, prov *provider.Provider, slug, canary strin
 		Command: append([]string{}, prov.Command...),
 		Prompt:  m.Agent.Prompt,
 		GitUser: m.Agent.GitUser,
+
+		Telemetry:    option(m, OptionTelemetry),
+		ForwardLogin: option(m, OptionForwardLogin),
 	}
 	if a.GitUser == nil {
 		a.GitUser = m.Bottle.GitUser
 	}
+	if prov.PromptArg && a.Prompt != "" {
+		a.Command = append(a.Command, a.Prompt)
+	}
+	files, err := prov.Provision(provider.Bottle{Label: p.Label, Slug: slug, Color: p.Color, RGB: RGB(p.Color),
+		Prompt: a.Prompt, Workdir: a.Workdir})
+	if err != nil {
+		return Agent{}, fmt.Errorf("provisioning the files of template %s: %w", prov.Name, err)
+	}
+	a.Files = append([]File{}, files...)
 	df, err := planDockerfile(m, prov)
 	if err != nil {
 		return Agent{}, err
@@ -325,6 +369,11 @@ func planAgent(m *manifest.Manifest, prov *provider.Provider, slug, canary strin
 	a.Env = map[string]string{}
 	for k, v := range prov.Env {
 		a.Env[k] = v
+	}
+	if !a.Telemetry {
+		for k, v := range prov.NoTelemetryEnv {
+			a.Env[k] = v
+		}
 	}
 	a.Placeholders = map[string]string{}
 	for v, tok := range prov.Placeholders {
@@ -350,20 +399,33 @@ func planAgent(m *manifest.Manifest, prov *provider.Provider, slug, canary strin
 }
 
 // planDockerfile walks the cascade: the bottle's dockerfile, the manifest's
-// (not modelled yet), a plugin's Dockerfile, the provider's embedded one.
+// (a manifest has none yet), a plugin's Dockerfile, the provider's embedded
+// one; Considered says what each step found.
 func planDockerfile(m *manifest.Manifest, prov *provider.Provider) (Dockerfile, error) {
 	if f := m.Bottle.Dockerfile; f != "" {
 		return Dockerfile{Source: FromBottle, Path: f, Context: filepath.Dir(f),
-			Reason: fmt.Sprintf("bottle %s names a dockerfile", m.Bottle.Name)}, nil
+			Reason:     fmt.Sprintf("bottle %s names a dockerfile", m.Bottle.Name),
+			Considered: []string{FromBottle + ": " + f}}, nil
+	}
+	considered := []string{
+		FromBottle + ": not set (bottle " + m.Bottle.Name + " names no dockerfile)",
+		FromManifest + ": not set (a manifest has no top-level dockerfile)",
 	}
 	src, err := prov.DockerfileSource()
 	if err != nil {
 		return Dockerfile{}, err
 	}
 	if src.Path != "" {
-		return Dockerfile{Source: FromPlugin, Path: src.Path, Context: filepath.Dir(src.Path), Reason: src.Reason}, nil
+		return Dockerfile{Source: FromPlugin, Path: src.Path, Context: filepath.Dir(src.Path), Reason: src.Reason,
+			Considered: append(considered, FromPlugin+": "+src.Path)}, nil
 	}
-	return Dockerfile{Source: FromProvider, Builtin: src.Builtin, Reason: src.Reason}, nil
+	if prov.Builtin {
+		considered = append(considered, FromPlugin+": none (template "+prov.Name+" is a built-in)")
+	} else {
+		considered = append(considered, FromPlugin+": none (no plugin in the chain of "+prov.Name+" has a Dockerfile)")
+	}
+	return Dockerfile{Source: FromProvider, Builtin: src.Builtin, Reason: src.Reason,
+		Considered: append(considered, FromProvider+": the built-in "+src.Builtin+"'s embedded Dockerfile")}, nil
 }
 
 func labels(m *manifest.Manifest, slug, role string) map[string]string {

@@ -2,12 +2,14 @@ package plan
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/routes"
@@ -120,15 +122,25 @@ func TestNewAgent(t *testing.T) {
 	proxy := "http://bb.egress:3128"
 	ph := Placeholder("demo-abcd", "OPENAI")
 	want := Agent{Name: "demo", Template: "codex", Image: "bb-agent-codex",
-		Dockerfile: Dockerfile{Source: "provider", Builtin: "codex", Reason: "the built-in provider codex's own Dockerfile"},
-		BuildArgs:  map[string]string{}, Home: "/home/agent", User: "agent", Workdir: "/workspace", CAFile: ca,
-		Command: []string{"codex", "--dangerously-bypass-approvals-and-sandbox"}, Prompt: "fix the tests",
+		Dockerfile: Dockerfile{Source: "provider", Builtin: "codex", Reason: "the built-in provider codex's own Dockerfile",
+			Considered: []string{"bottle: not set (bottle dev names no dockerfile)",
+				"manifest: not set (a manifest has no top-level dockerfile)",
+				"plugin: none (template codex is a built-in)",
+				"provider: the built-in codex's embedded Dockerfile"}},
+		BuildArgs: map[string]string{}, Home: "/home/agent", User: "agent", Workdir: "/workspace", CAFile: ca,
+		// codex takes the prompt as the initial prompt of its session.
+		Command: []string{"codex", "--dangerously-bypass-approvals-and-sandbox", "fix the tests"}, Prompt: "fix the tests",
+		Files: []File{
+			{Path: "/home/agent/.bb/prompt.md", Mode: "0644", Content: "fix the tests", Source: "manifest"},
+			{Path: "/home/agent/.codex/config.toml", Mode: "0644", Source: "provider:codex"},
+		},
 		Env: map[string]string{"HOME": "/home/agent", "BOT_BOTTLE_CANARY": testCanary, "OPENAI_API_KEY": ph,
 			"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
 			"ALL_PROXY": proxy, "all_proxy": proxy, "NO_PROXY": NoProxy, "no_proxy": NoProxy,
 			"NODE_EXTRA_CA_CERTS": ca, "REQUESTS_CA_BUNDLE": ca, "SSL_CERT_FILE": ca, "CURL_CA_BUNDLE": ca, "GIT_SSL_CAINFO": ca},
 		Placeholders: map[string]string{"OPENAI_API_KEY": "OPENAI"}}
-	if diff := cmp.Diff(want, p.Agent); diff != "" {
+	// The files' content is TestProvisionedFiles'.
+	if diff := cmp.Diff(want, p.Agent, cmpopts.IgnoreFields(File{}, "Content")); diff != "" {
 		t.Errorf("agent (-want +got):\n%s", diff)
 	}
 	if p.Docker != nil || p.MacOSContainer != nil || p.Smolvm == nil {
@@ -158,6 +170,13 @@ func TestNewGitUser(t *testing.T) {
 	}
 }
 
+// notSet is what the cascade says of the steps before the plugin's when the
+// bottle names no dockerfile.
+func notSet() []string {
+	return []string{"bottle: not set (bottle dev names no dockerfile)",
+		"manifest: not set (a manifest has no top-level dockerfile)"}
+}
+
 func TestNewDockerfile(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"mine/provider.yaml", "mine/Dockerfile", "lazy/provider.yaml"} {
@@ -179,17 +198,24 @@ func TestNewDockerfile(t *testing.T) {
 		want       Dockerfile
 	}{
 		{name: "bottle", template: "claude", dockerfile: "/src/agent/Dockerfile",
-			want: Dockerfile{Source: "bottle", Path: "/src/agent/Dockerfile", Context: "/src/agent", Reason: "bottle dev names a dockerfile"}},
+			want: Dockerfile{Source: "bottle", Path: "/src/agent/Dockerfile", Context: "/src/agent", Reason: "bottle dev names a dockerfile",
+				Considered: []string{"bottle: /src/agent/Dockerfile"}}},
 		{name: "bottle over plugin", template: "mine", dockerfile: "/src/agent/Dockerfile",
-			want: Dockerfile{Source: "bottle", Path: "/src/agent/Dockerfile", Context: "/src/agent", Reason: "bottle dev names a dockerfile"}},
+			want: Dockerfile{Source: "bottle", Path: "/src/agent/Dockerfile", Context: "/src/agent", Reason: "bottle dev names a dockerfile",
+				Considered: []string{"bottle: /src/agent/Dockerfile"}}},
 		{name: "plugin", template: "mine",
 			want: Dockerfile{Source: "plugin", Path: filepath.Join(dir, "mine", "Dockerfile"), Context: filepath.Join(dir, "mine"),
-				Reason: "the plugin mine's Dockerfile beside its provider.yaml"}},
+				Reason:     "the plugin mine's Dockerfile beside its provider.yaml",
+				Considered: append(notSet(), "plugin: "+filepath.Join(dir, "mine", "Dockerfile"))}},
 		{name: "plugin without one", template: "lazy",
 			want: Dockerfile{Source: "provider", Builtin: "claude",
-				Reason: "the plugin lazy has no " + filepath.Join(dir, "lazy", "Dockerfile") + ": the built-in provider claude's"}},
+				Reason: "the plugin lazy has no " + filepath.Join(dir, "lazy", "Dockerfile") + ": the built-in provider claude's",
+				Considered: append(notSet(), "plugin: none (no plugin in the chain of lazy has a Dockerfile)",
+					"provider: the built-in claude's embedded Dockerfile")}},
 		{name: "provider", template: "shell",
-			want: Dockerfile{Source: "provider", Builtin: "shell", Reason: "the built-in provider shell's own Dockerfile"}},
+			want: Dockerfile{Source: "provider", Builtin: "shell", Reason: "the built-in provider shell's own Dockerfile",
+				Considered: append(notSet(), "plugin: none (template shell is a built-in)",
+					"provider: the built-in shell's embedded Dockerfile")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +279,13 @@ func TestNewBackends(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
+	// The plugin mine extends claude, whose telemetry routes it inherits
+	// but may never open.
+	pluginDir := t.TempDir()
+	os.MkdirAll(filepath.Join(pluginDir, "mine"), 0o755)
+	if err := os.WriteFile(filepath.Join(pluginDir, "mine", "provider.yaml"), []byte("extends: claude\noptions: [telemetry]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		edit func(*manifest.Manifest, *Options)
@@ -287,6 +320,13 @@ func TestNewErrors(t *testing.T) {
 		}, `bottle.tokens.GITHUB: want exactly one of env and file`},
 		{"undeclared token", func(m *manifest.Manifest, _ *Options) { delete(m.Bottle.Tokens, "GITHUB") },
 			`route github.com injects token GITHUB, which neither bottle dev nor template claude declares`},
+		{"telemetry not a boolean", func(m *manifest.Manifest, _ *Options) { m.Agent.Options = map[string]any{"telemetry": "yes"} },
+			`agent.options.telemetry: want true or false, not yes`},
+		{"reserved option on a plugin", func(m *manifest.Manifest, o *Options) {
+			o.PluginDir = pluginDir
+			m.Agent.Template = "mine"
+			m.Agent.Options = map[string]any{"telemetry": true}
+		}, `agent.options.telemetry: option "telemetry" is reserved to the built-in templates; "mine" is a plugin`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +338,94 @@ func TestNewErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNewTelemetry(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			m := testManifest("claude")
+			m.Agent.Options = map[string]any{"telemetry": on, "forward_login": true}
+			p, err := New(m, testOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hosts []string
+			for _, r := range p.Egress.Routes {
+				hosts = append(hosts, r.Host)
+			}
+			want := []string{"github.com", "api.anthropic.com"}
+			if on {
+				want = append(want, "statsig.anthropic.com", "*.sentry.io")
+			}
+			if diff := cmp.Diff(want, hosts); diff != "" {
+				t.Errorf("routes (-want +got):\n%s", diff)
+			}
+			if got := p.Agent.Env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"]; (got == "1") == on {
+				t.Errorf("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = %q with telemetry %v", got, on)
+			}
+			if p.Agent.Telemetry != on || !p.Agent.ForwardLogin {
+				t.Errorf("telemetry %v, forward_login %v", p.Agent.Telemetry, p.Agent.ForwardLogin)
+			}
+		})
+	}
+	// A bottle that names a telemetry host decides about it.
+	m := testManifest("claude")
+	m.Agent.Options = map[string]any{"telemetry": true}
+	m.Bottle.Egress.Routes = append(m.Bottle.Egress.Routes, routes.Route{Host: "statsig.anthropic.com", Methods: []string{"POST"}})
+	p, err := New(m, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Egress.Routes); n != 4 || len(p.Egress.Routes[1].Methods) != 1 {
+		t.Errorf("routes %+v", p.Egress.Routes)
+	}
+}
+
+// The provisioned files hold the bottle's identity and never a secret: not
+// the canary, not a placeholder, not a token's name where its value would go.
+func TestNewFiles(t *testing.T) {
+	for _, tmpl := range []string{"claude", "codex", "shell"} {
+		t.Run(tmpl, func(t *testing.T) {
+			o := testOptions()
+			o.Label, o.Color = "bob", "#FF8800"
+			p, err := New(testManifest(tmpl), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Agent.Files) == 0 || p.Agent.Files[0].Path != "/home/agent/.bb/prompt.md" {
+				t.Fatalf("files %v", p.Agent.Files)
+			}
+			var all strings.Builder
+			for _, f := range p.Agent.Files {
+				if !strings.HasPrefix(f.Path, p.Agent.Home+"/") {
+					t.Errorf("%s is outside the home", f.Path)
+				}
+				all.WriteString(f.Content)
+			}
+			text := all.String()
+			for _, secret := range append([]string{p.Canary}, mapValues(p.Agent.Placeholders, p)...) {
+				if strings.Contains(text, secret) {
+					t.Errorf("a file holds %q", secret)
+				}
+			}
+			if tmpl != "shell" {
+				for _, s := range []string{"bob", "demo-abcd"} {
+					if !strings.Contains(text, s) {
+						t.Errorf("no file shows %q", s)
+					}
+				}
+			}
+		})
+	}
+}
+
+// mapValues returns the values of the agent's placeholder variables.
+func mapValues(ph map[string]string, p *Plan) []string {
+	var vs []string
+	for v := range ph {
+		vs = append(vs, p.Agent.Env[v])
+	}
+	return vs
 }
 
 func BenchmarkPlan(b *testing.B) {

@@ -119,6 +119,25 @@ func NormalizeColor(c string) (string, bool) {
 	return "", false
 }
 
+// paletteRGB is each Palette colour as #rrggbb: mid-tones that read on both
+// dark and light terminals.
+var paletteRGB = map[string]string{
+	"red": "#e5484d", "orange": "#f76b15", "yellow": "#ffc53d", "green": "#30a46c",
+	"cyan": "#00a2c7", "blue": "#0090ff", "purple": "#8e4ec6", "pink": "#d6409f",
+}
+
+// RGB returns a plan's colour (a Palette name or #rrggbb) as #rrggbb, and
+// "" for anything else.
+func RGB(color string) string {
+	if c, ok := paletteRGB[color]; ok {
+		return c
+	}
+	if hexRE.MatchString(color) {
+		return strings.ToLower(color)
+	}
+	return ""
+}
+
 // ColorFor picks a Palette colour from slug, the same every time.
 func ColorFor(slug string) string {
 	h := fnv.New32a()

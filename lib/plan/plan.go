@@ -8,6 +8,7 @@ package plan
 
 import (
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/provider"
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
@@ -66,7 +67,9 @@ type Plan struct {
 type Egress struct {
 	// Routes is the sidecar's routes file: the bottle's routes first, then
 	// the provider's default routes for hosts no bottle route covers (the
-	// bottle decides about any host it names). Inject.Placeholder is set on
+	// bottle decides about any host it names), then, for an agent with
+	// options: {telemetry: true}, the provider's telemetry routes no bottle
+	// route covers. Inject.Placeholder is set on
 	// every route injecting a token the agent holds a placeholder for.
 	Routes []routes.Route `json:"routes"`
 	// Tokens are the tokens the sidecar gets, sorted by name: the bottle's,
@@ -124,9 +127,13 @@ type Agent struct {
 	Workspace string `json:"workspace"`
 	// CAFile is where the bottle's CA certificate is put inside the agent;
 	// the CA variables of Env point at it.
-	CAFile  string   `json:"ca_file"`
+	CAFile string `json:"ca_file"`
+	// Command is what the agent runs: the provider's command and, for a
+	// provider that takes it so (claude, codex), the prompt as its last
+	// argument, the initial prompt of the interactive session.
 	Command []string `json:"command"`
-	// Prompt is the manifest agent's prompt, empty if none.
+	// Prompt is the manifest agent's prompt, empty if none. It is also
+	// provisioned as ~/.bb/prompt.md (see Files).
 	Prompt string `json:"prompt"`
 	// GitUser is who the agent commits as (the manifest agent's, else its
 	// bottle's), null if none; Env carries it as GIT_AUTHOR_* and
@@ -139,11 +146,34 @@ type Agent struct {
 	// Placeholders maps each Env variable that holds a placeholder to the
 	// NAME of the token it stands in for.
 	Placeholders map[string]string `json:"placeholders"`
+	// Files are the files bb-launch writes in the guest before the agent
+	// starts, owned by User, sorted by path (see File): the provider's
+	// configuration (claude: ~/.claude/settings.json wiring the status line
+	// ~/.claude/bb-statusline.sh, and ~/.claude/skills/README.md; codex:
+	// ~/.codex/config.toml), ~/.bb/prompt.md when there is a prompt, and a
+	// plugin's files. [] when none. No file holds a token or a placeholder.
+	Files []File `json:"files"`
+	// Telemetry is the agent's telemetry option: true opened the provider's
+	// telemetry routes; false set the provider's switches that turn its
+	// telemetry off (claude: CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1).
+	Telemetry bool `json:"telemetry"`
+	// ForwardLogin is the agent's forward_login option: the intent that
+	// bb-launch forward the host's login of the CLI (a built-in's only).
+	// bb-plan only records it; it reads nothing of the host.
+	ForwardLogin bool `json:"forward_login"`
 }
 
+// File is one file provisioned in the guest: path (absolute), mode (octal
+// text, "0644" or "0755"), content (text) and source ("provider:<built-in>",
+// "plugin:<name>" or "manifest" for the prompt). bb-launch creates missing
+// folders and writes the file as the agent's user.
+type File = provider.File
+
 // Dockerfile says which Dockerfile builds the agent's image, and why: the
-// first of the bottle's dockerfile, the manifest's (not modelled yet), a user
-// plugin's Dockerfile beside its provider.yaml, the provider's embedded one.
+// first of the bottle's dockerfile, the manifest's (a manifest has no
+// top-level dockerfile yet, so this step is never taken), a user plugin's
+// Dockerfile beside its provider.yaml (or that of a plugin it extends), the
+// provider's embedded one.
 type Dockerfile struct {
 	// Source is "bottle", "manifest", "plugin" or "provider".
 	Source string `json:"source"`
@@ -156,6 +186,9 @@ type Dockerfile struct {
 	// (provider.BuiltinDockerfile).
 	Builtin string `json:"builtin,omitempty"`
 	Reason  string `json:"reason"`
+	// Considered lists each step of the cascade up to the one taken, as
+	// "<source>: <what was found>".
+	Considered []string `json:"considered"`
 }
 
 // Dockerfile sources.

@@ -105,16 +105,17 @@ const (
 
 func claudeFiles(p *Provider, b Bottle) []File {
 	src := "provider:claude"
-	settings := map[string]any{
-		"statusLine": map[string]any{
-			"type":    "command",
-			"command": path.Join(p.Home, claudeStatusLine),
-			"padding": 0,
-		},
+	type statusLine struct {
+		Type    string `json:"type"`
+		Command string `json:"command"`
+		Padding int    `json:"padding"`
 	}
+	settings := struct {
+		StatusLine statusLine `json:"statusLine"`
+	}{statusLine{Type: "command", Command: path.Join(p.Home, claudeStatusLine)}}
 	js, err := json.MarshalIndent(settings, "", "  ")
 	if err != nil {
-		panic(err) // a map of strings and numbers always marshals
+		panic(err) // strings and numbers always marshal
 	}
 	r, g, bl := rgb(b.RGB)
 	script := fmt.Sprintf(`#!/bin/sh
@@ -156,8 +157,11 @@ const codexConfig = ".codex/config.toml"
 
 func codexFiles(p *Provider, b Bottle) []File {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "# Written by bb for the bottle %s (slug %s, colour %s %s).\n",
-		tomlString(b.Label), b.Slug, b.Color, b.RGB)
+	colour := b.Color
+	if b.RGB != "" && b.RGB != b.Color {
+		colour += " " + b.RGB
+	}
+	fmt.Fprintf(&sb, "# Written by bb for the bottle %s (slug %s, colour %s).\n", tomlString(b.Label), b.Slug, colour)
 	sb.WriteString("# Codex's status line and title take only its own items: the label and the\n")
 	sb.WriteString("# colour are shown by bb's terminal title and tint.\n")
 	sb.WriteString("check_for_update_on_startup = false\n\n")
