@@ -352,6 +352,10 @@ func planAgent(m *manifest.Manifest, prov *provider.Provider, p *Plan, e Egress)
 		a.GitUser = m.Bottle.GitUser
 	}
 	if prov.PromptArg && a.Prompt != "" {
+		// A prompt that is a Markdown list ("- fix ...") is not an option.
+		if strings.HasPrefix(a.Prompt, "-") {
+			a.Command = append(a.Command, "--")
+		}
 		a.Command = append(a.Command, a.Prompt)
 	}
 	files, err := prov.Provision(provider.Bottle{Label: p.Label, Slug: slug, Color: p.Color, RGB: RGB(p.Color),

@@ -381,6 +381,29 @@ func TestNewTelemetry(t *testing.T) {
 	}
 }
 
+func TestNewPromptArg(t *testing.T) {
+	tests := []struct {
+		template, prompt string
+		want             []string
+	}{
+		{"claude", "fix it", []string{"claude", "--dangerously-skip-permissions", "fix it"}},
+		{"claude", "- fix it\n- test it", []string{"claude", "--dangerously-skip-permissions", "--", "- fix it\n- test it"}},
+		{"claude", "", []string{"claude", "--dangerously-skip-permissions"}},
+		{"shell", "fix it", []string{"/bin/bash", "-l"}},
+	}
+	for _, tt := range tests {
+		m := testManifest(tt.template)
+		m.Agent.Prompt = tt.prompt
+		p, err := New(m, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tt.want, p.Agent.Command); diff != "" {
+			t.Errorf("%s with prompt %q (-want +got):\n%s", tt.template, tt.prompt, diff)
+		}
+	}
+}
+
 // The provisioned files hold the bottle's identity and never a secret: not
 // the canary, not a placeholder, not a token's name where its value would go.
 func TestNewFiles(t *testing.T) {

@@ -130,7 +130,8 @@ type Agent struct {
 	CAFile string `json:"ca_file"`
 	// Command is what the agent runs: the provider's command and, for a
 	// provider that takes it so (claude, codex), the prompt as its last
-	// argument, the initial prompt of the interactive session.
+	// argument, the initial prompt of the interactive session (after "--"
+	// when it starts with "-").
 	Command []string `json:"command"`
 	// Prompt is the manifest agent's prompt, empty if none. It is also
 	// provisioned as ~/.bb/prompt.md (see Files).
