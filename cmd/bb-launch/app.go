@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/moby/moby/client"
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+func newApp() *ucli.App {
+	return &ucli.App{
+		Name:      "bb-launch",
+		Usage:     "start a bottle from a plan, and list, attach to, exec in, stop, resume and reload bottles",
+		UsageText: "bb-launch [--detach] [PLAN.json | -]\n   bb-launch COMMAND SLUG ...",
+		Description: "Reads a plan (bb-plan's output) from the file or stdin and starts the bottle on the Docker\n" +
+			"engine: its networks, its state folder, the egress sidecar (the only holder of the token\n" +
+			"values, read here from the host), and the agent. On a terminal (/dev/tty) it attaches to\n" +
+			"the agent and stops the bottle when the agent exits, passing its exit status through;\n" +
+			"with --detach, or with no terminal, it prints the launch record\n" +
+			"{\"slug\",\"backend\",\"agent_container\",\"sidecar_container\",\"agent_image\",\"sidecar_image\"}.\n" +
+			"A failure at any step, or Ctrl-C, removes what the launch created.\n\n" +
+			"BB_BASE_IMAGE sets the agent Dockerfile's BASE (e.g. bb-base:bookworm, the offline base).\n\n" +
+			cli.Examples(
+				"bb-manifest demo | bb-plan | bb-launch",
+				"bb-manifest demo | bb-plan | bb-launch --detach | jq -r .slug",
+				"bb-launch exec demo-x1y2 -- git status",
+				"bb-launch ls --format table",
+			),
+		HideHelpCommand: true,
+		Flags:           launchFlags(),
+		Action:          launchAction,
+		Commands: []*ucli.Command{
+			lsCommand(),
+			attachCommand(),
+			execCommand(),
+			stopCommand(),
+			resumeCommand(),
+			reloadCommand(),
+		},
+	}
+}
+
+// deps are what every subcommand needs: the streams, the state and,
+// connected on first use, the engine.
+type deps struct {
+	cli.Streams
+	store *state.Store
+}
+
+func newDeps(c *ucli.Context) (*deps, error) {
+	s := cli.StreamsOf(c)
+	st, err := state.Open(s.Env)
+	if err != nil {
+		return nil, cli.Usage(err)
+	}
+	return &deps{Streams: s, store: st}, nil
+}
+
+func (d *deps) engine(ctx context.Context) (*client.Client, error) {
+	return docker.Connect(ctx)
+}
+
+// bottle checks slug and that the bottle exists.
+func (d *deps) bottle(slug string) error {
+	if slug == "" {
+		return cli.Usage(errors.New("missing the bottle's SLUG"), lsHint)
+	}
+	if err := state.CheckSlug(slug); err != nil {
+		return cli.Usage(err, lsHint)
+	}
+	if !d.store.Exists(slug) {
+		return cli.Usage(&state.NotFoundError{Slug: slug, Dir: d.store.Dir}, lsHint)
+	}
+	return nil
+}
+
+const lsHint = "run 'bb-launch ls' to list the bottles"
+
+// errHelpShown ends an action that printed its help instead.
+var errHelpShown = errors.New("help shown")
+
+// positional returns c's positional arguments, setting on c any flags found
+// among them: urfave/cli stops parsing flags at the first positional
+// argument, but 'bb-launch stop SLUG --rm' is how people type. "--" ends
+// the flags.
+func positional(c *ucli.Context) ([]string, error) {
+	args := c.Args().Slice()
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(pos, args[i+1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := lookupFlag(c.Command.Flags, name)
+		if f == nil {
+			return nil, usageErr(c, fmt.Errorf("flag provided but not defined: -%s", name))
+		}
+		if _, isBool := f.(*ucli.BoolFlag); isBool {
+			if name == "help" || name == "h" {
+				if err := ucli.ShowCommandHelp(c, c.Command.Name); err != nil {
+					return nil, err
+				}
+				return nil, errHelpShown
+			}
+			if !hasVal {
+				val = "true"
+			}
+		} else if !hasVal {
+			if i+1 == len(args) {
+				return nil, usageErr(c, fmt.Errorf("flag needs an argument: -%s", name))
+			}
+			i++
+			val = args[i]
+		}
+		if err := c.Set(name, val); err != nil {
+			return nil, usageErr(c, fmt.Errorf("invalid value %q for flag -%s: %w", val, name, err))
+		}
+	}
+	return pos, nil
+}
+
+func lookupFlag(flags []ucli.Flag, name string) ucli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	if name == "help" || name == "h" {
+		return &ucli.BoolFlag{Name: "help"}
+	}
+	return nil
+}
+
+func usageErr(c *ucli.Context, err error) error {
+	return cli.Usage(err, "run 'bb-launch "+c.Command.Name+" --help' for usage")
+}
+
+// slugAction is the action of a subcommand taking exactly one SLUG (and
+// flags before or after it).
+func slugAction(run func(c *ucli.Context, d *deps, slug string) error) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		args, err := positional(c)
+		if errors.Is(err, errHelpShown) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(args) != 1 {
+			return usageErr(c, fmt.Errorf("want one SLUG, got %d arguments", len(args)))
+		}
+		d, err := newDeps(c)
+		if err != nil {
+			return err
+		}
+		if err := d.bottle(args[0]); err != nil {
+			return err
+		}
+		return run(c, d, args[0])
+	}
+}
+
+func executable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	return exe
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/terminal"
+)
+
+func launchFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the bottle and print its launch record, without attaching"},
+		&ucli.StringFlag{Name: "upstream-ca", Usage: "also trust the CA certificates in `FILE` upstream, in the sidecar (tests, the demo)"},
+		&ucli.StringSliceFlag{Name: "build-arg", Usage: "a `KEY=VALUE` build argument for the agent image (e.g. INSTALL_CLI=0)"},
+	}
+}
+
+type launchOptions struct {
+	Plan       string // file, "-" or "" for stdin
+	Detach     bool
+	UpstreamCA string
+	BuildArgs  map[string]string
+}
+
+func launchAction(c *ucli.Context) error {
+	if c.NArg() > 1 {
+		return cli.Usage(fmt.Errorf("want at most one plan file, got %d arguments", c.NArg()),
+			"run 'bb-launch --help' for usage")
+	}
+	args, err := buildArgs(c.StringSlice("build-arg"))
+	if err != nil {
+		return err
+	}
+	d, err := newDeps(c)
+	if err != nil {
+		return err
+	}
+	return runLaunch(c.Context, d, launchOptions{Plan: c.Args().First(), Detach: c.Bool("detach"),
+		UpstreamCA: c.String("upstream-ca"), BuildArgs: args})
+}
+
+func buildArgs(list []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, cli.Usagef("bad --build-arg %q: want KEY=VALUE", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func runLaunch(ctx context.Context, d *deps, o launchOptions) error {
+	r, label, err := cli.Open(d.Streams, o.Plan)
+	if err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		return cli.Usage(fmt.Errorf("reading %s: %w", label, err))
+	}
+	p, err := decodePlan(raw, label)
+	if err != nil {
+		return err
+	}
+	api, err := d.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+	return start(ctx, d, api, startOptions{plan: p, planJSON: raw, launchOptions: o})
+}
+
+// decodePlan decodes a plan strictly and checks that it can launch here.
+func decodePlan(raw []byte, label string) (*plan.Plan, error) {
+	var p plan.Plan
+	if err := cli.DecodeJSON(strings.NewReader(string(raw)), label, &p); err != nil {
+		return nil, err
+	}
+	if p.Kind != plan.Kind {
+		return nil, cli.Usage(fmt.Errorf("reading %s: kind is %q, want %q", label, p.Kind, plan.Kind),
+			"bb-launch takes bb-plan's output: bb-manifest AGENT | bb-plan | bb-launch")
+	}
+	if p.Version != plan.Version {
+		return nil, cli.Usagef("reading %s: version is %d, want %d", label, p.Version, plan.Version)
+	}
+	if p.Backend != plan.BackendDocker {
+		return nil, cli.Usage(fmt.Errorf("backend %s is planned but cannot launch yet", p.Backend),
+			"plan for docker: bb-plan --backend docker")
+	}
+	return &p, nil
+}
+
+type startOptions struct {
+	launchOptions
+	plan     *plan.Plan
+	planJSON []byte
+	resume   bool
+	image    string
+	// baseImage is the BASE used when BB_BASE_IMAGE is not set (resume:
+	// the one of the first launch).
+	baseImage string
+}
+
+// start launches (or resumes) a bottle, then attaches the terminal to it
+// or prints its launch record.
+func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) error {
+	var term *terminal.Terminal
+	if !o.Detach {
+		t, err := terminal.Open()
+		switch {
+		case errors.Is(err, terminal.ErrNoTerminal):
+		case err != nil:
+			return cli.Usage(err, "use --detach to start the bottle without a terminal")
+		default:
+			term = t
+			defer term.Close()
+		}
+	}
+	bin, err := docker.SidecarBinary(executable())
+	if err != nil {
+		return err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return cli.Usage(fmt.Errorf("finding the current folder: %w", err))
+	}
+	var session *docker.Session
+	lo := docker.LaunchOptions{
+		Plan: o.plan, PlanJSON: o.planJSON, Store: d.store,
+		Resume: o.resume, Image: o.image,
+		SidecarBinary: bin, BaseImage: cmp.Or(d.Env("BB_BASE_IMAGE"), o.baseImage), BuildArgs: o.BuildArgs,
+		UpstreamCA: o.UpstreamCA, Env: d.Env, Dir: wd,
+		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
+	}
+	if d.Env("BB_LAUNCH_TRACE") != "" {
+		lo.Trace = d.Err
+	}
+	if term != nil {
+		lo.BeforeStart = func(ctx context.Context, id string) error {
+			session, err = docker.OpenAttach(ctx, api, id)
+			return err
+		}
+	}
+	rec, err := docker.Launch(ctx, api, lo)
+	if err != nil {
+		return err
+	}
+	if term == nil {
+		fmt.Fprintf(d.Err, "bb-launch: bottle %s is running; 'bb-launch attach %s' joins it, 'bb-launch stop %s' ends it\n",
+			rec.Slug, rec.Slug, rec.Slug)
+		return cli.WriteJSON(d.Out, rec)
+	}
+	return attached(ctx, d, api, session, term, rec.Slug)
+}
+
+// attached runs an attached session to its end: a detach leaves the bottle
+// running; the agent's exit, or ctx being done, stops it unless it is
+// preserved (bb-freeze), and the agent's status is passed through.
+func attached(ctx context.Context, d *deps, api docker.Engine, s *docker.Session, term *terminal.Terminal, slug string) error {
+	code, detached, err := s.Run(ctx, term)
+	term.Restore()
+	if detached && err == nil {
+		fmt.Fprintf(d.Err, "\r\nbb-launch: detached from bottle %s; 'bb-launch attach %s' joins it again\n", slug, slug)
+		return nil
+	}
+	md, merr := d.store.ReadMetadata(slug)
+	if merr == nil && md.Preserved {
+		fmt.Fprintf(d.Err, "bb-launch: bottle %s is preserved; its container stays ('bb-launch resume %s')\n", slug, slug)
+	} else {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if serr := stopLocked(sctx, d, api, slug); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return cli.Exit(code)
+	}
+	return nil
+}
+
+// stopLocked removes a bottle's containers and networks under its lock.
+func stopLocked(ctx context.Context, d *deps, api docker.Engine, slug string) error {
+	unlock, err := d.store.Lock(ctx, slug)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := docker.Stop(ctx, api, slug); err != nil {
+		return fmt.Errorf("stopping bottle %s: %w", slug, err)
+	}
+	return nil
+}

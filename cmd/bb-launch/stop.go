@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/cli"
+)
+
+func stopCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "stop",
+		Usage:     "remove a bottle's containers and networks",
+		ArgsUsage: "SLUG",
+		Description: "Removes the bottle's containers and networks; a stopped bottle is stopped again\n" +
+			"without error. Its state (plan, routes, CA, audit log, committed images' records) is kept\n" +
+			"for 'bb-launch resume' unless --rm.\n\n" +
+			cli.Examples("bb-launch stop demo-x1y2", "bb-launch stop --rm demo-x1y2"),
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "rm", Usage: "also remove the bottle's state folder"},
+		},
+		Action: slugAction(func(c *ucli.Context, d *deps, slug string) error {
+			return runStop(c.Context, d, stopOptions{Slug: slug, Remove: c.Bool("rm")})
+		}),
+	}
+}
+
+type stopOptions struct {
+	Slug   string
+	Remove bool
+}
+
+func runStop(ctx context.Context, d *deps, o stopOptions) error {
+	api, err := d.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+	if err := stopLocked(ctx, d, api, o.Slug); err != nil {
+		return err
+	}
+	if o.Remove {
+		if err := d.store.Remove(o.Slug); err != nil {
+			return cli.Backend(err)
+		}
+		fmt.Fprintf(d.Err, "bb-launch: bottle %s stopped and removed\n", o.Slug)
+		return nil
+	}
+	fmt.Fprintf(d.Err, "bb-launch: bottle %s stopped; 'bb-launch resume %s' boots it again\n", o.Slug, o.Slug)
+	return nil
+}

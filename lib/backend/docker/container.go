@@ -1,0 +1,298 @@
+package docker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+// Roles of a bottle's containers (label bb.role).
+const (
+	RoleAgent  = plan.RoleAgent
+	RoleEgress = plan.RoleEgress
+)
+
+// ReadyLine is what bb-egress serve prints on stderr once it listens.
+const ReadyLine = "bb-egress: listening on"
+
+func resources(lim plan.Limits) container.Resources {
+	pids := lim.PidsLimit
+	return container.Resources{
+		Memory:     lim.MemoryBytes,
+		MemorySwap: lim.MemoryBytes, // no swap beyond the limit
+		NanoCPUs:   int64(lim.CPUs * 1e9),
+		PidsLimit:  &pids,
+	}
+}
+
+// startSidecar creates, connects and starts the sidecar, and waits until it
+// listens.
+func (l *launch) startSidecar(ctx context.Context) error {
+	dir := l.o.Store.EgressDir(l.p.Slug)
+	e := l.p.Egress
+	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
+	if l.o.UpstreamCA != "" {
+		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, UpstreamCAFile))
+	}
+	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:  l.d.SidecarContainer,
+		Image: l.sidecarRef,
+		Config: &container.Config{
+			Entrypoint: []string{"/bb-egress", "serve"},
+			Cmd:        cmd,
+			// The token values live here and nowhere else.
+			Env:      l.tokens,
+			User:     fmt.Sprintf("%d:%d", l.o.UID, l.o.GID),
+			Hostname: "bb-egress",
+			Labels:   cloneLabels(l.d.SidecarLabels),
+		},
+		HostConfig: &container.HostConfig{
+			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
+			// A folder, not files: bb-egress apply replaces routes.yaml by
+			// rename, which a file mount would never show.
+			Mounts:         []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: e.Dir}},
+			ReadonlyRootfs: true,
+			CapDrop:        slices.Clone(l.d.CapDrop),
+			SecurityOpt:    slices.Clone(l.d.SecurityOpt),
+			Resources:      resources(l.d.SidecarLimits),
+			Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,size=16m"},
+		},
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			l.d.InternalNetwork: {Aliases: []string{e.Host}},
+		}},
+	})
+	if err != nil {
+		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
+	}
+	l.sidecarID = res.ID
+	// The engine (API < 1.44) takes one network at creation; the way out is
+	// joined before the start.
+	if _, err := l.api.NetworkConnect(ctx, l.d.EgressNetwork, client.NetworkConnectOptions{Container: res.ID}); err != nil {
+		return cli.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
+	}
+	if _, err := l.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
+	}
+	timeout := l.o.ReadyTimeout
+	if timeout == 0 {
+		timeout = 20 * time.Second
+	}
+	if err := waitReady(ctx, l.api, res.ID, timeout); err != nil {
+		return err
+	}
+	in, err := l.api.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return cli.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
+	}
+	if ns := in.Container.NetworkSettings; ns != nil {
+		if ep := ns.Networks[l.d.InternalNetwork]; ep != nil && ep.IPAddress.IsValid() {
+			l.sidecarIP = ep.IPAddress.String()
+		}
+	}
+	if l.sidecarIP == "" {
+		return cli.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
+	}
+	return nil
+}
+
+func clashHint(err error, slug string) []string {
+	if err != nil && strings.Contains(err.Error(), "already in use") {
+		return []string{fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", slug, slug)}
+	}
+	return nil
+}
+
+// waitReady follows the sidecar's output until it says it listens. If it
+// exits, or does not say so in time, the error quotes its last lines.
+func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	logs, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if err != nil {
+		return cli.Backend(fmt.Errorf("reading the sidecar's output: %w", err))
+	}
+	defer logs.Close()
+	pr, pw := io.Pipe()
+	go func() { _, err := stdcopy.StdCopy(pw, pw, logs); pw.CloseWithError(err) }()
+	var last []string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, ReadyLine) {
+			return nil
+		}
+		if last = append(last, line); len(last) > 10 {
+			last = last[1:]
+		}
+	}
+	tail := "it printed nothing"
+	if len(last) > 0 {
+		tail = "its last lines:\n  " + strings.Join(last, "\n  ")
+	}
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return cli.Backend(fmt.Errorf("the sidecar did not listen within %v; %s", timeout, tail))
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return cli.Backend(fmt.Errorf("the sidecar exited; %s", tail))
+}
+
+// createAgent creates the agent's container, not started: provisioning
+// copies files into it first.
+func (l *launch) createAgent(ctx context.Context) error {
+	a := l.p.Agent
+	ws := a.Workspace
+	if ws == "" {
+		ws = l.o.Dir
+	}
+	if !filepath.IsAbs(ws) {
+		return cli.Usagef("the workspace %q is not an absolute path", ws)
+	}
+	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+		return cli.Usagef("the workspace %s is not a folder", ws)
+	}
+	env := make([]string, 0, len(a.Env))
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	yes := true
+	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:  l.d.AgentContainer,
+		Image: l.agentRef,
+		Config: &container.Config{
+			Cmd:        slices.Clone(a.Command),
+			Env:        env,
+			User:       a.User,
+			WorkingDir: a.Workdir,
+			Hostname:   l.p.Slug,
+			Tty:        true,
+			OpenStdin:  true,
+			Labels:     cloneLabels(l.d.AgentLabels),
+		},
+		HostConfig: &container.HostConfig{
+			// The internal network only: the sidecar is its one way out.
+			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
+			Mounts: []mount.Mount{
+				{Type: mount.TypeBind, Source: ws, Target: a.Workdir},
+				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), ResolvConfFile),
+					Target: "/etc/resolv.conf", ReadOnly: true},
+			},
+			// The embedded DNS server (127.0.0.11, still reachable by
+			// address) forwards what it does not know to these servers,
+			// queried from inside the container: loopback, where nothing
+			// listens, so it forwards nowhere.
+			DNS:         []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			ExtraHosts:  []string{l.p.Egress.Host + ":" + l.sidecarIP},
+			CapDrop:     slices.Clone(l.d.CapDrop),
+			SecurityOpt: slices.Clone(l.d.SecurityOpt),
+			Resources:   resources(l.d.Limits),
+			Init:        &yes,
+		},
+	})
+	if err != nil {
+		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.p.Slug)...)
+	}
+	l.agentID = res.ID
+	return nil
+}
+
+func (l *launch) startAgent(ctx context.Context) error {
+	if l.o.BeforeStart != nil {
+		if err := l.o.BeforeStart(ctx, l.agentID); err != nil {
+			return err
+		}
+	}
+	if _, err := l.api.ContainerStart(ctx, l.agentID, client.ContainerStartOptions{}); err != nil {
+		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
+	}
+	return nil
+}
+
+// removeContainer force-removes a container; one already gone is no error.
+func removeContainer(ctx context.Context, api Engine, id string) error {
+	_, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !isNotFound(err) {
+		return cli.Backend(fmt.Errorf("removing container %s: %w", id, err))
+	}
+	return nil
+}
+
+// bottleContainers lists the containers labelled with slug (and role, when
+// not empty), running or not.
+func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]container.Summary, error) {
+	f := client.Filters{}.Add("label", LabelSlug+"="+slug)
+	if role != "" {
+		f = f.Add("label", LabelRole+"="+role)
+	}
+	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, cli.Backend(fmt.Errorf("listing the containers of bottle %s: %w", slug, err))
+	}
+	return res.Items, nil
+}
+
+// Stop removes a bottle's containers and networks, found by their label;
+// a bottle with none is already stopped. Its state is not touched.
+func Stop(ctx context.Context, api Engine, slug string) error {
+	if err := state.CheckSlug(slug); err != nil {
+		return cli.Usage(err)
+	}
+	cs, err := bottleContainers(ctx, api, slug, "")
+	if err != nil {
+		return err
+	}
+	// The agent first, so it never runs without its sidecar.
+	slices.SortStableFunc(cs, func(a, b container.Summary) int {
+		return boolInt(a.Labels[LabelRole] != RoleAgent) - boolInt(b.Labels[LabelRole] != RoleAgent)
+	})
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, removeContainer(ctx, api, c.ID))
+	}
+	ns, err := bottleNetworks(ctx, api, slug)
+	if err != nil {
+		return err
+	}
+	for _, id := range ns {
+		errs = append(errs, removeNetwork(ctx, api, id))
+	}
+	return errors.Join(errs...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FindContainer returns the ID of a bottle's container of role, and
+// whether it is running; "" when there is none.
+func FindContainer(ctx context.Context, api Engine, slug, role string) (id string, running bool, err error) {
+	cs, err := bottleContainers(ctx, api, slug, role)
+	if err != nil || len(cs) == 0 {
+		return "", false, err
+	}
+	c := cs[0]
+	return c.ID, c.State == container.StateRunning || c.State == container.StatePaused, nil
+}

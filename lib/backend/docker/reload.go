@@ -1,0 +1,27 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/moby/moby/client"
+
+	"github.com/bb-bottles/bb/lib/cli"
+)
+
+// Reload asks the bottle's sidecar to re-read its routes file now (SIGHUP).
+// A bottle whose sidecar is not running gives *ErrNotRunning: it reads the
+// file when it starts.
+func Reload(ctx context.Context, api Engine, slug string) error {
+	id, running, err := FindContainer(ctx, api, slug, RoleEgress)
+	if err != nil {
+		return err
+	}
+	if !running {
+		return &ErrNotRunning{Slug: slug, Role: RoleEgress}
+	}
+	if _, err := api.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "HUP"}); err != nil {
+		return cli.Backend(fmt.Errorf("signalling the sidecar of bottle %s: %w", slug, err))
+	}
+	return nil
+}
