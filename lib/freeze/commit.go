@@ -3,7 +3,6 @@ package freeze
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -87,13 +86,13 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 
 	id, err := f.Commit(ctx, Target{Slug: slug, Container: NamePrefix + slug, Ref: ref, Labels: opts.Labels})
 	if err != nil {
-		// An engine may finish a commit whose request was cancelled.
+		// A backend may finish a commit whose request was cancelled.
 		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
-		return Record{}, err
+		return Record{}, interrupted(ctx, err)
 	}
 	if err := f.Tag(ctx, ref, latest); err != nil {
 		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
-		return Record{}, err
+		return Record{}, interrupted(ctx, err)
 	}
 	prev := md.Images
 	md.Images = append(slices.Clone(prev), state.Image{Ref: ref, ID: id, Created: created})
@@ -123,6 +122,15 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 		rec.Removed = prune(ctx, st, f, &md, ref, opts)
 	}
 	return rec, nil
+}
+
+// interrupted returns ctx's error when ctx is done, since err is then only
+// its consequence (an engine request cut short), and err otherwise.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // newRef returns bb/<slug>:<time>, with -2, -3... when an earlier snapshot
@@ -230,14 +238,14 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 		// Move latest off it first, so that removing its own tag leaves
 		// it with none and the engine deletes it.
 		if err := restoreLatest(ctx, f, slug, present(ctx, f, rest)); err != nil {
-			return state.Image{}, err
+			return state.Image{}, interrupted(ctx, err)
 		}
 	}
 	if err := f.Remove(ctx, im.Ref); err != nil {
 		if isNewest {
 			undo(ctx, func(ctx context.Context) error { return f.Tag(ctx, im.Ref, LatestRef(slug)) })
 		}
-		return state.Image{}, err
+		return state.Image{}, interrupted(ctx, err)
 	}
 	md.Images = rest
 	if err := st.WriteMetadata(slug, md); err != nil {
@@ -307,9 +315,4 @@ func List(ctx context.Context, f Freezer, md state.Metadata) ([]Listed, error) {
 			Backend: cmp.Or(md.Backend, f.Backend()), Latest: i == len(images)-1, Present: ok})
 	}
 	return out, nil
-}
-
-// IsCancel reports whether err is the context's cancellation.
-func IsCancel(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -62,6 +62,11 @@ func (d *Docker) Running(ctx context.Context) ([]string, error) {
 // would leave the agent frozen for good if bb-freeze were killed between
 // its pause and its unpause — and cron does kill jobs. A container already
 // paused by someone else is left paused, as the engine does.
+//
+// The engine finishes a commit whose client has gone, so the image is
+// committed untagged and tagged t.Ref only once Commit has its ID: an
+// interrupted commit leaves no tag behind, at worst an untagged image
+// labelled with the bottle's slug.
 func (d *Docker) Commit(ctx context.Context, t Target) (string, error) {
 	labels := maps.Clone(t.Labels)
 	if labels == nil {
@@ -70,16 +75,19 @@ func (d *Docker) Commit(ctx context.Context, t Target) (string, error) {
 	labels[LabelSlug] = t.Slug
 	labels[LabelRole] = RoleSnapshot
 	res, err := d.API.ContainerCommit(ctx, t.Container, client.ContainerCommitOptions{
-		Reference: t.Ref,
-		Comment:   "bb-freeze snapshot of bottle " + t.Slug,
-		Changes:   []string{labelChange(labels)},
+		Comment: "bb-freeze snapshot of bottle " + t.Slug,
+		Changes: []string{labelChange(labels)},
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return "", cli.Backend(fmt.Errorf("committing bottle %s: no container %s: %w", t.Slug, t.Container, err),
 				"is the bottle running? bb-launch ls lists them")
 		}
-		return "", cli.Backend(fmt.Errorf("committing container %s as %s: %w", t.Container, t.Ref, err))
+		return "", cli.Backend(fmt.Errorf("committing container %s: %w", t.Container, err))
+	}
+	if err := d.Tag(ctx, res.ID, t.Ref); err != nil {
+		undo(ctx, func(ctx context.Context) error { return d.Remove(ctx, res.ID) })
+		return "", err
 	}
 	return res.ID, nil
 }
