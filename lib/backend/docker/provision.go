@@ -19,6 +19,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -75,11 +76,11 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
 		{path: path.Join(home, ".gitconfig"), data: gitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
 	}
-	if a.Prompt != "" {
-		files = append(files,
-			provisioned{path: path.Join(home, path.Dir(PromptFile)), mode: 0o700, uid: uid, gid: gid, dir: true},
-			provisioned{path: path.Join(home, PromptFile), data: []byte(a.Prompt), mode: 0o600, uid: uid, gid: gid})
+	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
+	if err != nil {
+		return err
 	}
+	files = append(files, planned...)
 	tarball, err := tarOf(files)
 	if err != nil {
 		return err
@@ -90,6 +91,47 @@ func (l *launch) provision(ctx context.Context) error {
 		return cli.Backend(fmt.Errorf("copying files into %s: %w", l.d.AgentContainer, err))
 	}
 	return nil
+}
+
+// homeFiles are the plan's files (and the prompt, for a plan that does not
+// list it), with the folders they need, all owned by the agent's user. They
+// must be in its home: a file written as the agent's own anywhere else
+// would hand it a part of the system.
+func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provisioned, error) {
+	var out []provisioned
+	dirs := map[string]bool{home: true}
+	hasPrompt := false
+	add := func(p string, data []byte, mode int64) error {
+		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, home+"/") {
+			return cli.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
+		}
+		var parents []string
+		for d := path.Dir(p); !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			out = append(out, provisioned{path: parents[i], mode: 0o755, uid: uid, gid: gid, dir: true})
+		}
+		out = append(out, provisioned{path: p, data: data, mode: mode, uid: uid, gid: gid})
+		return nil
+	}
+	for _, f := range list {
+		mode, err := f.FileMode()
+		if err != nil {
+			return nil, cli.Usage(fmt.Errorf("plan agent.files: %w", err))
+		}
+		if err := add(f.Path, []byte(f.Content), int64(mode.Perm())); err != nil {
+			return nil, err
+		}
+		hasPrompt = hasPrompt || f.Path == path.Join(home, PromptFile)
+	}
+	if prompt != "" && !hasPrompt {
+		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // readFile reads one file of the created agent; a missing one is empty.
