@@ -24,7 +24,7 @@ func execCommand() *ucli.Command {
 		Action: func(c *ucli.Context) error {
 			args := c.Args().Slice()
 			if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-				return ucli.ShowCommandHelp(c, c.Command.Name)
+				return ucli.ShowCommandHelp(c.Lineage()[1], c.Command.Name)
 			}
 			if len(args) == 0 {
 				return usageErr(c, errors.New("missing the bottle's SLUG"))
