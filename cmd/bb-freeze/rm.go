@@ -71,6 +71,10 @@ func runRm(ctx context.Context, d *deps, opts rmOptions) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("removing a snapshot: %w", err))
 	}
+	// An unknown IMAGE is bad input whether or not the backend answers.
+	if _, _, err := freeze.Find(md, opts.image); err != nil {
+		return err
+	}
 	f, err := d.bottleFreezer(ctx, md)
 	if err != nil {
 		return err

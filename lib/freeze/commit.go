@@ -226,12 +226,10 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 	if err != nil {
 		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot of bottle %s: %w", slug, err))
 	}
-	i := slices.IndexFunc(md.Images, func(im state.Image) bool { return matches(slug, im, name) })
-	if i < 0 {
-		return state.Image{}, cli.Usage(fmt.Errorf("bottle %s: %w %q", slug, ErrNotFound, name),
-			"bb-freeze ls "+slug+" lists its snapshots")
+	im, i, err := Find(md, name)
+	if err != nil {
+		return state.Image{}, err
 	}
-	im := md.Images[i]
 	rest := slices.Delete(slices.Clone(md.Images), i, i+1)
 	isNewest := newest(md.Images).Ref == im.Ref
 	if isNewest {
@@ -252,6 +250,18 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 		return state.Image{}, fmt.Errorf("removing snapshot %s from the metadata (the backend no longer has it): %w", im.Ref, err)
 	}
 	return im, nil
+}
+
+// Find returns the snapshot of md that name names (its reference, its tag
+// or its ID) and its index in md.Images. A name that names none is a usage
+// error wrapping ErrNotFound.
+func Find(md state.Metadata, name string) (state.Image, int, error) {
+	i := slices.IndexFunc(md.Images, func(im state.Image) bool { return matches(md.Slug, im, name) })
+	if i < 0 {
+		return state.Image{}, -1, cli.Usage(fmt.Errorf("bottle %s: %w %q", md.Slug, ErrNotFound, name),
+			"bb-freeze ls "+md.Slug+" lists its snapshots")
+	}
+	return md.Images[i], i, nil
 }
 
 // present keeps the images the backend still has; one it cannot check
