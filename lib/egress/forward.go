@@ -20,7 +20,8 @@ import (
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
-// hopHeaders are a connection's own and never forwarded.
+// hopHeaders are a connection's own and never forwarded. They are in
+// canonical form, so a map delete removes them (TestHopHeadersCanonical).
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect"}
 
@@ -96,15 +97,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
+	hostport := t.hostport()
 	out := &http.Request{
 		Method:     r.Method,
-		URL:        &url.URL{Scheme: t.scheme, Host: t.hostport(), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, User: r.URL.User},
+		URL:        &url.URL{Scheme: t.scheme, Host: hostport, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, User: r.URL.User},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1, ProtoMinor: 1,
 		Header:        outHeader(r.Header, ws),
 		Body:          body,
 		ContentLength: n,
-		Host:          t.hostport(),
+		Host:          hostport,
 	}
 	if in := rt.Inject; in != nil {
 		tok, ok := s.tokens[in.Token]
@@ -163,14 +165,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		h.Del(k)
 	}
 	for _, k := range hopHeaders {
-		h.Del(k)
+		delete(h, k)
 	}
 	w.WriteHeader(resp.StatusCode)
 	down, copyErr := copyBody(w, resp.Body, resp.ContentLength < 0 ||
 		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"))
 	e.BytesDown = down
 	e.Status, e.Decision = resp.StatusCode, audit.Allow
-	e.Reason = "allowed by route " + rt.String()
+	e.Reason = "allowed by route " + e.Route
 	if copyErr != nil {
 		e.Reason += "; response cut short: " + copyErr.Error()
 	}
@@ -340,7 +342,7 @@ func outHeader(in http.Header, ws bool) http.Header {
 		h.Del(k)
 	}
 	for _, k := range hopHeaders {
-		h.Del(k)
+		delete(h, k)
 	}
 	if ws {
 		h.Set("Connection", "Upgrade")

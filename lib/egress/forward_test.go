@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -80,6 +81,14 @@ func BenchmarkScanHead(b *testing.B) {
 	for b.Loop() {
 		if _, ok := scanHead(det, folded, r); ok {
 			b.Fatal("hit")
+		}
+	}
+}
+
+func TestHopHeadersCanonical(t *testing.T) {
+	for _, k := range hopHeaders {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("hop header %q is not canonical (%q): a map delete would miss it", k, c)
 		}
 	}
 }
