@@ -62,7 +62,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			Env:      l.tokens,
 			User:     fmt.Sprintf("%d:%d", l.o.UID, l.o.GID),
 			Hostname: "bb-egress",
-			Labels:   cloneLabels(l.d.SidecarLabels),
+			Labels:   l.labels(l.d.SidecarLabels),
 		},
 		HostConfig: &container.HostConfig{
 			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
@@ -83,14 +83,17 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
 	}
 	l.sidecarID = res.ID
+	l.mark("created")
 	// The engine (API < 1.44) takes one network at creation; the way out is
 	// joined before the start.
 	if _, err := l.api.NetworkConnect(ctx, l.d.EgressNetwork, client.NetworkConnectOptions{Container: res.ID}); err != nil {
 		return cli.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
 	}
+	l.mark("connected")
 	if _, err := l.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
 		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
 	}
+	l.mark("started")
 	timeout := l.o.ReadyTimeout
 	if timeout == 0 {
 		timeout = 20 * time.Second
@@ -98,6 +101,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	if err := waitReady(ctx, l.api, res.ID, timeout); err != nil {
 		return err
 	}
+	l.mark("ready")
 	in, err := l.api.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		return cli.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
@@ -187,7 +191,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 			Hostname:   l.p.Slug,
 			Tty:        true,
 			OpenStdin:  true,
-			Labels:     cloneLabels(l.d.AgentLabels),
+			Labels:     l.labels(l.d.AgentLabels),
 		},
 		HostConfig: &container.HostConfig{
 			// The internal network only: the sidecar is its one way out.
@@ -196,13 +200,14 @@ func (l *launch) createAgent(ctx context.Context) error {
 				{Type: mount.TypeBind, Source: ws, Target: a.Workdir},
 				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), ResolvConfFile),
 					Target: "/etc/resolv.conf", ReadOnly: true},
+				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), HostsFile),
+					Target: "/etc/hosts", ReadOnly: true},
 			},
 			// The embedded DNS server (127.0.0.11, still reachable by
 			// address) forwards what it does not know to these servers,
 			// queried from inside the container: loopback, where nothing
 			// listens, so it forwards nowhere.
 			DNS:         []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-			ExtraHosts:  []string{l.p.Egress.Host + ":" + l.sidecarIP},
 			CapDrop:     slices.Clone(l.d.CapDrop),
 			SecurityOpt: slices.Clone(l.d.SecurityOpt),
 			Resources:   resources(l.d.Limits),
@@ -217,6 +222,10 @@ func (l *launch) createAgent(ctx context.Context) error {
 }
 
 func (l *launch) startAgent(ctx context.Context) error {
+	// Replaced by rename: the engine binds the new file at the start.
+	if err := l.writeHosts(l.sidecarIP); err != nil {
+		return err
+	}
 	if l.o.BeforeStart != nil {
 		if err := l.o.BeforeStart(ctx, l.agentID); err != nil {
 			return err

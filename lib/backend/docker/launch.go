@@ -1,7 +1,9 @@
 package docker
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -131,13 +134,14 @@ func Launch(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err 
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	l := &launch{api: api, o: o, p: p, d: p.Docker}
+	l := &launch{api: api, o: o, p: p, d: p.Docker, id: strings.ToLower(rand.Text()[:16])}
 	defer func() {
 		if err != nil {
+			l.interrupted = ctx.Err() != nil
 			l.undo()
 		}
 	}()
-	step := func(name string, fn func(context.Context) error) error {
+	step := func(ctx context.Context, name string, fn func(context.Context) error) error {
 		if err := ctx.Err(); err != nil {
 			return &StepError{Step: name, Err: err}
 		}
@@ -154,29 +158,49 @@ func Launch(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err 
 		}
 		return nil
 	}
-	steps := []struct {
+	type stepFunc struct {
 		name string
 		fn   func(context.Context) error
-	}{
-		{"reading the tokens", l.readTokens},
-		{"writing the bottle's state", l.writeState},
-		{"building the sidecar image", l.sidecarImage},
-		{"building the agent image", l.agentImage},
-		{"creating the networks", l.networks},
-		{"starting the sidecar", l.startSidecar},
-		{"creating the agent", l.createAgent},
-		{"provisioning the agent", l.provision},
-		{"starting the agent", l.startAgent},
 	}
-	for _, s := range steps {
-		if err := step(s.name, s.fn); err != nil {
+	// Each lane runs its steps in order, and the lanes of a stage run at
+	// once. A failing lane does not cancel the others: a creation cut off
+	// half way may still complete in the engine after undo has looked, so
+	// they run to their end (they are short), and undo sees what they made.
+	stage := func(lanes ...[]stepFunc) error {
+		errs := make([]error, len(lanes))
+		var wg sync.WaitGroup
+		for i, lane := range lanes {
+			wg.Go(func() {
+				for _, s := range lane {
+					if errs[i] = step(ctx, s.name, s.fn); errs[i] != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return cmp.Or(errs...)
+	}
+	stages := [][][]stepFunc{
+		{{{"reading the tokens", l.readTokens}}},
+		{{{"writing the bottle's state", l.writeState}}},
+		// One after the other, so that their progress does not interleave.
+		{{{"building the sidecar image", l.sidecarImage}, {"building the agent image", l.agentImage}}},
+		{{{"creating the networks", l.networks}}},
+		// The sidecar starts while the agent is made ready; the agent
+		// starts once the sidecar answers.
+		{{{"starting the sidecar", l.startSidecar}}, {{"creating the agent", l.createAgent}, {"provisioning the agent", l.provision}}},
+		{{{"starting the agent", l.startAgent}}},
+	}
+	for _, lanes := range stages {
+		if err := stage(lanes...); err != nil {
 			return nil, err
 		}
 	}
 	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
 		SidecarContainer: l.d.SidecarContainer, AgentImage: l.agentRef, SidecarImage: l.sidecarRef,
 		AgentID: l.agentID}
-	if err := step("recording the launch", func(context.Context) error { return l.record(rec) }); err != nil {
+	if err := step(ctx, "recording the launch", func(context.Context) error { return l.record(rec) }); err != nil {
 		return nil, err
 	}
 	if l.unlock != nil {
@@ -268,6 +292,17 @@ func checkPlan(p *plan.Plan) error {
 	return nil
 }
 
+// LabelLaunch is on every container and network of one launch.
+const LabelLaunch = "bb.launch"
+
+// labels are a resource's labels: the plan's, this launch's and, in tests,
+// bb.test.
+func (l *launch) labels(m map[string]string) map[string]string {
+	out := withTestLabels(m)
+	out[LabelLaunch] = l.id
+	return out
+}
+
 // launch is one launch in progress: what it made so far, to undo.
 type launch struct {
 	api Engine
@@ -275,15 +310,27 @@ type launch struct {
 	p   *plan.Plan
 	d   *plan.Docker
 
-	unlock     func() error
-	madeState  bool // this launch created the bottle's folder
-	tokens     []string
-	sidecarRef string
-	agentRef   string
-	networkIDs []string
-	sidecarID  string
-	sidecarIP  string
-	agentID    string
+	// id is on every container and network the launch creates (label
+	// bb.launch), so that undo finds one whose creation was interrupted
+	// before the engine could say its ID.
+	id          string
+	interrupted bool
+	unlock      func() error
+	madeState   bool // this launch created the bottle's folder
+	tokens      []string
+	sidecarRef  string
+	agentRef    string
+	networkIDs  []string
+	sidecarID   string
+	sidecarIP   string
+	agentID     string
+}
+
+// mark traces a point within a step.
+func (l *launch) mark(what string) {
+	if l.o.Trace != nil {
+		fmt.Fprintf(l.o.Trace, "bb-launch:   %s at %s\n", what, time.Now().Format("15:04:05.000"))
+	}
 }
 
 // undo removes what the launch made, with a context of its own: the
@@ -298,14 +345,37 @@ func (l *launch) undo() {
 			removeContainer(ctx, l.api, id) //nolint:errcheck // best effort
 		}
 	}
-	for _, id := range l.networkIDs {
-		removeNetwork(ctx, l.api, id) //nolint:errcheck
+	l.sweep(ctx)
+	if l.interrupted {
+		// A creation the interruption cut off may complete in the engine
+		// a moment later.
+		time.Sleep(500 * time.Millisecond)
+		l.sweep(ctx)
 	}
 	if l.madeState {
 		os.RemoveAll(l.o.Store.BottleDir(l.p.Slug))
 	}
 	if l.unlock != nil {
 		l.unlock()
+	}
+}
+
+// sweep removes the containers, then the networks, labelled with this
+// launch's id.
+func (l *launch) sweep(ctx context.Context) {
+	f := client.Filters{}.Add("label", LabelLaunch+"="+l.id)
+	if res, err := l.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f}); err == nil {
+		for _, c := range res.Items {
+			removeContainer(ctx, l.api, c.ID) //nolint:errcheck // best effort
+		}
+	}
+	for _, id := range l.networkIDs {
+		removeNetwork(ctx, l.api, id) //nolint:errcheck
+	}
+	if res, err := l.api.NetworkList(ctx, client.NetworkListOptions{Filters: f}); err == nil {
+		for _, n := range res.Items {
+			removeNetwork(ctx, l.api, n.ID) //nolint:errcheck
+		}
 	}
 }
 
@@ -433,7 +503,24 @@ func (l *launch) writeState(ctx context.Context) error {
 			return err
 		}
 	}
-	return state.WriteFileAtomic(filepath.Join(st.BottleDir(slug), ResolvConfFile), []byte(resolvConf), 0o644)
+	if err := state.WriteFileAtomic(filepath.Join(st.BottleDir(slug), ResolvConfFile), []byte(resolvConf), 0o644); err != nil {
+		return err
+	}
+	// The agent's container is created before the sidecar has an address:
+	// the file must exist to be mounted, and gets bb.egress at the start.
+	return l.writeHosts("")
+}
+
+// HostsFile is the agent's /etc/hosts, kept in the bottle's folder: its
+// only way to a name (see resolvConf) is bb.egress, the sidecar.
+const HostsFile = "hosts"
+
+func (l *launch) writeHosts(sidecarIP string) error {
+	text := "127.0.0.1\tlocalhost\n127.0.1.1\t" + l.p.Slug + "\n"
+	if sidecarIP != "" {
+		text += sidecarIP + "\t" + l.p.Egress.Host + "\n"
+	}
+	return state.WriteFileAtomic(filepath.Join(l.o.Store.BottleDir(l.p.Slug), HostsFile), []byte(text), 0o644)
 }
 
 // UpstreamCAFile is where --upstream-ca is copied in the egress folder.

@@ -2,8 +2,9 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
+	"sync"
 
 	"github.com/moby/moby/client"
 
@@ -24,31 +25,45 @@ const InhibitIPv4 = "com.docker.network.bridge.inhibit_ipv4"
 // routes and names, and an address family it does not watch is a way round.
 func (l *launch) networks(ctx context.Context) error {
 	no := false
-	for _, n := range []struct {
+	nets := []struct {
 		name string
 		opts client.NetworkCreateOptions
 	}{
 		{l.d.InternalNetwork, client.NetworkCreateOptions{Driver: "bridge", Internal: true, EnableIPv6: &no,
 			Options: map[string]string{InhibitIPv4: "true"}}},
 		{l.d.EgressNetwork, client.NetworkCreateOptions{Driver: "bridge", EnableIPv6: &no}},
-	} {
-		// The engine (before API 1.44) lets two networks share a name
-		// unless asked not to, and this client never asks: refuse a clash
-		// here, or the bottle could join someone else's network.
-		if _, err := l.api.NetworkInspect(ctx, n.name, client.NetworkInspectOptions{}); err == nil {
-			return cli.Backend(fmt.Errorf("a network named %s already exists", n.name),
-				fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.p.Slug, l.p.Slug))
-		} else if !isNotFound(err) {
-			return cli.Backend(fmt.Errorf("inspecting network %s: %w", n.name, err))
-		}
-		n.opts.Labels = withTestLabels(l.d.Labels)
-		res, err := l.api.NetworkCreate(ctx, n.name, n.opts)
-		if err != nil {
-			return cli.Backend(fmt.Errorf("creating network %s: %w", n.name, err))
-		}
-		l.networkIDs = append(l.networkIDs, res.ID)
 	}
-	return nil
+	ids := make([]string, len(nets))
+	errs := make([]error, len(nets))
+	var wg sync.WaitGroup
+	for i, n := range nets {
+		wg.Go(func() { ids[i], errs[i] = l.network(ctx, n.name, n.opts) })
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != "" {
+			l.networkIDs = append(l.networkIDs, id)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *launch) network(ctx context.Context, name string, opts client.NetworkCreateOptions) (string, error) {
+	// The engine (before API 1.44) lets two networks share a name unless
+	// asked not to, and this client never asks: refuse a clash here, or
+	// the bottle could join someone else's network.
+	if _, err := l.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err == nil {
+		return "", cli.Backend(fmt.Errorf("a network named %s already exists", name),
+			fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.p.Slug, l.p.Slug))
+	} else if !isNotFound(err) {
+		return "", cli.Backend(fmt.Errorf("inspecting network %s: %w", name, err))
+	}
+	opts.Labels = l.labels(l.d.Labels)
+	res, err := l.api.NetworkCreate(ctx, name, opts)
+	if err != nil {
+		return "", cli.Backend(fmt.Errorf("creating network %s: %w", name, err))
+	}
+	return res.ID, nil
 }
 
 // removeNetwork removes a network; one already gone is no error.
@@ -71,5 +86,3 @@ func bottleNetworks(ctx context.Context, api Engine, slug string) ([]string, err
 	}
 	return ids, nil
 }
-
-func cloneLabels(m map[string]string) map[string]string { return withTestLabels(maps.Clone(m)) }

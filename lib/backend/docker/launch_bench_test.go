@@ -1,0 +1,122 @@
+package docker
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+// benchEngine is needBase for benchmarks.
+func benchEngine(b *testing.B) *client.Client {
+	b.Helper()
+	if engine == nil {
+		b.Skipf("no docker engine: %v", engineErr)
+	}
+	if ok, _, err := imageExists(b.Context(), engine, BaseImage); err != nil || !ok {
+		b.Skipf("the base image %s is absent: run scripts/base-image", BaseImage)
+	}
+	return engine
+}
+
+// benchEgress is staticEgress for benchmarks: the same binary, built once
+// per run.
+func benchEgress(b *testing.B) string {
+	b.Helper()
+	egressOnce.Do(func() {
+		egressDir, egressErr = os.MkdirTemp("", "bb-egress-test-")
+		if egressErr != nil {
+			return
+		}
+		egressBin = filepath.Join(egressDir, "bb-egress")
+		egressErr = BuildSidecarBinary(context.Background(), "../../..", "linux", runtime.GOARCH, egressBin)
+	})
+	if egressErr != nil {
+		b.Fatal(egressErr)
+	}
+	return egressBin
+}
+
+// BenchmarkLaunchWarm is a launch with its images present, to an agent
+// that answers exec: what a person waits for at 'bb start' the second time.
+// Stopping is not timed.
+func BenchmarkLaunchWarm(b *testing.B) {
+	c := benchEngine(b)
+	ctx := b.Context()
+	st := &state.Store{Dir: b.TempDir()}
+	launchOnce := func() string {
+		slug := newSlug("bench")
+		p, raw := shellPlan(b, slug, nil)
+		o := LaunchOptions{Plan: p, PlanJSON: raw, Store: st, SidecarBinary: benchEgress(b),
+			BaseImage: BaseImage, BuildArgs: map[string]string{"INSTALL_CLI": "0"},
+			Env: testEnv, Dir: b.TempDir(), UID: os.Getuid(), GID: os.Getgid()}
+		if os.Getenv("BB_LAUNCH_TRACE") != "" {
+			o.Trace = os.Stderr
+		}
+		if _, err := Launch(ctx, c, o); err != nil {
+			Stop(context.Background(), c, slug)
+			b.Fatal(err)
+		}
+		if code, err := Exec(ctx, c, slug, []string{"true"}, io.Discard, io.Discard); err != nil || code != 0 {
+			b.Fatalf("exec: %d %v", code, err)
+		}
+		return slug
+	}
+	stop := func(slug string) {
+		if err := Stop(context.Background(), c, slug); err != nil {
+			b.Fatal(err)
+		}
+		os.RemoveAll(st.BottleDir(slug))
+	}
+	stop(launchOnce()) // builds the images: not timed
+	b.ResetTimer()
+	for b.Loop() {
+		slug := launchOnce()
+		b.StopTimer()
+		stop(slug)
+		b.StartTimer()
+	}
+}
+
+// BenchmarkDockerRunBare is `docker run -d` of the same agent image on the
+// default bridge, to a container that answers exec: the floor a launch is
+// measured against.
+func BenchmarkDockerRunBare(b *testing.B) {
+	c := benchEngine(b)
+	ctx := b.Context()
+	p, _ := shellPlan(b, newSlug("bare"), nil)
+	spec, err := AgentSpec(p, BaseImage, map[string]string{"INSTALL_CLI": "0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref, _, err := EnsureAgentImage(ctx, c, spec, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		slug := newSlug("bare")
+		res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{Image: ref,
+			Config: &container.Config{Cmd: []string{"/bin/bash", "-l"}, Tty: true, OpenStdin: true,
+				Labels: withTestLabels(map[string]string{LabelSlug: slug, LabelRole: RoleAgent})}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if code, err := Exec(ctx, c, slug, []string{"true"}, io.Discard, io.Discard); err != nil || code != 0 {
+			b.Fatalf("exec: %d %v", code, err)
+		}
+		b.StopTimer()
+		removeContainer(context.Background(), c, res.ID)
+		b.StartTimer()
+	}
+}
