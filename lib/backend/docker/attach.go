@@ -63,6 +63,9 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 		_, err := io.Copy(term, s.hj.Reader)
 		output <- err
 	}()
+	// A deadline left by an earlier session would end this one's input at
+	// once.
+	term.File().SetReadDeadline(time.Time{}) //nolint:errcheck // not every terminal has deadlines
 	input := make(chan error, 1)
 	go func() { input <- copyInput(s.hj.Conn, term) }()
 	// Unblocks the input's read of the terminal when Run returns.
