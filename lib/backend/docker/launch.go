@@ -561,3 +561,8 @@ func (l *launch) agentImage(ctx context.Context) error {
 	l.agentRef = ref
 	return err
 }
+
+// AddLabels adds labels to every image, container and network this package
+// creates from then on. Tests of other packages mark theirs bb.test=1 with
+// it, so that a sweep after them finds what they made.
+func AddLabels(m map[string]string) { testLabels = withTestLabels(m) }
