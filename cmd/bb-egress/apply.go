@@ -131,7 +131,11 @@ func (b *bottle) reload(ctx context.Context, s cli.Streams, res applyResult) err
 			res.Routes, res.RoutesFile)
 		return cli.WriteJSON(s.Out, res)
 	}
-	if err := r.Reload(ctx, b.Slug); err != nil {
+	if err := r.Reload(ctx, b.Slug); errors.Is(err, backend.ErrNotRunning) {
+		fmt.Fprintf(s.Err, "bb-egress: wrote %d route(s) to %s; the sidecar is not running and reads them when it starts\n",
+			res.Routes, res.RoutesFile)
+		return cli.WriteJSON(s.Out, res)
+	} else if err != nil {
 		if werr := cli.WriteJSON(s.Out, res); werr != nil {
 			return werr
 		}

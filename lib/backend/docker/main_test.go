@@ -20,7 +20,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	testLabels = map[string]string{LabelTest: "1"}
+	// Other packages' tests run at the same time on the same engine: this
+	// binary marks what it makes with its own run label and sweeps only that.
+	testLabels = map[string]string{LabelTest: "1", labelTestRun: testRun}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	engine, engineErr = Connect(ctx)
 	if engineErr == nil && required {
@@ -74,16 +76,30 @@ func needBase(t *testing.T) *client.Client {
 	return c
 }
 
-// removeTestObjects removes every container and image labelled bb.test=1,
-// whatever test made it and however it ended.
+// labelTestRun names the test binary that made an object.
+const labelTestRun = "bb.test.run"
+
+var testRun = fmt.Sprintf("docker-%d-%d", os.Getpid(), time.Now().UnixNano())
+
+// removeTestObjects removes every container, network and image this test
+// binary made, however its tests ended, and nothing another binary made.
 func removeTestObjects(ctx context.Context, c *client.Client) error {
-	f := client.Filters{}.Add("label", LabelTest+"=1")
+	f := client.Filters{}.Add("label", labelTestRun+"="+testRun)
 	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return err
 	}
 	for _, ct := range cs.Items {
 		if _, err := c.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			return err
+		}
+	}
+	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return err
+	}
+	for _, n := range ns.Items {
+		if _, err := c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
