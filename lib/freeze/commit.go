@@ -100,7 +100,10 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	if md.Backend == "" {
 		md.Backend = f.Backend()
 	}
-	if err := ctx.Err(); err == nil {
+	// The metadata write is the commit point: an interrupt before it, or its
+	// own failure, undoes the snapshot.
+	err = ctx.Err()
+	if err == nil {
 		err = st.WriteMetadata(slug, md)
 	}
 	if err != nil {

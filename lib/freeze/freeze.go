@@ -10,7 +10,6 @@ package freeze
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -82,7 +81,3 @@ var ErrNotFound = errors.New("no such snapshot")
 // timeTag returns the tag of a snapshot committed at t.
 func timeTag(t time.Time) string { return t.UTC().Format(TagFormat) }
 
-// errorf wraps err as "<doing>: err", keeping it matchable.
-func errorf(err error, format string, a ...any) error {
-	return fmt.Errorf(format+": %w", append(a, err)...)
-}
