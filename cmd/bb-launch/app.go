@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/moby/moby/client"
 	ucli "github.com/urfave/cli/v2"
@@ -85,66 +84,10 @@ func (d *deps) bottle(slug string) error {
 const lsHint = "run 'bb-launch ls' to list the bottles"
 
 // errHelpShown ends an action that printed its help instead.
-var errHelpShown = errors.New("help shown")
+var errHelpShown = cli.ErrHelpShown
 
-// positional returns c's positional arguments, setting on c any flags found
-// among them: urfave/cli stops parsing flags at the first positional
-// argument, but 'bb-launch stop SLUG --rm' is how people type. "--" ends
-// the flags.
-func positional(c *ucli.Context) ([]string, error) {
-	args := c.Args().Slice()
-	var pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(pos, args[i+1:]...), nil
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f := lookupFlag(c.Command.Flags, name)
-		if f == nil {
-			return nil, usageErr(c, fmt.Errorf("flag provided but not defined: -%s", name))
-		}
-		if _, isBool := f.(*ucli.BoolFlag); isBool {
-			if name == "help" || name == "h" {
-				if err := ucli.ShowCommandHelp(c, c.Command.Name); err != nil {
-					return nil, err
-				}
-				return nil, errHelpShown
-			}
-			if !hasVal {
-				val = "true"
-			}
-		} else if !hasVal {
-			if i+1 == len(args) {
-				return nil, usageErr(c, fmt.Errorf("flag needs an argument: -%s", name))
-			}
-			i++
-			val = args[i]
-		}
-		if err := c.Set(name, val); err != nil {
-			return nil, usageErr(c, fmt.Errorf("invalid value %q for flag -%s: %w", val, name, err))
-		}
-	}
-	return pos, nil
-}
-
-func lookupFlag(flags []ucli.Flag, name string) ucli.Flag {
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return f
-			}
-		}
-	}
-	if name == "help" || name == "h" {
-		return &ucli.BoolFlag{Name: "help"}
-	}
-	return nil
-}
+// positional parses flags interspersed with the arguments (cli.Positional).
+func positional(c *ucli.Context) ([]string, error) { return cli.Positional(c) }
 
 func usageErr(c *ucli.Context, err error) error {
 	return cli.Usage(err, "run 'bb-launch "+c.Command.Name+" --help' for usage")
