@@ -889,3 +889,19 @@ func TestNewRefusesBadRoutes(t *testing.T) {
 		t.Errorf("New with a bad routes file: %v", err)
 	}
 }
+
+// TestInjectOnWildcardRefused: a wildcard route would inject the token for
+// any subdomain the agent names (a user-content host, a bucket).
+func TestInjectOnWildcardRefused(t *testing.T) {
+	h := newHarness(t, "")
+	h.writeRoutes("- host: \"*.wild.test\"\n  ports: [{{TLS}}]\n  inject: {header: Authorization, token: API, format: \"Bearer {token}\"}\n")
+	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "wildcard route cannot inject") {
+		t.Fatalf("reload with inject on a wildcard: %v", err)
+	}
+	h.get(h.client(false), h.tlsURL("attacker-bucket.wild.test", "/"))
+	h.up.mu.Lock()
+	defer h.up.mu.Unlock()
+	if h.up.last != nil && strings.Contains(h.up.last.Header.Get("Authorization"), apiToken) {
+		t.Errorf("the token was injected for an agent-chosen subdomain %s", h.up.last.Host)
+	}
+}

@@ -148,6 +148,11 @@ func (r *Route) Validate() error {
 		if !ValidTokenName(in.Token) {
 			return &FieldError{"inject.token", fmt.Sprintf("%q is not a token NAME (upper case, digits, _)", in.Token)}
 		}
+		// A wildcard would hand the credential to any subdomain the agent
+		// names, user-content hosts among them (*.github.io, buckets).
+		if strings.HasPrefix(r.Host, "*.") {
+			return &FieldError{"inject.token", "a wildcard route cannot inject a token: name the host exactly"}
+		}
 		if in.Format != "" && !strings.Contains(in.Format, "{token}") {
 			return &FieldError{"inject.format", fmt.Sprintf("%q does not contain {token}", in.Format)}
 		}

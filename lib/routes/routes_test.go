@@ -54,6 +54,8 @@ func TestValidate(t *testing.T) {
 		{"bad token", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "t"}}, `inject.token: "t" is not a token NAME (upper case, digits, _)`},
 		{"format without token", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Format: "Bearer"}}, `inject.format: "Bearer" does not contain {token}`},
 		{"format with newline", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Format: "{token}\r\nX-Evil: 1"}}, "inject.format: must not contain a line break"},
+		{"inject on a wildcard", Route{Host: "*.example.com", Inject: &Inject{Header: "Authorization", Token: "GH"}},
+			"inject.token: a wildcard route cannot inject a token: name the host exactly"},
 		{"short placeholder", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Placeholder: "short"}}, "inject.placeholder: must be at least 8 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
