@@ -35,9 +35,14 @@ func Positional(c *ucli.Context) ([]string, error) {
 		}
 		if _, isBool := f.(*ucli.BoolFlag); isBool {
 			if name == "help" || name == "h" {
-				if err := ucli.ShowCommandHelp(c, c.Command.Name); err != nil {
-					return nil, err
+				// ucli.ShowCommandHelp looks the command up among the
+				// context's own subcommands, finds nothing from inside a
+				// leaf command, and says "No help topic": print it directly.
+				tmpl := c.Command.CustomHelpTemplate
+				if tmpl == "" {
+					tmpl = ucli.CommandHelpTemplate
 				}
+				ucli.HelpPrinter(c.App.Writer, tmpl, c.Command)
 				return nil, ErrHelpShown
 			}
 			if !hasVal {

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	ucli "github.com/urfave/cli/v2"
+)
+
+func TestCodeOf(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, ExitOK},
+		{"usage", Usagef("bad"), ExitUsage},
+		{"backend", Backend(errors.New("engine down")), ExitBackend},
+		{"negative", Negative(nil), ExitNegative},
+		{"passed through", Exit(42), 42},
+		{"wrapped backend", fmt.Errorf("launching: %w", Backend(errors.New("x"))), ExitBackend},
+		{"hint keeps code", WithHint(Backend(errors.New("x")), "try again"), ExitBackend},
+		{"cancelled", context.Canceled, ExitInterrupted},
+		{"unknown kind", errors.New("plain"), ExitUsage},
+	} {
+		if got := CodeOf(tc.err); got != tc.want {
+			t.Errorf("%s: CodeOf = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestReport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"message and hints", Usage(errors.New("reading manifest <stdin>: empty input"), "pipe bb-manifest into it"),
+			"bb-plan: reading manifest <stdin>: empty input\nhint: pipe bb-manifest into it\n"},
+		{"wrapped hints", fmt.Errorf("loading: %w", WithHint(Usagef("bad"), "one", "two")),
+			"bb-plan: loading: bad\nhint: one\nhint: two\n"},
+		{"silent exit", Exit(7), ""},
+		{"silent negative", Negative(nil), ""},
+		{"interrupt", fmt.Errorf("waiting: %w", context.Canceled), "bb-plan: interrupted\n"},
+	} {
+		var b bytes.Buffer
+		Report(&b, "bb-plan", tc.err)
+		if diff := cmp.Diff(tc.want, b.String()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// testApp has one subcommand taking flags before or after its arguments.
+func testApp(got *[]string, rm *bool) *ucli.App {
+	return &ucli.App{Name: "bb-test", Commands: []*ucli.Command{{
+		Name:  "stop",
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "rm"}, &ucli.StringFlag{Name: "format"}},
+		Action: func(c *ucli.Context) error {
+			args, err := Positional(c)
+			if errors.Is(err, ErrHelpShown) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			*got, *rm = args, c.Bool("rm")
+			if f := c.String("format"); f != "" {
+				*got = append(*got, "format="+f)
+			}
+			return nil
+		},
+	}}}
+}
+
+func TestRunAndPositional(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		pos      []string
+		rm       bool
+		stderr   string
+		inStdout string
+	}{
+		{args: []string{"stop", "slug-1"}, pos: []string{"slug-1"}},
+		{args: []string{"stop", "slug-1", "--rm"}, pos: []string{"slug-1"}, rm: true},
+		{args: []string{"stop", "--rm", "slug-1"}, pos: []string{"slug-1"}, rm: true},
+		{args: []string{"stop", "slug-1", "--format", "table"}, pos: []string{"slug-1", "format=table"}},
+		{args: []string{"stop", "slug-1", "--format=json"}, pos: []string{"slug-1", "format=json"}},
+		{args: []string{"stop", "slug-1", "--", "--rm"}, pos: []string{"slug-1", "--rm"}},
+		{args: []string{"stop", "slug-1", "--nope"}, code: ExitUsage,
+			stderr: "bb-test: flag provided but not defined: -nope\nhint: run 'bb-test stop --help' for usage\n"},
+		{args: []string{"stop", "slug-1", "--format"}, code: ExitUsage,
+			stderr: "bb-test: flag needs an argument: -format\nhint: run 'bb-test stop --help' for usage\n"},
+		{args: []string{"stop", "--bad-before"}, code: ExitUsage},
+		{args: []string{"stop", "slug-1", "--help"}, inStdout: "bb-test stop"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var pos []string
+			var rm bool
+			var out, errb bytes.Buffer
+			code := Run(t.Context(), testApp(&pos, &rm), Streams{In: strings.NewReader(""), Out: &out, Err: &errb},
+				append([]string{"bb-test"}, tc.args...))
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, errb.String())
+			}
+			if tc.stderr != "" && errb.String() != tc.stderr {
+				t.Errorf("stderr = %q, want %q", errb.String(), tc.stderr)
+			}
+			if tc.code == 0 && tc.inStdout == "" {
+				if diff := cmp.Diff(tc.pos, pos); diff != "" || rm != tc.rm {
+					t.Errorf("positional (-want +got):\n%s rm=%v", diff, rm)
+				}
+			}
+			if !strings.Contains(out.String(), tc.inStdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), tc.inStdout)
+			}
+			if tc.code != 0 && out.Len() != 0 {
+				t.Errorf("an error wrote to stdout: %q", out.String())
+			}
+		})
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	type doc struct {
+		Kind string `json:"kind"`
+	}
+	for _, tc := range []struct{ in, want string }{
+		{`{"kind":"x"}`, ""},
+		{``, "reading <stdin>: empty input"},
+		{`{"kind":"x","extra":1}`, `reading <stdin>: json: unknown field "extra"`},
+		{`{"kind":"x"} {"kind":"y"}`, "reading <stdin>: more than one JSON document"},
+	} {
+		var d doc
+		err := DecodeJSON(strings.NewReader(tc.in), StdinLabel, &d)
+		got := ""
+		if err != nil {
+			got = err.Error()
+			if CodeOf(err) != ExitUsage {
+				t.Errorf("%q: code %d, want 2", tc.in, CodeOf(err))
+			}
+		}
+		if got != tc.want {
+			t.Errorf("DecodeJSON(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
