@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -301,16 +304,24 @@ func TestNewWriterContinues(t *testing.T) {
 }
 
 func TestNewWriterLongLines(t *testing.T) {
-	// Longer lines than tail's first chunk.
+	// Longer lines than tail's first chunk, as a writer before MaxField
+	// wrote them.
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	w, _ := NewWriter(path)
 	long := "/" + string(bytes.Repeat([]byte("a"), 100<<10))
+	var data []byte
+	prev := Genesis
 	for i := 0; i < 3; i++ {
-		if err := w.Write(Entry{Host: "example.com", Path: long, Decision: Allow}); err != nil {
+		e := Entry{Seq: uint64(i + 1), Time: time.Now().UTC(), Host: "example.com", Path: long, Decision: Allow, Prev: prev}
+		line, err := marshalLine(nil, &e)
+		if err != nil {
 			t.Fatal(err)
 		}
+		prev = hashLine(line[:len(line)-1])
+		data = append(data, line...)
 	}
-	w.Close()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	w, err := NewWriter(path)
 	if err != nil {
 		t.Fatal(err)
@@ -380,3 +391,64 @@ func TestFilter(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestFieldsTruncated: whatever the agent puts in a path, a query or a
+// host, a line stays near the size of its fields' cap.
+func TestFieldsTruncated(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewStreamWriter(&buf)
+	long := strings.Repeat("A", 30<<10)
+	utf := strings.Repeat("é", 20<<10)
+	if err := w.Write(Entry{Method: long, Host: long, Path: "/" + long, Query: utf, Decision: Deny, Reason: "path /" + long}); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > 7*MaxField {
+		t.Errorf("a line of %d bytes", buf.Len())
+	}
+	var e Entry
+	if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]string{"method": e.Method, "host": e.Host, "path": e.Path, "query": e.Query, "reason": e.Reason} {
+		if len(f) > MaxField || !strings.Contains(f, " bytes]") || !utf8.ValidString(f) {
+			t.Errorf("%s: %d bytes, %q", name, len(f), f[max(0, len(f)-40):])
+		}
+	}
+	if kept := strings.Index(e.Path, "…"); e.Path[kept:] != fmt.Sprintf("…[cut %d bytes]", len(long)+1-kept) {
+		t.Errorf("path ends %q", e.Path[len(e.Path)-40:])
+	}
+	if s := Truncate("short", MaxField); s != "short" {
+		t.Errorf("Truncate(short) = %q", s)
+	}
+}
+
+type failingWriter struct{ fail atomic.Bool }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.fail.Load() {
+		return 0, errors.New("no space left on device")
+	}
+	return len(p), nil
+}
+
+// TestFailing: a failed write sets Failing until a write succeeds; a
+// closed writer is failing for good.
+func TestFailing(t *testing.T) {
+	fw := &failingWriter{}
+	w := NewStreamWriter(fw)
+	if w.Failing() {
+		t.Fatal("failing before any write")
+	}
+	fw.fail.Store(true)
+	if err := w.Write(Entry{Decision: Allow}); err == nil || !w.Failing() {
+		t.Fatalf("write to a full disk: %v, failing %v", err, w.Failing())
+	}
+	fw.fail.Store(false)
+	if err := w.Write(Entry{Decision: Allow}); err != nil || w.Failing() {
+		t.Fatalf("write after space came back: %v, failing %v", err, w.Failing())
+	}
+	w.Close()
+	if !w.Failing() || w.Write(Entry{}) == nil {
+		t.Error("a closed writer is not failing")
+	}
+}

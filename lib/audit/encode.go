@@ -7,7 +7,8 @@ import (
 )
 
 // appendEntry appends e as encoding/json with SetEscapeHTML(false) writes
-// it, byte for byte, without reflection: it is on the sidecar's request
+// it, byte for byte but for DEL and the C1 controls (see appendString),
+// without reflection: it is on the sidecar's request
 // path, where the reflective encoder was most of a Write. It reports false
 // for what encoding/json refuses (a NaN or infinite duration, a time
 // outside years 0-9999), so the caller can let encoding/json say why.
@@ -28,6 +29,10 @@ func appendEntry(b []byte, e *Entry) ([]byte, bool) {
 	b = appendString(b, e.Host)
 	b = append(b, `,"path":`...)
 	b = appendString(b, e.Path)
+	if e.Query != "" {
+		b = append(b, `,"query":`...)
+		b = appendString(b, e.Query)
+	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"decision":`...)
@@ -85,13 +90,16 @@ const hexDigits = "0123456789abcdef"
 
 // appendString is encoding/json's string format without HTML escaping:
 // quotes, backslashes and control bytes escaped, invalid UTF-8 as \ufffd,
-// U+2028 and U+2029 escaped.
+// U+2028 and U+2029 escaped. It also escapes DEL and the C1 controls
+// (U+007F-U+009F), which encoding/json leaves raw: the agent's paths and
+// hosts reach the log, `bb-egress log` prints lines as they are, and
+// U+009B is CSI to a terminal that honours 8-bit controls.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
 				i++
 				continue
 			}
@@ -120,6 +128,13 @@ func appendString(b []byte, s string) []byte {
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r <= 0x9f { // C1: two bytes, C2 80-9F
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xF])
 			i += size
 			start = i
 			continue

@@ -3,33 +3,65 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
 
 // jsonLine is the line as encoding/json writes it, which appendEntry must
-// match byte for byte: hashes chain the exact bytes, and lines written
-// before and after the switch must look alike.
+// match byte for byte (hashes chain the exact bytes, and lines written
+// before and after the switch must look alike), but for DEL and the C1
+// controls, which appendEntry escapes and encoding/json does not. Either
+// way the line decodes to the same entry.
 func jsonLine(t testing.TB, e *Entry) ([]byte, error) {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(e)
-	return buf.Bytes(), err
+	return []byte(c1Escaper.Replace(buf.String())), err
+}
+
+var c1Escaper = func() *strings.Replacer {
+	var oldnew []string
+	for r := rune(0x7f); r <= 0x9f; r++ {
+		oldnew = append(oldnew, string(r), fmt.Sprintf(`\u%04x`, r))
+	}
+	return strings.NewReplacer(oldnew...)
+}()
+
+// TestC1Escaped: no raw DEL or C1 control reaches a line, and the line
+// still decodes to what was written.
+func TestC1Escaped(t *testing.T) {
+	path := "/\u009b2J\u009b31mALL-CLEAR\x7f\u0085"
+	line, ok := appendEntry(nil, &Entry{Path: path, Query: "q=\u009b"})
+	if !ok {
+		t.Fatal("refused")
+	}
+	for _, r := range string(line) {
+		if r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			t.Fatalf("raw %U in %q", r, line)
+		}
+	}
+	var e Entry
+	if err := json.Unmarshal(line, &e); err != nil || e.Path != path || e.Query != "q=\u009b" {
+		t.Errorf("decodes to %q %q, %v", e.Path, e.Query, err)
+	}
 }
 
 var encodeStrings = []string{
 	"", "plain", `"quoted" \back\slash`, "<html> & 'x'", "ctl \x00\x01\x1f\x7f \b\f\n\r\t",
 	"Ärger über 日本 🙂", "bad \xff\xfe utf8 \xe2\x82", "sep \u2028 \u2029 end", "\xed\xa0\x80 surrogate",
+	"c1 \u0080\u009b\u009f nbsp \u00a0 del \x7f end", "\xc2 lone lead",
 }
 
 func TestAppendEntryMatchesJSON(t *testing.T) {
 	when := time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
 	var entries []Entry
 	for _, s := range encodeStrings {
-		entries = append(entries, Entry{Seq: 7, Time: when, Method: s, Host: s, Path: s, Status: 403,
+		entries = append(entries, Entry{Seq: 7, Time: when, Method: s, Host: s, Path: s, Query: s, Status: 403,
 			Decision: Block, Reason: s, Route: s, Secret: s, Encoding: s, Canary: true,
 			BytesUp: 1 << 40, BytesDown: -1, DurationMS: 1.5, Client: s, Prev: Genesis})
 	}
@@ -79,7 +111,7 @@ func FuzzAppendEntry(f *testing.F) {
 		f.Add(s, s, 1.25, int64(5))
 	}
 	f.Fuzz(func(t *testing.T, s1, s2 string, d float64, n int64) {
-		e := Entry{Seq: uint64(n), Time: time.Unix(0, n).UTC(), Method: s1, Host: s2, Path: s1 + s2,
+		e := Entry{Seq: uint64(n), Time: time.Unix(0, n).UTC(), Method: s1, Host: s2, Path: s1 + s2, Query: s2,
 			Status: int(n), Decision: s2, Reason: s2 + s1, Route: s1, Secret: s2, Encoding: s1,
 			Canary: n%2 == 0, BytesUp: n, BytesDown: -n, DurationMS: d, Client: s2, Prev: s1}
 		want, err := jsonLine(t, &e)

@@ -13,13 +13,16 @@ const (
 )
 
 // Entry is one line of the audit log. Secret is a secret's NAME, never its
-// value; Canary is true when that secret is the canary.
+// value; Canary is true when that secret is the canary. Query is the
+// request's raw query, when it has one. A Writer cuts every string field
+// to MaxField bytes, so a line stays small whatever the agent sends.
 type Entry struct {
 	Seq        uint64    `json:"seq"`
 	Time       time.Time `json:"time"`
 	Method     string    `json:"method"`
 	Host       string    `json:"host"`
 	Path       string    `json:"path"`
+	Query      string    `json:"query,omitempty"`
 	Status     int       `json:"status"`
 	Decision   string    `json:"decision"`
 	Reason     string    `json:"reason"`

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Writer appends entries to an audit log, chaining each line to the one
@@ -29,6 +32,9 @@ type Writer struct {
 	prev string
 	err  error  // sticky: set when a line was written only in part
 	buf  []byte // the last line's bytes, reused for the next
+	// failing is set while the last Write failed (or the writer is
+	// closed or stuck), so a caller can refuse what it cannot audit.
+	failing atomic.Bool
 
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
@@ -93,16 +99,33 @@ func NewStreamWriter(w io.Writer) *Writer {
 	return &Writer{w: w, prev: Genesis}
 }
 
-// Write fills e's Seq and Prev, and its Time when zero (in UTC), and
-// appends it as one line with a single write call.
+// MaxField is the most bytes of one string field a Writer logs; a longer
+// one is cut at a character boundary and ends in a note of how much was
+// cut. The agent chooses paths, queries and hosts: one request must not
+// write a line of any size it likes.
+const MaxField = 1 << 10
+
+// Write fills e's Seq and Prev, and its Time when zero (in UTC), cuts its
+// string fields to MaxField, and appends it as one line with a single
+// write call.
 func (w *Writer) Write(e Entry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
 	e.Time = e.Time.UTC()
+	for _, f := range []*string{&e.Method, &e.Host, &e.Path, &e.Query, &e.Decision, &e.Reason,
+		&e.Route, &e.Secret, &e.Encoding, &e.Client} {
+		*f = Truncate(*f, MaxField)
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	err := w.writeLocked(&e)
+	w.failing.Store(err != nil)
+	return err
+}
+
+func (w *Writer) writeLocked(e *Entry) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -111,7 +134,7 @@ func (w *Writer) Write(e Entry) error {
 	}
 	e.Seq = w.seq + 1
 	e.Prev = w.prev
-	line, err := marshalLine(w.buf[:0], &e)
+	line, err := marshalLine(w.buf[:0], e)
 	if cap(line) <= maxKeptLine {
 		w.buf = line // the kernel has its own copy once written
 	}
@@ -134,6 +157,26 @@ func (w *Writer) Write(e Entry) error {
 	return nil
 }
 
+// Failing reports whether the last Write failed, or the writer is closed:
+// what it would record is not being recorded. It is one atomic load, for
+// a caller to check before each thing it audits; a Write that succeeds
+// clears it.
+func (w *Writer) Failing() bool { return w.failing.Load() }
+
+// Truncate cuts s to at most max bytes, at a character boundary, ending
+// in a note of how many bytes were cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// The count of cut bytes has at most as many digits as len(s).
+	keep := max(0, n-len("…[cut  bytes]")-len(strconv.Itoa(len(s))))
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + "…[cut " + strconv.Itoa(len(s)-keep) + " bytes]"
+}
+
 // Close writes the head file a last time and closes the log.
 func (w *Writer) Close() error {
 	w.mu.Lock()
@@ -142,6 +185,7 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.failing.Store(true)
 	w.mu.Unlock()
 	if w.f == nil {
 		return nil

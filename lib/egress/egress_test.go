@@ -905,3 +905,16 @@ func TestInjectOnWildcardRefused(t *testing.T) {
 		t.Errorf("the token was injected for an agent-chosen subdomain %s", h.up.last.Host)
 	}
 }
+
+// TestAuditLogEscapesC1: a C1 control from the agent's path (U+009B is CSI
+// to some terminals) reaches the audit log escaped, never raw.
+func TestAuditLogEscapesC1(t *testing.T) {
+	h := newHarness(t, "")
+	h.get(h.client(false), "http://evil.example/%C2%9B2J%C2%9B31mALL-CLEAR%7F")
+	h.waitEntry("deny evil.example", func(e audit.Entry) bool { return e.Host == "evil.example" })
+	for _, r := range h.dump() {
+		if r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			t.Fatalf("the audit log carries a raw %U from the agent's path", r)
+		}
+	}
+}
