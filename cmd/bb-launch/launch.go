@@ -22,6 +22,7 @@ func launchFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the bottle and print its launch record, without attaching"},
 		&ucli.StringFlag{Name: "upstream-ca", Usage: "also trust the CA certificates in `FILE` upstream, in the sidecar (tests, the demo)"},
+		&ucli.BoolFlag{Name: "allow-private", Usage: "let the sidecar's routes reach private (RFC 1918) addresses, for upstreams on private networks, e.g. the offline demo; kept on resume"},
 		&ucli.StringSliceFlag{Name: "build-arg", Usage: "a `KEY=VALUE` build argument for the agent image (e.g. INSTALL_CLI=0)"},
 	}
 }
@@ -30,7 +31,9 @@ type launchOptions struct {
 	Plan       string // file, "-" or "" for stdin
 	Detach     bool
 	UpstreamCA string
-	BuildArgs  map[string]string
+	// AllowPrivate is passed to the sidecar as --allow-private.
+	AllowPrivate bool
+	BuildArgs    map[string]string
 }
 
 func launchAction(c *ucli.Context) error {
@@ -47,7 +50,7 @@ func launchAction(c *ucli.Context) error {
 		return err
 	}
 	return runLaunch(c.Context, d, launchOptions{Plan: c.Args().First(), Detach: c.Bool("detach"),
-		UpstreamCA: c.String("upstream-ca"), BuildArgs: args})
+		UpstreamCA: c.String("upstream-ca"), AllowPrivate: c.Bool("allow-private"), BuildArgs: args})
 }
 
 func buildArgs(list []string) (map[string]string, error) {
@@ -143,7 +146,7 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 		Plan: o.plan, PlanJSON: o.planJSON, Store: d.store,
 		Resume: o.resume, Image: o.image,
 		SidecarBinary: bin, BaseImage: cmp.Or(d.Env("BB_BASE_IMAGE"), o.baseImage), BuildArgs: o.BuildArgs,
-		UpstreamCA: o.UpstreamCA, Env: d.Env, Dir: wd,
+		UpstreamCA: o.UpstreamCA, AllowPrivate: o.AllowPrivate, Env: d.Env, Dir: wd,
 		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
 	}
 	if d.Env("BB_LAUNCH_TRACE") != "" {

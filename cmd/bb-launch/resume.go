@@ -28,7 +28,7 @@ func resumeCommand() *ucli.Command {
 				return err
 			}
 			return runResume(c.Context, d, slug, launchOptions{Detach: c.Bool("detach"),
-				UpstreamCA: c.String("upstream-ca"), BuildArgs: args})
+				UpstreamCA: c.String("upstream-ca"), AllowPrivate: c.Bool("allow-private"), BuildArgs: args})
 		}),
 	}
 }
@@ -74,6 +74,8 @@ func runResume(ctx context.Context, d *deps, slug string, o launchOptions) error
 		return cli.Usage(err)
 	}
 	so := startOptions{plan: p, planJSON: raw, launchOptions: o, resume: true, image: image, baseImage: last.BaseImage}
+	// What the first launch allowed, a resume keeps.
+	so.AllowPrivate = so.AllowPrivate || last.AllowPrivate
 	for k, v := range last.BuildArgs {
 		if _, set := so.BuildArgs[k]; !set {
 			so.BuildArgs[k] = v

@@ -49,8 +49,12 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	dir := l.o.Store.EgressDir(l.p.Slug)
 	e := l.p.Egress
 	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
-	if l.o.UpstreamCA != "" {
+	// A resumed bottle keeps the upstream CA its first launch copied in.
+	if _, err := os.Stat(filepath.Join(dir, UpstreamCAFile)); err == nil || l.o.UpstreamCA != "" {
 		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, UpstreamCAFile))
+	}
+	if l.o.AllowPrivate {
+		cmd = append(cmd, "--allow-private")
 	}
 	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:  l.d.SidecarContainer,

@@ -75,6 +75,11 @@ type LaunchOptions struct {
 	// UpstreamCA is a PEM file of CAs the sidecar trusts upstream besides
 	// the system's (tests and the demo); it is copied into the egress folder.
 	UpstreamCA string
+	// AllowPrivate lets the sidecar's routes reach private (RFC 1918)
+	// addresses, which it refuses by default: for upstreams on private
+	// networks, e.g. the offline demo's and the tests' on the bottle's
+	// egress network. Recorded in the LaunchFile, so a resume keeps it.
+	AllowPrivate bool
 	// Env looks up the host's variables: token values, HOME for ~ in token
 	// files. Dir is the folder a plan without a workspace mounts.
 	Env func(string) string
@@ -220,11 +225,14 @@ type Launched struct {
 	SidecarImage string            `json:"sidecar_image"`
 	BaseImage    string            `json:"base_image"`
 	BuildArgs    map[string]string `json:"build_args"`
+	// AllowPrivate is LaunchOptions.AllowPrivate.
+	AllowPrivate bool `json:"allow_private,omitempty"`
 }
 
 func (l *launch) record(rec *Record) error {
 	prev, _ := ReadLaunched(l.o.Store, l.p.Slug)
-	ld := Launched{AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, BaseImage: l.o.BaseImage, BuildArgs: l.o.BuildArgs}
+	ld := Launched{AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, BaseImage: l.o.BaseImage, BuildArgs: l.o.BuildArgs,
+		AllowPrivate: l.o.AllowPrivate}
 	if l.o.Image != "" && prev.AgentImage != "" {
 		// Booted from a committed image: the built one is still the one
 		// to rebuild from.
