@@ -1,9 +1,11 @@
 package detect_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -121,6 +123,83 @@ func BenchmarkDetectShort(b *testing.B) {
 	for b.Loop() {
 		if _, ok := d.Find(text); ok {
 			b.Fatal("hit")
+		}
+	}
+}
+
+// BenchmarkDetectFolded is BenchmarkDetect with a folding detector: the
+// lower-cased copy of the text, then the scan.
+func BenchmarkDetectFolded(b *testing.B) {
+	d, err := detect.NewFolded(benchSecrets(20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := benchText()
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, ok := d.Find(text); ok {
+			b.Fatal("hit")
+		}
+	}
+}
+
+// BenchmarkSearchFolded is what the sidecar does with a body it reads
+// whole: the folded scan of the text and of its decoded and flattened
+// views.
+func BenchmarkSearchFolded(b *testing.B) {
+	d, err := detect.NewFolded(benchSecrets(20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := benchText()[:1<<20]
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, ok := d.Search(text); ok {
+			b.Fatal("hit")
+		}
+	}
+}
+
+// BenchmarkGuardFlat32K is a large upload's guard: the folded scan of the
+// stream and of its flattened form.
+func BenchmarkGuardFlat32K(b *testing.B) {
+	d, err := detect.NewFolded(benchSecrets(20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := benchText()
+	b.SetBytes(int64(len(text)))
+	buf := make([]byte, 32<<10)
+	for b.Loop() {
+		g := d.GuardFlat(bytes.NewReader(text))
+		for {
+			_, err := g.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkGuardTight32K is a response's guard.
+func BenchmarkGuardTight32K(b *testing.B) {
+	d := mustNew(b, benchSecrets(3))
+	text := benchText()
+	b.SetBytes(int64(len(text)))
+	buf := make([]byte, 32<<10)
+	for b.Loop() {
+		g := d.GuardTight(bytes.NewReader(text))
+		for {
+			_, err := g.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

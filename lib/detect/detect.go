@@ -1,14 +1,21 @@
 // Package detect holds the secret detector: given the values of known
-// secrets, it finds them in text, raw or encoded (URL, percent, base64 at
-// any alignment, hex, JSON escapes), in a buffer, in a stream, or in a
-// reader that holds bytes back until they are known to be clean.
+// secrets, it finds them in text, raw or encoded (URL, percent, base64 and
+// base32 at any alignment, hex, JSON escapes), in a buffer, in a stream,
+// or in a reader that holds bytes back until they are known to be clean.
 //
 // A hit names the secret, never its value.
 //
-// Not found: percent escapes mixing upper- and lower-case hex within one
-// secret, base64 wrapped across lines, and compressed text (decompress
-// first). The encodings are exact forms, not a decoder: anything that
-// transforms a secret otherwise (reversal, XOR) gets through.
+// A detector from NewFolded also finds every form in any mix of case (it
+// scans a lower-cased copy of the text), and Search also looks through a
+// decoded view of the text (percent escapes, even one of them, JSON \u,
+// HTML character references) and a flattened one (quoted-printable undone,
+// whitespace removed: wrapped or spaced base64). GuardFlat does the
+// flattening on a stream.
+//
+// Not found: compressed text (decompress first), escapes nested more than
+// twice, and anything that transforms a secret otherwise (reversal, XOR,
+// a secret split in pieces sent apart): the forms are what careless code
+// and ordinary encoders write, not what a determined adversary can.
 package detect
 
 import (
@@ -18,6 +25,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strings"
 )
 
 // Secret is a known secret: Name is what hits and messages call it, Value is
@@ -42,6 +50,14 @@ type Detector struct {
 	pats   []pattern
 	maxLen int
 	tiers  []*tier
+	// fold: the patterns are lower-cased, and so is the text before it is
+	// scanned (ASCII letters only; every form but raw is ASCII).
+	fold bool
+	// space: a secret holds a space, so "+" in text may stand for one.
+	space bool
+	// first lists the patterns by their first byte: what a tight guard
+	// checks to know which tail bytes could begin a match.
+	first [256][]int32
 }
 
 // A tier is a sampling filter over the patterns of some range of lengths:
@@ -70,6 +86,9 @@ type pattern struct {
 	secret int
 	enc    string
 	b      []byte
+	// origs are the forms that fold to b: text that equals none of them
+	// differs from the secret's forms in case.
+	origs [][]byte
 }
 
 // gramAt says a q-gram occurs in pattern pat at offset off.
@@ -80,8 +99,17 @@ type gramAt struct {
 
 // New returns a detector for secrets. Names must be non-empty and unique,
 // values at least MinLen bytes long.
-func New(secrets []Secret) (*Detector, error) {
-	d := &Detector{}
+func New(secrets []Secret) (*Detector, error) { return newDetector(secrets, false) }
+
+// NewFolded is New for a detector blind to case: it finds each form of
+// each secret with any of its letters in either case (hex with mixed-case
+// digits, an upper-cased token, base64 a server lower-cased), at the cost
+// of lower-casing a copy of the text it scans. A hit whose text differs
+// from every form in case is named "case-folded <encoding>".
+func NewFolded(secrets []Secret) (*Detector, error) { return newDetector(secrets, true) }
+
+func newDetector(secrets []Secret, fold bool) (*Detector, error) {
+	d := &Detector{fold: fold}
 	seen := map[string]bool{}
 	for i, s := range secrets {
 		switch {
@@ -94,9 +122,25 @@ func New(secrets []Secret) (*Detector, error) {
 		}
 		seen[s.Name] = true
 		d.names = append(d.names, s.Name)
+		d.space = d.space || strings.Contains(s.Value, " ")
+		n0 := len(d.pats)
+	forms:
 		for _, f := range forms(s.Value) {
-			d.pats = append(d.pats, pattern{secret: i, enc: f.enc, b: f.b})
+			b := f.b
+			if fold {
+				b = lowerASCII(make([]byte, len(b)), b)
+				for j := n0; j < len(d.pats); j++ {
+					if string(d.pats[j].b) == string(b) {
+						d.pats[j].origs = append(d.pats[j].origs, f.b)
+						continue forms
+					}
+				}
+			}
+			d.pats = append(d.pats, pattern{secret: i, enc: f.enc, b: b, origs: [][]byte{f.b}})
 		}
+	}
+	for i, p := range d.pats {
+		d.first[p.b[0]] = append(d.first[p.b[0]], int32(i))
 	}
 	var short, long []int
 	for i, p := range d.pats {
@@ -156,11 +200,23 @@ func (d *Detector) MaxLen() int { return d.maxLen }
 
 // Find returns the hit with the lowest offset in b.
 func (d *Detector) Find(b []byte) (Hit, bool) {
-	ms := d.scan(b, true, nil)
+	text, sp := d.folded(b)
+	ms := d.scan(text, true, nil)
+	putScratch(sp)
 	if len(ms) == 0 {
 		return Hit{}, false
 	}
-	return d.hit(ms[0], 0), true
+	return d.hit(ms[0], 0, b), true
+}
+
+// folded returns the text to scan for b: b itself, or for a folding
+// detector a lower-cased copy in a scratch buffer to give back.
+func (d *Detector) folded(b []byte) ([]byte, *[]byte) {
+	if !d.fold {
+		return b, nil
+	}
+	sp := getScratch(len(b))
+	return lowerASCII((*sp)[:len(b)], b), sp
 }
 
 // FindString is Find on a string.
@@ -171,20 +227,23 @@ func (d *Detector) FindString(s string) (Hit, bool) {
 
 // FindAll returns every hit in b, by offset.
 func (d *Detector) FindAll(b []byte) []Hit {
-	ms := d.scan(b, false, nil)
+	text, sp := d.folded(b)
+	ms := d.scan(text, false, nil)
+	putScratch(sp)
 	if len(ms) == 0 {
 		return nil
 	}
-	return d.appendHits(nil, ms, 0)
+	return d.appendHits(nil, ms, 0, b)
 }
 
-// appendHits appends the hits of ms, at base plus their start. Two patterns
-// of one secret and encoding (two base64 alignments, say) can match at one
+// appendHits appends the hits of ms, at base plus their start; orig is the
+// text as written (before folding), nil when unknown. Two patterns of one
+// secret and encoding (two base64 alignments, say) can match at one
 // offset; that is one hit.
-func (d *Detector) appendHits(hits []Hit, ms []match, base int64) []Hit {
+func (d *Detector) appendHits(hits []Hit, ms []match, base int64, orig []byte) []Hit {
 	n0 := len(hits)
 	for _, m := range ms {
-		h := d.hit(m, base)
+		h := d.hit(m, base, orig)
 		dup := false
 		for j := len(hits) - 1; j >= n0 && hits[j].Offset == h.Offset; j-- {
 			dup = dup || hits[j] == h
@@ -202,9 +261,20 @@ type match struct {
 	start int
 }
 
-func (d *Detector) hit(m match, base int64) Hit {
+func (d *Detector) hit(m match, base int64, orig []byte) Hit {
 	p := &d.pats[m.pat]
-	return Hit{Secret: d.names[p.secret], Offset: base + int64(m.start), Encoding: p.enc}
+	enc := p.enc
+	if d.fold && orig != nil {
+		seg := string(orig[m.start : m.start+len(p.b)])
+		same := false
+		for _, o := range p.origs {
+			same = same || string(o) == seg
+		}
+		if !same {
+			enc = "case-folded " + enc
+		}
+	}
+	return Hit{Secret: d.names[p.secret], Offset: base + int64(m.start), Encoding: enc}
 }
 
 func (t *tier) gram(b []byte, i int) uint64 {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ const (
 	Percent   = "percent"   // every byte %XX, hex in either case
 	Base64    = "base64"    // standard alphabet, any alignment, padded or not
 	Base64URL = "base64url" // URL alphabet, any alignment, padded or not
+	Base32    = "base32"    // standard alphabet, upper or lower case, any alignment, padded or not
 	Hex       = "hex"       // lower or upper case
 	JSON      = "json"      // JSON string escaping that changes the value
 )
@@ -61,6 +63,11 @@ func forms(v string) []form {
 	}
 	add(Hex, hex.EncodeToString([]byte(v)))
 	add(Hex, strings.ToUpper(hex.EncodeToString([]byte(v))))
+	for align := range 5 {
+		s := base32Middle(v, align)
+		add(Base32, s)
+		add(Base32, strings.ToLower(s)) // DNS labels, and what a case-folding server sees
+	}
 	for _, s := range jsonForms(v) {
 		add(JSON, s)
 	}
@@ -80,6 +87,20 @@ func base64Middle(e *base64.Encoding, v string, align int) string {
 	// [8*align, 8*(align+len(v))).
 	start := (8*align + 5) / 6
 	end := 8 * (align + len(v)) / 6
+	if end <= start {
+		return ""
+	}
+	return s[start:end]
+}
+
+// base32Middle is base64Middle for base32: v starts align bytes into a
+// 5-byte group, and character i holds bits [5i, 5i+5).
+func base32Middle(v string, align int) string {
+	buf := make([]byte, align+len(v))
+	copy(buf[align:], v)
+	s := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(buf)
+	start := (8*align + 4) / 5
+	end := 8 * (align + len(v)) / 5
 	if end <= start {
 		return ""
 	}

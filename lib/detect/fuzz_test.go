@@ -121,8 +121,34 @@ func FuzzDetect(f *testing.F) {
 		if int64(len(out)) > all[0].Offset {
 			t.Errorf("Guard released %d bytes, past the first match at %d", len(out), all[0].Offset)
 		}
+		out, err = io.ReadAll(&chunkReader{r: d.GuardTight(&chunkReader{r: bytes.NewReader(text), rnd: r}), rnd: r})
+		if !errors.As(err, &he) || !slices.Contains(all, he.Hit) {
+			t.Fatalf("GuardTight: got %v, want one of %v", err, all)
+		}
+		if int64(len(out)) > all[0].Offset {
+			t.Errorf("GuardTight released %d bytes, past the first match at %d", len(out), all[0].Offset)
+		}
+		// Folded, the secret is found upper-cased too.
+		fd, err := detect.NewFolded([]detect.Secret{{Name: "S", Value: secret}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := fd.Find(upperASCII(text)); !ok {
+			t.Errorf("NewFolded: %q upper-cased not found", enc)
+		}
 	})
 }
+
+func upperASCII(b []byte) []byte {
+	out := bytes.Clone(b)
+	for i, c := range out {
+		if 'a' <= c && c <= 'z' {
+			out[i] = c - 'a' + 'A'
+		}
+	}
+	return out
+}
+
 
 // chunkReader reads at most a random few bytes at a time.
 type chunkReader struct {

@@ -1,0 +1,302 @@
+package detect
+
+import (
+	"bytes"
+	"slices"
+	"unicode/utf8"
+)
+
+// Search is Find on b, then on views of b that undo what the forms do not
+// cover: a decoded view (percent escapes in either case and in any number,
+// "+" for a space, JSON \uXXXX and \/, HTML &#NN; and &#xHH;), decoded
+// twice when it changed, and a flattened one (percent, JSON and HTML
+// escapes and quoted-printable =XX undone, soft line breaks and all
+// whitespace removed). A hit in a view is named "decoded <encoding>" or
+// "flattened <encoding>", and its offset is in that view.
+func (d *Detector) Search(b []byte) (Hit, bool) {
+	if h, ok := d.Find(b); ok {
+		return h, true
+	}
+	v1 := getScratch(len(b))
+	defer putScratch(v1)
+	v, changed := decode(*v1, b, d.space, false)
+	*v1 = v
+	if changed {
+		if h, ok := d.Find(v); ok {
+			h.Encoding = "decoded " + h.Encoding
+			return h, true
+		}
+		v2 := getScratch(len(v))
+		defer putScratch(v2)
+		w, changed := decode(*v2, v, d.space, false)
+		*v2 = w
+		if changed {
+			if h, ok := d.Find(w); ok {
+				h.Encoding = "decoded " + h.Encoding
+				return h, true
+			}
+		}
+	}
+	f, changed := decode((*v1)[:0], b, false, true)
+	*v1 = f
+	if changed {
+		if h, ok := d.Find(f); ok {
+			h.Encoding = "flattened " + h.Encoding
+			return h, true
+		}
+	}
+	return Hit{}, false
+}
+
+// SearchString is Search on a string.
+func (d *Detector) SearchString(s string) (Hit, bool) { return d.Search([]byte(s)) }
+
+// maxRun is the longest whitespace run a flattened stream removes; a
+// longer one stays as one NUL byte, which no form holds (no environment
+// variable can), so a match never spans it and a guard's hold-back stays
+// bounded.
+const maxRun = 16
+
+var isSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '\v': true, '\f': true}
+
+// flattener flattens a stream written in pieces.
+type flattener struct{ run int } // whitespace bytes since the last other byte
+
+func (f *flattener) append(dst, src []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(src)+1)[:n+len(src)+1]
+	run := f.run
+	keep := &keeps[1]
+	for _, c := range src {
+		k := int(keep[c])
+		if run > maxRun && k == 1 {
+			dst[n] = 0
+			n++
+		}
+		dst[n] = c
+		n += k
+		run = (run + 1) * (1 - k) // without a branch, as in decode
+	}
+	f.run = run
+	return dst[:n]
+}
+
+var unhex = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, c := range []byte("0123456789abcdef") {
+		t[c] = int8(i)
+	}
+	for i, c := range []byte("ABCDEF") {
+		t[c] = int8(10 + i)
+	}
+	return t
+}()
+
+func hex2(a, b byte) (byte, bool) {
+	x, y := unhex[a], unhex[b]
+	return byte(x)<<4 | byte(y), x >= 0 && y >= 0
+}
+
+// stops[flat][plus] mark the bytes where decode must look closer: those
+// that may start an escape, and whitespace when it flattens.
+var stops = func() (t [2][2][256]bool) {
+	for f := range 2 {
+		for p := range 2 {
+			for _, c := range []byte("%\\&") {
+				t[f][p][c] = true
+			}
+			t[f][p]['+'] = p == 1
+			t[f][p]['='] = f == 1
+			for c, sp := range isSpace {
+				t[f][p][c] = t[f][p][c] || sp && f == 1
+			}
+		}
+	}
+	return t
+}()
+
+// indexStop returns the index of the first '%', '\\' or '&' in src at or
+// after i, or len(src): three vectorised searches beat a loop over bytes.
+func indexStop(src []byte, i int) int {
+	end := len(src)
+	for _, c := range [3]byte{'%', '\\', '&'} {
+		if j := bytes.IndexByte(src[i:end], c); j >= 0 {
+			end = i + j
+		}
+	}
+	return end
+}
+
+// keeps[flat] is 0 for the bytes decode drops: whitespace when flat.
+var keeps = func() (t [2][256]uint8) {
+	for c := range 256 {
+		t[0][c] = 1
+		if !isSpace[c] {
+			t[1][c] = 1
+		}
+	}
+	return t
+}()
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// decode appends src to dst with one level of escapes undone, left to
+// right: %XX, "+" as a space when plus, JSON \uXXXX (surrogate pairs
+// joined) and \/, HTML &#NN; and &#xHH; (the semicolon optional, as
+// browsers take it); when flat, also quoted-printable =XX and soft line
+// breaks, and whitespace is dropped. It reports whether the result differs
+// from src; when it does not, it appends nothing.
+func decode(dst, src []byte, plus, flat bool) ([]byte, bool) {
+	stop := &stops[b2i(flat)][b2i(plus)]
+	// Most text has nothing to undo: find the first change before copying.
+	i := 0
+	for {
+		if flat || plus {
+			for i < len(src) && !stop[src[i]] {
+				i++
+			}
+		} else {
+			i = indexStop(src, i)
+		}
+		if i == len(src) {
+			return dst, false
+		}
+		if isSpace[src[i]] {
+			break // flat
+		}
+		if _, k, _ := unescape(src[i:], plus, flat); k > 0 {
+			break
+		}
+		i++
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, len(src))[:n+len(src)]
+	n += copy(dst[n:], src[:i])
+	out := dst[n:]
+	n = 0
+	esc := &stops[0][b2i(plus)]
+	keep := &keeps[b2i(flat)]
+	for i < len(src) {
+		c := src[i]
+		if !esc[c] && c != '=' {
+			// Whitespace is everywhere in text: dropping it without a
+			// branch saves a mispredicted one every few bytes.
+			out[n] = c
+			n += int(keep[c])
+			i++
+			continue
+		}
+		r, k, isByte := unescape(src[i:], plus, flat)
+		switch {
+		case k == 0:
+			out[n] = c
+			n++
+			k = 1
+		case isByte:
+			out[n] = byte(r)
+			n++
+		case r >= 0:
+			n += utf8.EncodeRune(out[n:], r) // never longer than its escape
+		}
+		i += k
+	}
+	return dst[:len(dst)-len(out)+n], true
+}
+
+// unescape reads the escape at the start of b: what it stands for, a byte
+// (isByte) or a rune (-1 for nothing: a soft line break), and its length,
+// 0 when b starts none.
+func unescape(b []byte, plus, qp bool) (r rune, n int, isByte bool) {
+	switch b[0] {
+	case '%':
+		if len(b) >= 3 {
+			if v, ok := hex2(b[1], b[2]); ok {
+				return rune(v), 3, true
+			}
+		}
+	case '+':
+		if plus {
+			return ' ', 1, false
+		}
+	case '\\':
+		if len(b) >= 2 && b[1] == '/' {
+			return '/', 2, false
+		}
+		if u, ok := jsonU(b); ok {
+			if utf16High(u) {
+				if lo, ok := jsonU(b[6:]); ok && utf16Low(lo) {
+					return 0x10000 + (u-0xD800)<<10 + (lo - 0xDC00), 12, false
+				}
+			}
+			return u, 6, false
+		}
+	case '&':
+		r, n := charRef(b)
+		return r, n, false
+	case '=':
+		if !qp {
+			break
+		}
+		switch {
+		case len(b) >= 3 && b[1] == '\r' && b[2] == '\n':
+			return -1, 3, false
+		case len(b) >= 2 && b[1] == '\n':
+			return -1, 2, false
+		case len(b) >= 3:
+			if v, ok := hex2(b[1], b[2]); ok {
+				return rune(v), 3, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// jsonU reads \uXXXX at the start of b.
+func jsonU(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	hi, ok1 := hex2(b[2], b[3])
+	lo, ok2 := hex2(b[4], b[5])
+	return rune(hi)<<8 | rune(lo), ok1 && ok2
+}
+
+func utf16High(r rune) bool { return 0xD800 <= r && r < 0xDC00 }
+func utf16Low(r rune) bool  { return 0xDC00 <= r && r < 0xE000 }
+
+// charRef reads an HTML numeric character reference at the start of b
+// ("&#" digits, or "&#x" hex digits, then an optional ";"); length 0 if
+// none.
+func charRef(b []byte) (rune, int) {
+	if len(b) < 3 || b[1] != '#' {
+		return 0, 0
+	}
+	i, base := 2, rune(10)
+	if b[2] == 'x' || b[2] == 'X' {
+		i, base = 3, 16
+	}
+	var r rune
+	digits := 0
+	for ; i < len(b) && digits < 8; i++ {
+		v := rune(unhex[b[i]])
+		if v < 0 || v >= base {
+			break
+		}
+		r = r*base + v
+		digits++
+	}
+	if digits == 0 || r > utf8.MaxRune {
+		return 0, 0
+	}
+	if i < len(b) && b[i] == ';' {
+		i++
+	}
+	return r, i
+}
