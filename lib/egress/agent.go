@@ -58,7 +58,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 	snap := s.state.Load()
 	e := newEntry(r, Hostname, start)
 	e.Route = Hostname
-	if hit, ok := scanHead(snap.all, snap.folded, r); ok {
+	if hit, ok := scanHead(snap.all, r); ok {
 		s.block(w, r, snap, e, nil, hit, "the request's URL or headers")
 		return
 	}
@@ -102,7 +102,7 @@ func (s *Server) routeRequest(w http.ResponseWriter, r *http.Request, snap *snap
 		return
 	}
 	if snap.all != nil {
-		if hit, ok := scanBytes(snap.all, data); ok {
+		if hit, ok := snap.all.Search(data); ok {
 			s.block(w, r, snap, e, nil, hit, "the request's body")
 			return
 		}

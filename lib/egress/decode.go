@@ -55,10 +55,8 @@ func (s *Server) scanDecoded(det *detect.Detector, body []byte, encs []string) *
 				reason: fmt.Sprintf("the request body does not decode as %s: %v", encs[i], err)}
 		}
 	}
-	sc := det.NewScanner()
-	n, err := io.Copy(sc, io.LimitReader(r, s.cfg.MaxDecompressed+1))
-	if hits := sc.Hits(); sc.Found() && len(hits) > 0 {
-		h := hits[0]
+	n, err := io.Copy(io.Discard, det.GuardFlat(io.LimitReader(r, s.cfg.MaxDecompressed+1)))
+	if h, ok := detect.IsHit(err); ok {
 		h.Encoding = strings.Join(encs, "+") + "/" + h.Encoding
 		return &bodyFail{hit: &h}
 	}

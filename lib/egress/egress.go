@@ -12,6 +12,27 @@
 // when it is the canary). Nothing that reaches the log or a refusal body
 // carries a secret: such strings are redacted to the secret's NAME.
 //
+// What the scanner catches, and what it does not. Every request is
+// searched for every known secret and placeholder, in any mix of case, in
+// the forms ordinary code writes (URL and percent escapes, base64, base32,
+// hex, JSON), and through a decoded view (one escaped character among
+// plain ones, JSON \u, HTML references, quoted-printable) and a flattened
+// one (base64 wrapped or spaced out). That catches careless and encoded
+// leaks. It cannot catch a determined agent: a secret reversed, XORed,
+// split across requests or headers, or sent a few bits at a time (a
+// timing, a choice among allowed paths) leaves unseen. The hard guarantee
+// is the routes: what a bottle can reach at all. Keep them narrow — a host
+// with paths and methods rather than a wildcard — and treat a route to a
+// place that stores what it receives (a paste site, a bucket, an issue
+// tracker) as a way out for anything the agent can read.
+//
+// DNS is a way out too. A denied name is never resolved, but a wildcard
+// route (*.example.com) lets the agent choose names under it, and the
+// sidecar resolves every name it forwards to: the agent can spell data in
+// the labels (base32 of a secret, say, in pieces short enough to miss the
+// scanner) and whoever runs example.com's name servers reads it from
+// their query log. Name hosts exactly where the data matters.
+//
 // The CONNECT handshake goes through goproxy; the intercepted traffic and
 // plain proxy requests are served by this package's own handler, because
 // goproxy's MITM loop can neither answer a block found mid-body with a 403,

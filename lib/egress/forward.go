@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/bb-bottles/bb/lib/audit"
 	"github.com/bb-bottles/bb/lib/canary"
@@ -41,7 +40,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	}
 	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
 	det := snap.detectorFor(rt)
-	if hit, ok := scanHead(det, snap.folded, r); ok {
+	if hit, ok := scanHead(det, r); ok {
 		s.block(w, r, snap, e, rt, hit, "the request's URL or headers")
 		return
 	}
@@ -207,20 +206,18 @@ func blockBody(where string, hit detect.Hit) string {
 func isCanary(name string) bool { return name == canary.Name }
 
 // scanHead scans everything in the request but its body: the URL raw and
-// decoded, and every header name and value, as one text, so a secret
-// split between two headers is found too.
-func scanHead(det, folded *detect.Detector, r *http.Request) (detect.Hit, bool) {
+// decoded, and every header line, as one text, in any case and through its
+// decoded and flattened views (det.Search). One text is one scan, not a
+// scan per header; it does not find a secret split between two headers
+// (they are apart in the text, in no fixed order): splitting is one of the
+// transformations a scanner cannot undo (see the package comment).
+func scanHead(det *detect.Detector, r *http.Request) (detect.Hit, bool) {
 	if det == nil {
 		return detect.Hit{}, false
 	}
 	bp := headBufs.Get().(*[]byte)
 	b := appendHead((*bp)[:0], r)
-	hit, ok := det.Find(b)
-	if !ok && folded != nil {
-		if hit, ok = folded.Find(lowerASCII(b)); ok {
-			hit.Encoding = "case-folded " + hit.Encoding
-		}
-	}
+	hit, ok := det.Search(b)
 	if cap(b) <= maxPooledHead {
 		clear(b) // the next request's head is none of its business
 		*bp = b[:0]
@@ -276,23 +273,6 @@ func appendHead(b []byte, r *http.Request) []byte {
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			line(k, ": ", v)
-		}
-	}
-	return b
-}
-
-// lowerASCII lower-cases b in place when it is ASCII, as strings.ToLower
-// would, and returns it; other text gets strings.ToLower's own copy, so
-// non-ASCII letters and invalid bytes fold exactly as the folded secrets did.
-func lowerASCII(b []byte) []byte {
-	for _, c := range b {
-		if c >= utf8.RuneSelf {
-			return bytes.ToLower(b)
-		}
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
 		}
 	}
 	return b
@@ -412,9 +392,10 @@ type bodyFail struct {
 }
 
 // prepareBody scans the request body. A body up to MaxScanBody is read
-// whole and scanned (decompressed too) before anything is sent; a larger
-// one streams through the detector's guard, which holds back every byte
-// that could be the start of a secret.
+// whole and searched (with its decoded and flattened views, decompressed
+// too) before anything is sent; a larger one streams through the
+// detector's flat guard, which holds back every byte that could be the
+// start of a secret in the stream or in its flattened form.
 func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadCloser, int64, *guardBody, *bodyFail) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return http.NoBody, 0, nil, nil
@@ -430,7 +411,7 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadClos
 	}
 	if int64(len(buf)) <= limit {
 		if det != nil {
-			if hit, ok := scanBytes(det, buf); ok {
+			if hit, ok := det.Search(buf); ok {
 				return nil, 0, nil, &bodyFail{hit: &hit}
 			}
 			if len(encs) > 0 {
@@ -452,21 +433,10 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadClos
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
 	}
-	g := &guardBody{r: det.Guard(rest)}
+	// The flattened stream too: padding a body past MaxScanBody must not
+	// be a way around what the whole-body scan finds in wrapped base64.
+	g := &guardBody{r: det.GuardFlat(rest)}
 	return g, r.ContentLength, g, nil
-}
-
-// scanBytes scans a body, and again without line breaks: MIME and PEM
-// wrap base64 at 76 columns.
-func scanBytes(det *detect.Detector, b []byte) (detect.Hit, bool) {
-	if hit, ok := det.Find(b); ok {
-		return hit, true
-	}
-	if bytes.IndexByte(b, '\n') >= 0 {
-		flat := bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r"), nil), []byte("\n"), nil)
-		return det.Find(flat)
-	}
-	return detect.Hit{}, false
 }
 
 // guardBody is the upload reader of a large body; it remembers a hit so

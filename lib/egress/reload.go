@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,36 +17,27 @@ import (
 // for them; a request keeps the snapshot it started with.
 type snapshot struct {
 	table *routes.Table
-	// all finds every secret and every route's placeholder.
+	// all finds every secret and every route's placeholder. Like every
+	// detector here it folds case: header names are case-folded on the way
+	// out (canonicalised in HTTP/1, lower-cased in HTTP/2), hex and percent
+	// escapes mean the same in either case, and a secret changed only in
+	// case is still most of the secret.
 	all *detect.Detector
 	// own[p] is all without placeholder p: what the requests of a route
 	// whose placeholder is p are scanned with, since p is overwritten there.
 	own map[string]*detect.Detector
-	// folded finds the secrets, lower-cased, in lower-cased text: header
-	// names are case-folded on the way out (canonicalised in HTTP/1,
-	// lower-cased in HTTP/2), and a secret changed only in case is still
-	// most of the secret.
-	folded *detect.Detector
 	// literalIPs are the IP literals routes name; only these may be
 	// loopback or link-local without AllowLoopback.
 	literalIPs map[netip.Addr]bool
 }
 
-// find looks for any secret or placeholder in str, also case-folded.
+// find looks for any secret or placeholder in str, in any case and
+// through its decoded and flattened views.
 func (sn *snapshot) find(str string) (detect.Hit, bool) {
 	if sn.all == nil {
 		return detect.Hit{}, false
 	}
-	if hit, ok := sn.all.FindString(str); ok {
-		return hit, true
-	}
-	if sn.folded != nil {
-		if hit, ok := sn.folded.FindString(strings.ToLower(str)); ok {
-			hit.Encoding = "case-folded " + hit.Encoding
-			return hit, true
-		}
-	}
-	return detect.Hit{}, false
+	return sn.all.SearchString(str)
 }
 
 // detectorFor returns the detector for requests matched to rt (nil: no
@@ -129,13 +119,6 @@ func (s *Server) build(tbl *routes.Table) (*snapshot, error) {
 	if snap.all, err = newDetector(append(base, holders...)); err != nil {
 		return nil, err
 	}
-	var folded []detect.Secret
-	for _, sec := range base {
-		folded = append(folded, detect.Secret{Name: sec.Name, Value: strings.ToLower(sec.Value)})
-	}
-	if snap.folded, err = newDetector(folded); err != nil {
-		return nil, err
-	}
 	for _, h := range holders {
 		var others []detect.Secret
 		for _, o := range holders {
@@ -154,7 +137,7 @@ func newDetector(ss []detect.Secret) (*detect.Detector, error) {
 	if len(ss) == 0 {
 		return nil, nil
 	}
-	d, err := detect.New(ss)
+	d, err := detect.NewFolded(ss)
 	if err != nil {
 		return nil, fmt.Errorf("building the secret detector: %w", err)
 	}

@@ -185,7 +185,7 @@ loop:
 			continue
 		}
 		if det != nil {
-			if h, ok := scanBytes(det, msg); ok {
+			if h, ok := det.Search(msg); ok {
 				hit = &h
 				break
 			}
