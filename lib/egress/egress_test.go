@@ -411,19 +411,19 @@ func TestPlaceholderAndInjection(t *testing.T) {
 		// The placeholder on its own route is replaced by the real token.
 		req := mustReq("GET", h.tlsURL("api.test", "/me"), nil)
 		req.Header.Set("Authorization", "Bearer "+placeholder)
-		st, body, hdr := h.do(c, req)
-		if st != 200 || hdr.Get("X-Upstream-Auth") != "Bearer "+apiToken {
-			t.Fatalf("placeholder on its route: %d %q, upstream saw %q", st, body, hdr.Get("X-Upstream-Auth"))
+		st, body, _ := h.do(c, req)
+		if st != 200 || h.up.lastAuth() != "Bearer "+apiToken {
+			t.Fatalf("placeholder on its route: %d %q, upstream saw %q", st, body, h.up.lastAuth())
 		}
 		// Injection overwrites what the agent sent.
 		req = mustReq("GET", h.tlsURL("api.test", "/me"), nil)
 		req.Header.Set("Authorization", "Bearer something-else")
-		if _, _, hdr := h.do(c, req); hdr.Get("X-Upstream-Auth") != "Bearer "+apiToken {
-			t.Errorf("injection did not overwrite: upstream saw %q", hdr.Get("X-Upstream-Auth"))
+		if h.do(c, req); h.up.lastAuth() != "Bearer "+apiToken {
+			t.Errorf("injection did not overwrite: upstream saw %q", h.up.lastAuth())
 		}
 		// With no header at all, it is added.
-		if _, _, hdr := h.do(c, mustReq("GET", h.plainURL("api.test", "/me"), nil)); hdr.Get("X-Upstream-Auth") != "Bearer "+apiToken {
-			t.Errorf("injection missing: upstream saw %q", hdr.Get("X-Upstream-Auth"))
+		if h.do(c, mustReq("GET", h.plainURL("api.test", "/me"), nil)); h.up.lastAuth() != "Bearer "+apiToken {
+			t.Errorf("injection missing: upstream saw %q", h.up.lastAuth())
 		}
 	}
 	c := h.client(false)
@@ -917,4 +917,75 @@ func TestAuditLogEscapesC1(t *testing.T) {
 			t.Fatalf("the audit log carries a raw %U from the agent's path", r)
 		}
 	}
+}
+
+// TestResponseNeverCarriesInjectedToken: an upstream that echoes the
+// request (TRACE, a debugging endpoint, an error page, a WebSocket bot)
+// must not hand the agent the token the sidecar injected: TRACE is
+// refused, response headers carrying it are redacted, and a body or frame
+// carrying it is stopped before any byte of the token.
+func TestResponseNeverCarriesInjectedToken(t *testing.T) {
+	h := newHarness(t, defaultRoutes+`
+- host: wsapi.test
+  ports: [{{TLS}}, {{PLAIN}}]
+  websocket: true
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+`)
+	c := h.client(false)
+	for _, m := range []string{"TRACE", "TRACK", "trace"} {
+		before := h.up.count()
+		if st, _, _ := h.do(c, mustReq(m, h.tlsURL("api.test", "/echo"), nil)); st != 405 || h.up.count() != before {
+			t.Errorf("%s: %d, reached the upstream: %v", m, st, h.up.count() != before)
+		}
+	}
+	// A header echo: redacted, and the request itself goes through.
+	st, _, hdr := h.do(c, mustReq("GET", h.tlsURL("api.test", "/echo"), nil))
+	if st != 200 || strings.Contains(hdr.Get("X-Upstream-Auth"), apiToken) || !strings.Contains(hdr.Get("X-Upstream-Auth"), "redacted") {
+		t.Errorf("header echo: %d, X-Upstream-Auth %q", st, hdr.Get("X-Upstream-Auth"))
+	}
+	if h.up.lastAuth() != "Bearer "+apiToken {
+		t.Errorf("the upstream saw %q, want the token", h.up.lastAuth())
+	}
+	h.waitEntry("redaction", func(e audit.Entry) bool {
+		return e.Decision == audit.Allow && strings.Contains(e.Reason, "response headers redacted: X-Upstream-Auth")
+	})
+	// A body echo: 502, nothing of it passed on.
+	for _, h2 := range []bool{false, true} {
+		st, body, _ := h.do(h.client(h2), mustReq("GET", h.tlsURL("api.test", "/echo-body"), nil))
+		if st != 502 || !strings.Contains(body, "token API") {
+			t.Errorf("h2=%v body echo: %d %q", h2, st, body)
+		}
+	}
+	h.waitEntry("response block", func(e audit.Entry) bool {
+		return e.Decision == audit.Block && e.Secret == "API" && strings.Contains(e.Reason, "response carries token API") && !e.Canary
+	})
+	// A stream: what came before the token arrives, the token never does.
+	for _, h2 := range []bool{false, true} {
+		resp, err := h.client(h2).Get(h.tlsURL("api.test", "/echo-stream"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.bodies = append(h.bodies, string(got))
+		if err == nil || !strings.Contains(string(got), "data: hello") || strings.Contains(string(got), apiToken[:8]) {
+			t.Errorf("h2=%v stream with the token: %q, %v; want hello, then the stream cut", h2, got, err)
+		}
+	}
+	// A WebSocket: its 101 headers redacted, a frame with the token stopped.
+	for _, overTLS := range []bool{false, true} {
+		wc, br, status := h.wsDial(t, "wsapi.test", overTLS)
+		if !strings.HasPrefix(status, "101") {
+			t.Fatalf("upgrade: %s", status)
+		}
+		wc.Write(wsFrameBytes(true, opText, []byte("whoami")))
+		rest, _ := io.ReadAll(br)
+		h.bodies = append(h.bodies, string(rest))
+		if bytes.Contains(rest, []byte(apiToken[:8])) {
+			t.Errorf("tls=%v: the client got the token in a frame: %q", overTLS, rest)
+		}
+	}
+	h.waitEntry("ws block", func(e audit.Entry) bool {
+		return e.Decision == audit.Block && e.Host == "wsapi.test" && strings.Contains(e.Reason, "WebSocket closed")
+	})
 }

@@ -38,6 +38,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 			"bb-egress: CONNECT inside a tunnel is refused\n")
 		return
 	}
+	if strings.EqualFold(r.Method, "TRACE") || strings.EqualFold(r.Method, "TRACK") {
+		// The upstream answers with the request as it received it: with
+		// the token the sidecar injected.
+		reason := r.Method + " is refused: its answer echoes the request, injected credentials included"
+		s.refuse(w, r, snap, e, http.StatusMethodNotAllowed, audit.Deny, reason, "bb-egress: "+reason+"\n")
+		return
+	}
 	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
 	det := snap.detectorFor(rt)
 	if hit, ok := scanHead(det, r); ok {
@@ -156,6 +163,30 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
+	redacted := redactHeader(snap.injected, resp.Header)
+	var down io.Reader = resp.Body
+	var rg *detect.Guard
+	if snap.injected != nil {
+		rg = snap.injected.GuardTight(resp.Body)
+		down = rg
+	}
+	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	var pre []byte
+	var preErr error
+	if rg != nil && !flush {
+		// A response that is not a stream is held until its first bytes
+		// are known clean, so an echoed token is answered with a 502
+		// rather than a cut connection.
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		n, err := rg.Read(*bp)
+		pre, preErr = (*bp)[:n], err
+		if hit, ok := detect.IsHit(err); ok {
+			s.responseBlock(w, r, snap, e, hit, false)
+			return
+		}
+	}
+
 	h := w.Header()
 	for k, vs := range resp.Header {
 		h[k] = vs
@@ -167,11 +198,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		delete(h, k)
 	}
 	w.WriteHeader(resp.StatusCode)
-	down, copyErr := copyBody(w, resp.Body, resp.ContentLength < 0 ||
-		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"))
-	e.BytesDown = down
+	sent, copyErr := copyBody(w, down, flush, pre, preErr)
+	e.BytesDown = sent
 	e.Status, e.Decision = resp.StatusCode, audit.Allow
 	e.Reason = "allowed by route " + e.Route
+	if redacted != "" {
+		e.Reason += "; response headers redacted: " + redacted
+	}
+	if hit, ok := detect.IsHit(copyErr); ok {
+		s.responseBlock(w, r, snap, e, hit, true)
+		return
+	}
 	if copyErr != nil {
 		e.Reason += "; response cut short: " + copyErr.Error()
 	}
@@ -182,6 +219,42 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	e.Path = s.redact(snap, e.Path)
 	e.DurationMS = ms(time.Since(start))
 	s.audit(e)
+}
+
+// responseBlock logs a response that carries an injected token, and
+// answers 502 if nothing of the response was sent yet, or else cuts it:
+// the guard released no byte of the token either way.
+func (s *Server) responseBlock(w http.ResponseWriter, r *http.Request, snap *snapshot, e audit.Entry, hit detect.Hit, sent bool) {
+	e.Secret, e.Encoding = hit.Secret, hit.Encoding
+	reason := "response carries token " + hit.Secret + " (" + hit.Encoding + "), which the sidecar injected"
+	if !sent {
+		s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Block, reason+": not passed on",
+			"bb-egress: the upstream's answer carries the token "+hit.Secret+" the sidecar sent it; it was not passed on\n")
+		return
+	}
+	e.Decision, e.Reason = audit.Block, reason+": response cut after "+fmt.Sprint(e.BytesDown)+" bytes"
+	e.Path = s.redact(snap, e.Path)
+	e.DurationMS = ms(time.Since(e.Time))
+	s.audit(e)
+	panic(http.ErrAbortHandler) // the status is sent: only cutting the stream is left
+}
+
+// redactHeader replaces every value of h that carries an injected token
+// with a note naming it, and returns the names of the headers it changed.
+func redactHeader(det *detect.Detector, h http.Header) string {
+	if det == nil {
+		return ""
+	}
+	var out []string
+	for k, vs := range h {
+		for i, v := range vs {
+			if hit, ok := det.FindString(v); ok {
+				vs[i] = "[redacted by bb-egress: carries token " + hit.Secret + "]"
+				out = append(out, k)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // block answers 403 for a request that carries a secret.
@@ -347,14 +420,29 @@ func upstreamError(err error) (int, string) {
 	return http.StatusBadGateway, "upstream failed: " + err.Error()
 }
 
-// copyBody copies a response body; a streamed one (server-sent events,
-// long polls, chunked) is flushed as data arrives so it is not held back.
-func copyBody(w http.ResponseWriter, r io.Reader, flush bool) (int64, error) {
+// copyBody copies a response body, after pre and preErr (what a first
+// Read returned, if the caller made one); a streamed one (server-sent
+// events, long polls, chunked) is flushed as data arrives so it is not
+// held back.
+func copyBody(w http.ResponseWriter, r io.Reader, flush bool, pre []byte, preErr error) (int64, error) {
+	var n int64
+	if len(pre) > 0 {
+		m, err := w.Write(pre)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	if preErr == io.EOF {
+		return n, nil
+	}
+	if preErr != nil {
+		return n, preErr
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
 	var rc *http.ResponseController
-	var n int64
 	for {
 		m, err := r.Read(buf)
 		if m > 0 {

@@ -136,10 +136,33 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(5 * time.Millisecond)
 	case r.URL.Path == "/hangup":
 		panic(http.ErrAbortHandler) // the connection (or stream) is cut
+	case r.URL.Path == "/echo-body": // a debugging endpoint: the request back
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "you sent:\n")
+		r.Header.Write(w)
+		return
+	case r.URL.Path == "/echo-stream": // the same, as events, the token late
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "data: hello\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(50 * time.Millisecond)
+		fmt.Fprintf(w, "data: %s\n\n", r.Header.Get("Authorization"))
+		return
 	}
 	w.Header().Set("X-Upstream-Auth", r.Header.Get("Authorization"))
 	w.Header().Set("X-Upstream-Proto", r.Proto)
 	fmt.Fprintf(w, "ok %s %d", r.URL.Path, body.Len())
+}
+
+// lastAuth is the Authorization header of the last request the upstream
+// received.
+func (u *upstream) lastAuth() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.last == nil {
+		return ""
+	}
+	return u.last.Header.Get("Authorization")
 }
 
 func (u *upstream) count() int {

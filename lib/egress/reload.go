@@ -26,6 +26,11 @@ type snapshot struct {
 	// own[p] is all without placeholder p: what the requests of a route
 	// whose placeholder is p are scanned with, since p is overwritten there.
 	own map[string]*detect.Detector
+	// injected finds the values the routes inject (exact forms, no
+	// folding: it runs on every response byte, and what it guards against
+	// is an upstream echoing a request, not the agent encoding). Nil when
+	// no route injects.
+	injected *detect.Detector
 	// literalIPs are the IP literals routes name; only these may be
 	// loopback or link-local without AllowLoopback.
 	literalIPs map[netip.Addr]bool
@@ -100,9 +105,15 @@ func (s *Server) build(tbl *routes.Table) (*snapshot, error) {
 		names[sec.Name] = true
 	}
 	snap := &snapshot{table: tbl, own: map[string]*detect.Detector{}, literalIPs: map[netip.Addr]bool{}}
+	var injected []detect.Secret
+	injecting := map[string]bool{}
 	for _, r := range tbl.Routes() {
 		if ip, err := netip.ParseAddr(r.Host); err == nil {
 			snap.literalIPs[ip.Unmap()] = true
+		}
+		if r.Inject != nil && !injecting[r.Inject.Token] && len(s.tokens[r.Inject.Token]) >= detect.MinLen {
+			injecting[r.Inject.Token] = true
+			injected = append(injected, detect.Secret{Name: r.Inject.Token, Value: s.tokens[r.Inject.Token]})
 		}
 		if r.Inject == nil || r.Inject.Placeholder == "" || seen[r.Inject.Placeholder] {
 			continue
@@ -116,6 +127,11 @@ func (s *Server) build(tbl *routes.Table) (*snapshot, error) {
 		holders = append(holders, detect.Secret{Name: name, Value: r.Inject.Placeholder})
 	}
 	var err error
+	if len(injected) > 0 {
+		if snap.injected, err = detect.New(injected); err != nil {
+			return nil, fmt.Errorf("building the response guard: %w", err)
+		}
+	}
 	if snap.all, err = newDetector(append(base, holders...)); err != nil {
 		return nil, err
 	}

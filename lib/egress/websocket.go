@@ -82,6 +82,62 @@ func readFrame(r *bufio.Reader, max int64) (*wsFrame, error) {
 	return f, nil
 }
 
+// relayServerFrames copies the upstream's frames to the client, each
+// frame's payload through a guard for the injected tokens, released in
+// full at the frame's end: a token within a frame never reaches the
+// client, and a frame is not delayed past its end. (A token the upstream
+// splits across frames is not found; nothing the agent sends can make an
+// upstream do that with a token it was given in a header.)
+func relayServerFrames(client io.Writer, upstream io.Reader, det *detect.Detector) (int64, error) {
+	br := bufio.NewReaderSize(upstream, 4<<10)
+	bw := bufio.NewWriterSize(client, 32<<10)
+	g := det.GuardTight(nil)
+	var n int64
+	var hdr [10]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+			return n, err
+		}
+		if hdr[1]&0x80 != 0 {
+			return n, errors.New("masked server frame")
+		}
+		hl := 2
+		size := int64(hdr[1] & 0x7f)
+		switch size {
+		case 126:
+			hl = 4
+		case 127:
+			hl = 10
+		}
+		if _, err := io.ReadFull(br, hdr[2:hl]); err != nil {
+			return n, err
+		}
+		switch hl {
+		case 4:
+			size = int64(binary.BigEndian.Uint16(hdr[2:4]))
+		case 10:
+			size = int64(binary.BigEndian.Uint64(hdr[2:10]) & (1<<63 - 1))
+		}
+		if _, err := bw.Write(hdr[:hl]); err != nil {
+			return n, err
+		}
+		g.Reset(io.LimitReader(br, size))
+		m, err := io.Copy(bw, g)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m < size {
+			return n, io.ErrUnexpectedEOF
+		}
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+}
+
 // closeFrame is an unmasked (server to client) close frame.
 func closeFrame(code uint16, reason string) []byte {
 	p := make([]byte, 2, 2+len(reason))
@@ -119,6 +175,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	brw.WriteString(head)
 	h := resp.Header.Clone()
 	h.Del("Sec-Websocket-Extensions")
+	redacted := redactHeader(snap.injected, h)
 	h.Write(brw)
 	brw.WriteString("\r\n")
 	if err := brw.Flush(); err != nil {
@@ -126,11 +183,20 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	}
 
 	var down int64
+	var downHit *detect.Hit
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		down, _ = io.Copy(conn, upstream)
+		if snap.injected == nil {
+			down, _ = io.Copy(conn, upstream)
+		} else {
+			var err error
+			down, err = relayServerFrames(conn, upstream, snap.injected)
+			if h, ok := detect.IsHit(err); ok {
+				downHit = &h
+			}
+		}
 		conn.Close()
 	}()
 
@@ -215,8 +281,15 @@ loop:
 	e.Status, e.Decision = http.StatusSwitchingProtocols, audit.Allow
 	e.Route = rt.String()
 	e.Reason = "WebSocket relayed by route " + rt.String()
+	if redacted != "" {
+		e.Reason += "; response headers redacted: " + redacted
+	}
 	if why != "" {
 		e.Reason += "; closed: " + why
+	}
+	if downHit != nil && hit == nil {
+		e.Decision, e.Secret, e.Encoding = audit.Block, downHit.Secret, downHit.Encoding
+		e.Reason = "response carries token " + downHit.Secret + " (" + downHit.Encoding + "), which the sidecar injected: WebSocket closed"
 	}
 	if hit != nil {
 		e = blockEntry(e, *hit)

@@ -28,8 +28,8 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-		base64.StdEncoding.EncodeToString(sum[:]))
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Upstream-Auth: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]), r.Header.Get("Authorization"))
 	brw.Flush()
 	var msg []byte
 	for {
@@ -45,6 +45,9 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		msg = append(msg, f.payload...)
 		if f.fin {
+			if string(msg) == "whoami" { // an echo of the credential
+				msg = []byte("you are " + r.Header.Get("Authorization"))
+			}
 			c.Write(append([]byte{0x81, byte(len(msg))}, msg...)) // short messages only
 			msg = nil
 		}
