@@ -422,7 +422,7 @@ func TestPlaceholderAndInjection(t *testing.T) {
 			t.Errorf("injection did not overwrite: upstream saw %q", h.up.lastAuth())
 		}
 		// With no header at all, it is added.
-		if h.do(c, mustReq("GET", h.plainURL("api.test", "/me"), nil)); h.up.lastAuth() != "Bearer "+apiToken {
+		if h.do(c, mustReq("GET", h.tlsURL("api.test", "/none"), nil)); h.up.lastAuth() != "Bearer "+apiToken {
 			t.Errorf("injection missing: upstream saw %q", h.up.lastAuth())
 		}
 	}
@@ -988,4 +988,25 @@ func TestResponseNeverCarriesInjectedToken(t *testing.T) {
 	h.waitEntry("ws block", func(e audit.Entry) bool {
 		return e.Decision == audit.Block && e.Host == "wsapi.test" && strings.Contains(e.Reason, "WebSocket closed")
 	})
+}
+
+// TestNoInjectionOverPlainHTTP: a route that injects a token answers
+// plain http with a 403 saying why, and sends nothing.
+func TestNoInjectionOverPlainHTTP(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client(false)
+	st, body := h.get(c, h.plainURL("api.test", "/clear"))
+	if st != 403 || !strings.Contains(body, "never sent over plain http") {
+		t.Errorf("plain http to an injecting route: %d %q", st, body)
+	}
+	if h.up.count() != 0 {
+		t.Errorf("the upstream was reached over plain http, Authorization %q", h.up.lastAuth())
+	}
+	h.waitEntry("deny plain", func(e audit.Entry) bool {
+		return e.Decision == audit.Deny && e.Host == "api.test" && strings.Contains(e.Reason, "plain http")
+	})
+	_, _, status := h.wsDial(t, "api.test", false)
+	if !strings.HasPrefix(status, "403") {
+		t.Errorf("ws:// to an injecting route: %s", status)
+	}
 }

@@ -62,6 +62,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	e.Route = rt.String()
+	if rt.Inject != nil && t.scheme != "https" {
+		// The credential would cross the network in clear text.
+		reason := fmt.Sprintf("route %s injects the token %s, which is never sent over plain http: use https://", rt, rt.Inject.Token)
+		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
+		return
+	}
 	if len(rt.Paths) > 0 && encodedSeparator(r.URL.EscapedPath()) {
 		reason := "the path has an encoded slash, dot or backslash, which the route's path rules cannot judge"
 		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
