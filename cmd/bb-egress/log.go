@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -30,16 +32,18 @@ func logCommand() *ucli.Command {
 				"bb-egress log demo-x1y2 --canary            # proof of exfiltration attempts",
 				"bb-egress log demo-x1y2 --follow | jq -c '{time,decision,host,path,reason}'",
 				"bb-egress log verify demo-x1y2",
+				"bb-egress log demo-x1y2 --format table     # for people",
 			),
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing lines as they are written"},
 			&ucli.StringFlag{Name: "decision", Usage: "only lines with this decision: allow, deny or block"},
 			&ucli.BoolFlag{Name: "canary", Usage: "only lines where the canary was found"},
+			&ucli.StringFlag{Name: "format", Value: "json", Usage: "json (the lines as they are) or table (one aligned row per decision, for people)"},
 		},
 		Subcommands:     []*ucli.Command{logVerifyCommand()},
 		HideHelpCommand: true,
 		Action: action(1, 1, func(c *ucli.Context, args []string) error {
-			return runLog(c.Context, cli.StreamsOf(c), logOptions{Slug: args[0], Follow: c.Bool("follow"),
+			return runLog(c.Context, cli.StreamsOf(c), logOptions{Slug: args[0], Follow: c.Bool("follow"), Format: c.String("format"),
 				Filter: audit.Filter{Decision: c.String("decision"), Canary: c.Bool("canary")}})
 		}),
 	}
@@ -48,12 +52,39 @@ func logCommand() *ucli.Command {
 type logOptions struct {
 	Slug   string
 	Follow bool
+	Format string // json or table
 	Filter audit.Filter
 }
 
 func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 	if err := audit.CheckDecision(o.Filter.Decision); err != nil {
 		return cli.Usage(err)
+	}
+	var write func([]byte) error
+	switch o.Format {
+	case "", "json":
+		write = func(line []byte) error {
+			_, err := s.Out.Write(append(line, '\n'))
+			return err
+		}
+	case "table":
+		header := false
+		write = func(line []byte) error {
+			if !header {
+				header = true
+				if _, err := io.WriteString(s.Out, tableHeader); err != nil {
+					return err
+				}
+			}
+			var e audit.Entry
+			if err := json.Unmarshal(line, &e); err != nil {
+				return err
+			}
+			_, err := io.WriteString(s.Out, tableRow(e))
+			return err
+		}
+	default:
+		return cli.Usagef("unknown --format %q (want json or table)", o.Format)
 	}
 	b, err := openBottle(s, o.Slug)
 	if err != nil {
@@ -71,8 +102,7 @@ func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 		if !ok {
 			return nil
 		}
-		_, err = s.Out.Write(append(line, '\n'))
-		return err
+		return write(line)
 	}
 	if o.Follow {
 		return audit.Follow(ctx, path, each)
@@ -103,4 +133,30 @@ func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 			return err
 		}
 	}
+}
+
+// The table has fixed columns, not a tabwriter's, so that --follow can
+// print each row as it comes.
+var tableHeader = tableCols("TIME", "DECISION", "STATUS", "METHOD", "HOST", "PATH", "SECRET", "REASON")
+
+func tableCols(time, decision, status, method, host, path, secret, reason string) string {
+	return fmt.Sprintf("%-8s  %-8s  %-6s  %-7s  %-25s  %-21s  %-7s  %s\n",
+		time, decision, status, method, clip(host, 25), clip(path, 21), clip(secret, 7), reason)
+}
+
+func tableRow(e audit.Entry) string {
+	secret := e.Secret
+	if e.Canary {
+		secret = "CANARY!"
+	}
+	return tableCols(e.Time.Local().Format("15:04:05"), e.Decision, strconv.Itoa(e.Status), e.Method, e.Host, e.Path, secret, e.Reason)
+}
+
+// clip shortens s to n characters, marking the cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
