@@ -42,6 +42,10 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "log", Usage: "append the audit log to `FILE` (default stdout)"},
 			&ucli.StringFlag{Name: "upstream-ca", Usage: "also trust the CA certificates in `FILE` upstream"},
 			&ucli.BoolFlag{Name: "allow-loopback", Usage: "let routes reach loopback and link-local addresses"},
+			&ucli.BoolFlag{Name: "allow-private", Usage: "let routes reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10, 198.18/15):\n" +
+				"\tfor upstreams that are containers on a private Docker network (bb-launch passes it for the\n" +
+				"\toffline demo and tests); without it a name resolving there is refused, as the Docker host\n" +
+				"\tand a cloud network's neighbours live there"},
 			&ucli.IntFlag{Name: "max-conns", Value: 1024, Usage: "concurrent client connections"},
 			&ucli.DurationFlag{Name: "drain", Value: 10 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
 		},
@@ -52,7 +56,8 @@ func serveCommand() *ucli.Command {
 			return runServe(c.Context, cli.StreamsOf(c), serveOptions{
 				Listen: c.String("listen"), Routes: c.String("routes"), CADir: c.String("ca-dir"),
 				Log: c.String("log"), UpstreamCA: c.String("upstream-ca"),
-				AllowLoopback: c.Bool("allow-loopback"), MaxConns: c.Int("max-conns"), Drain: c.Duration("drain"),
+				AllowLoopback: c.Bool("allow-loopback"), AllowPrivate: c.Bool("allow-private"),
+				MaxConns: c.Int("max-conns"), Drain: c.Duration("drain"),
 			})
 		},
 	}
@@ -65,6 +70,7 @@ type serveOptions struct {
 	Log           string // "" or "-": stdout
 	UpstreamCA    string
 	AllowLoopback bool
+	AllowPrivate  bool
 	MaxConns      int
 	Drain         time.Duration
 }
@@ -105,6 +111,7 @@ func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
 		Secrets:       canary.SecretsFromEnv(s.Environ()),
 		UpstreamRoots: roots,
 		AllowLoopback: o.AllowLoopback,
+		AllowPrivate:  o.AllowPrivate,
 		MaxConns:      o.MaxConns,
 		DrainTimeout:  o.Drain,
 		Logf:          func(format string, a ...any) { fmt.Fprintf(s.Err, "bb-egress: "+format+"\n", a...) },

@@ -90,6 +90,12 @@ type Config struct {
 	// AllowLoopback lets routes reach loopback, link-local, unspecified
 	// and multicast addresses (tests, local development).
 	AllowLoopback bool
+	// AllowPrivate lets routes reach private addresses: RFC 1918, unique
+	// local, carrier-grade NAT, benchmarking, and IPv6 addresses embedding
+	// one (upstreams that are containers on a private network, as in the
+	// offline demo). Without it, and without a route naming the IP, a name
+	// that resolves there is refused.
+	AllowPrivate bool
 	// Resolver resolves upstream names; nil is net.DefaultResolver.
 	Resolver Resolver
 	// Dial connects to an already checked IP:port; nil is a net.Dialer.

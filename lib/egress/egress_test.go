@@ -3,6 +3,7 @@ package egress
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -1008,5 +1010,96 @@ func TestNoInjectionOverPlainHTTP(t *testing.T) {
 	_, _, status := h.wsDial(t, "api.test", false)
 	if !strings.HasPrefix(status, "403") {
 		t.Errorf("ws:// to an injecting route: %s", status)
+	}
+}
+
+type resolverFunc func(host string) ([]netip.Addr, error)
+
+func (f resolverFunc) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return f(host)
+}
+
+// TestPrivateAndMetadataAddressesRefused: after resolving, private,
+// carrier-grade NAT and unique local addresses are refused like loopback
+// (the Docker host, other containers, AWS's IPv6 metadata, Alibaba's), and
+// so are IPv6 addresses embedding a refused IPv4 one; --allow-private lets
+// the private ones through, not the loopback ones.
+func TestPrivateAndMetadataAddressesRefused(t *testing.T) {
+	private := map[string]string{
+		"imds6.test":  "fd00:ec2::254",
+		"docker.test": "172.17.0.1",
+		"priv.test":   "10.0.0.1",
+		"home.test":   "192.168.1.1",
+		"aliyun.test": "100.100.100.200",
+		"bench.test":  "198.18.0.1",
+		"6to4.test":   "2002:0a00:0001::1",
+		"nat64p.test": "64:ff9b::10.1.2.3",
+		"teredo.test": "2001:0:4136:e378:8000:63bf:f5ff:fffe", // client 10.0.0.1
+	}
+	loop := map[string]string{
+		"nat64.test":  "64:ff9b::a9fe:a9fe",
+		"compat.test": "::127.0.0.1",
+	}
+	for _, allowPrivate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow-private=%v", allowPrivate), func(t *testing.T) {
+			var mu sync.Mutex
+			var dialled []string
+			h := newHarness(t, "", func(c *Config) {
+				c.AllowLoopback, c.AllowPrivate = false, allowPrivate
+				c.Resolver = resolverFunc(func(host string) ([]netip.Addr, error) {
+					if ip, ok := private[host]; ok {
+						return []netip.Addr{netip.MustParseAddr(ip)}, nil
+					}
+					if ip, ok := loop[host]; ok {
+						return []netip.Addr{netip.MustParseAddr(ip)}, nil
+					}
+					if host == "public.test" {
+						return []netip.Addr{netip.MustParseAddr("2002:0808:0808::1")}, nil
+					}
+					return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+				})
+				c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					mu.Lock()
+					dialled = append(dialled, addr)
+					mu.Unlock()
+					return nil, fmt.Errorf("not really dialling %s", addr)
+				}
+			})
+			var yaml strings.Builder
+			for host := range private {
+				fmt.Fprintf(&yaml, "- host: %s\n  ports: [80]\n", host)
+			}
+			for host := range loop {
+				fmt.Fprintf(&yaml, "- host: %s\n  ports: [80]\n", host)
+			}
+			yaml.WriteString("- host: public.test\n  ports: [80]\n- host: 10.9.9.9\n  ports: [80]\n")
+			h.writeRoutes(yaml.String())
+			if err := h.srv.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			c := h.client(false)
+			for host := range private {
+				st, body := h.get(c, "http://"+host+"/latest/meta-data/")
+				if !allowPrivate && (st != 403 || !strings.Contains(body, "private")) {
+					t.Errorf("%s: %d %q", host, st, body)
+				}
+			}
+			for host := range loop {
+				if st, body := h.get(c, "http://"+host+"/latest/meta-data/"); st != 403 || !strings.Contains(body, "loopback") {
+					t.Errorf("%s: %d %q", host, st, body)
+				}
+			}
+			h.get(c, "http://public.test/") // 6to4 of a public address: dialled
+			h.get(c, "http://10.9.9.9/")    // a private address a route names: dialled
+			mu.Lock()
+			defer mu.Unlock()
+			want := 2
+			if allowPrivate {
+				want += len(private)
+			}
+			if len(dialled) != want {
+				t.Errorf("dialled %v, want %d dials", dialled, want)
+			}
+		})
 	}
 }

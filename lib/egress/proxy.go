@@ -287,9 +287,10 @@ func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Co
 			firstErr = &refusedDial{host, "is the sidecar itself"}
 			continue
 		}
-		if special(ip) && !s.cfg.AllowLoopback && !(literal && snap.literalIPs[ip]) {
+		if class, what := classify(ip); class != reachable && !(literal && snap.literalIPs[ip]) &&
+			(class == loopbackClass && !s.cfg.AllowLoopback || class == privateClass && !s.cfg.AllowPrivate) {
 			if firstErr == nil {
-				firstErr = &refusedDial{host, fmt.Sprintf("resolves to %s, a loopback, link-local, unspecified or multicast address", ip)}
+				firstErr = &refusedDial{host, fmt.Sprintf("resolves to %s, %s", ip, what)}
 			}
 			continue
 		}
@@ -310,6 +311,61 @@ func (s *Server) dialUpstream(ctx context.Context, network, addr string) (net.Co
 func isRefused(err error) bool {
 	var rd *refusedDial
 	return errors.As(err, &rd)
+}
+
+// Classes of destination addresses.
+const (
+	reachable     = iota
+	loopbackClass // reached only with AllowLoopback, or a route naming the IP
+	privateClass  // reached only with AllowPrivate, or a route naming the IP
+)
+
+var (
+	cgnat      = netip.MustParsePrefix("100.64.0.0/10") // carrier-grade NAT; Alibaba's metadata is 100.100.100.200
+	benchmark  = netip.MustParsePrefix("198.18.0.0/15")
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	teredo     = netip.MustParsePrefix("2001::/32")
+)
+
+// classify says whether a bottle may reach ip (already unmapped) after a
+// name resolved to it, and if not, what it is. Loopback and link-local
+// (cloud metadata) come first; then private networks — the Docker host
+// and its other containers, a VPC's neighbours, AWS's IPv6 metadata at
+// fd00:ec2::254 — and IPv6 addresses that embed a refused IPv4 address
+// (NAT64, 6to4, Teredo, IPv4-compatible), which a gateway or the kernel
+// would take to that IPv4 address.
+func classify(ip netip.Addr) (int, string) {
+	if special(ip) {
+		return loopbackClass, "a loopback, link-local, unspecified or multicast address"
+	}
+	if ip.Is6() {
+		b := ip.As16()
+		var v4 netip.Addr
+		var via string
+		switch {
+		case nat64.Contains(ip):
+			v4, via = netip.AddrFrom4([4]byte(b[12:16])), "NAT64"
+		case nat64Local.Contains(ip):
+			return privateClass, "a local-use NAT64 address"
+		case sixToFour.Contains(ip):
+			v4, via = netip.AddrFrom4([4]byte(b[2:6])), "6to4"
+		case teredo.Contains(ip):
+			v4, via = netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}), "Teredo"
+		case [12]byte(b[:12]) == [12]byte{}:
+			v4, via = netip.AddrFrom4([4]byte(b[12:16])), "IPv4-compatible"
+		}
+		if v4.IsValid() {
+			if class, what := classify(v4); class != reachable {
+				return class, via + " for " + v4.String() + ", " + what
+			}
+		}
+	}
+	if ip.IsPrivate() || cgnat.Contains(ip) || benchmark.Contains(ip) {
+		return privateClass, "a private address (RFC 1918, unique local, carrier-grade NAT or benchmarking)"
+	}
+	return reachable, ""
 }
 
 // special reports addresses a bottle reaches only when a route names them
