@@ -118,6 +118,7 @@ type Config struct {
 	MaxDecompressed       int64         // cap on a decompressed body (16 MiB)
 	MaxHeaderBytes        int           // request head (64 KiB)
 	MaxWSMessage          int64         // a WebSocket message from the client (1 MiB)
+	MaxWSBuffered         int64         // WebSocket messages being held for their scan, server-wide (64 MiB)
 	PollInterval          time.Duration // routes file change check (250ms)
 	LeafCacheSize         int           // intercepted hosts' certificates kept (1024)
 	MaxRequestsFile       int64         // size cap of RequestsFile (1 MiB)
@@ -154,6 +155,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.MaxWSBuffered <= 0 {
+		c.MaxWSBuffered = 64 << 20
 	}
 	if c.MaxWSMessage <= 0 {
 		c.MaxWSMessage = 1 << 20
@@ -199,6 +203,7 @@ type Server struct {
 	self   []netip.AddrPort // where the proxy listens, resolved to concrete IPs
 
 	bodySlots chan struct{} // MaxBufferedBodies
+	wsBytes   atomic.Int64  // WebSocket message bytes held, against MaxWSBuffered
 
 	reqFileMu sync.Mutex
 	conns     sync.WaitGroup // hijacked work (handshakes, WebSockets)

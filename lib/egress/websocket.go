@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,63 +24,123 @@ const (
 	opClose        = 0x8
 )
 
-// wsFrame is one frame from the client: its bytes as received (to forward
-// unchanged) and its unmasked payload (to scan).
+// wsFrame is the header of one frame from the client.
 type wsFrame struct {
-	fin     bool
-	rsv     byte
-	opcode  byte
-	raw     []byte
-	payload []byte
+	fin    bool
+	rsv    byte
+	opcode byte
+	key    [4]byte
+	n      int64 // payload length
 }
 
-var errFrameTooBig = errors.New("frame too big")
+var (
+	errFrameTooBig = errors.New("frame too big")
+	errWSBusy      = errors.New("the sidecar holds too many WebSocket messages for scanning")
+)
 
-// readFrame reads one client frame. Client frames must be masked.
-func readFrame(r *bufio.Reader, max int64) (*wsFrame, error) {
-	var hdr [14]byte
+// readFrameHeader reads a client frame's header. Client frames must be
+// masked; a frame longer than max is refused before its payload is read.
+func readFrameHeader(r *bufio.Reader, max int64) (wsFrame, error) {
+	var hdr [8]byte
 	if _, err := io.ReadFull(r, hdr[:2]); err != nil {
-		return nil, err
+		return wsFrame{}, err
 	}
-	f := &wsFrame{fin: hdr[0]&0x80 != 0, rsv: hdr[0] & 0x70, opcode: hdr[0] & 0x0f}
+	f := wsFrame{fin: hdr[0]&0x80 != 0, rsv: hdr[0] & 0x70, opcode: hdr[0] & 0x0f}
 	if hdr[1]&0x80 == 0 {
-		return nil, errors.New("unmasked client frame")
+		return f, errors.New("unmasked client frame")
 	}
-	n := int64(hdr[1] & 0x7f)
-	hl := 2
-	switch n {
+	f.n = int64(hdr[1] & 0x7f)
+	switch f.n {
 	case 126:
-		if _, err := io.ReadFull(r, hdr[2:4]); err != nil {
-			return nil, err
+		if _, err := io.ReadFull(r, hdr[:2]); err != nil {
+			return f, err
 		}
-		n, hl = int64(binary.BigEndian.Uint16(hdr[2:4])), 4
+		f.n = int64(binary.BigEndian.Uint16(hdr[:2]))
 	case 127:
-		if _, err := io.ReadFull(r, hdr[2:10]); err != nil {
-			return nil, err
+		if _, err := io.ReadFull(r, hdr[:8]); err != nil {
+			return f, err
 		}
-		u := binary.BigEndian.Uint64(hdr[2:10])
+		u := binary.BigEndian.Uint64(hdr[:8])
 		if u > uint64(max) {
-			return nil, errFrameTooBig
+			return f, errFrameTooBig
 		}
-		n, hl = int64(u), 10
+		f.n = int64(u)
 	}
-	if n > max {
-		return nil, errFrameTooBig
+	if f.n > max {
+		return f, errFrameTooBig
 	}
-	if _, err := io.ReadFull(r, hdr[hl:hl+4]); err != nil {
-		return nil, err
+	_, err := io.ReadFull(r, f.key[:])
+	return f, err
+}
+
+// wsPiece is how much of a payload is read (and charged) at a time: a
+// frame header's length is a promise, not data, and memory follows data.
+const wsPiece = 32 << 10
+
+// readPayload appends f's payload, unmasked, to dst as it arrives, piece
+// by piece; charge is called with each piece's size before it is read,
+// and may refuse it.
+func readPayload(r *bufio.Reader, f wsFrame, dst []byte, charge func(int64) error) ([]byte, error) {
+	for done := int64(0); done < f.n; {
+		k := min(f.n-done, wsPiece)
+		if charge != nil {
+			if err := charge(k); err != nil {
+				return dst, err
+			}
+		}
+		n0 := len(dst)
+		dst = slices.Grow(dst, int(k))[:n0+int(k)]
+		if _, err := io.ReadFull(r, dst[n0:]); err != nil {
+			return dst[:n0], err
+		}
+		for i := range dst[n0:] {
+			dst[n0+i] ^= f.key[(done+int64(i))%4]
+		}
+		done += k
 	}
-	key := hdr[hl : hl+4]
-	f.raw = make([]byte, hl+4+int(n))
-	copy(f.raw, hdr[:hl+4])
-	if _, err := io.ReadFull(r, f.raw[hl+4:]); err != nil {
-		return nil, err
+	return dst, nil
+}
+
+// readFrame reads one whole client frame (the tests' upstream uses it).
+func readFrame(r *bufio.Reader, max int64) (wsFrame, []byte, error) {
+	f, err := readFrameHeader(r, max)
+	if err != nil {
+		return f, nil, err
 	}
-	f.payload = make([]byte, n)
-	for i, b := range f.raw[hl+4:] {
-		f.payload[i] = b ^ key[i%4]
+	p, err := readPayload(r, f, nil, nil)
+	return f, p, err
+}
+
+// writeFrame writes f with payload, masked again with f's key.
+func writeFrame(w *bufio.Writer, f wsFrame, payload []byte) error {
+	var b0 byte = f.rsv | f.opcode
+	if f.fin {
+		b0 |= 0x80
 	}
-	return f, nil
+	w.WriteByte(b0)
+	switch n := len(payload); {
+	case n < 126:
+		w.WriteByte(0x80 | byte(n))
+	case n <= 0xffff:
+		w.Write([]byte{0x80 | 126, byte(n >> 8), byte(n)})
+	default:
+		var l [9]byte
+		l[0] = 0x80 | 127
+		binary.BigEndian.PutUint64(l[1:], uint64(n))
+		w.Write(l[:])
+	}
+	w.Write(f.key[:])
+	var buf [512]byte
+	for off := 0; off < len(payload); off += len(buf) {
+		chunk := payload[off:min(off+len(buf), len(payload))]
+		for i, c := range chunk {
+			buf[i] = c ^ f.key[(off+i)%4]
+		}
+		if _, err := w.Write(buf[:len(chunk)]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // relayServerFrames copies the upstream's frames to the client, each
@@ -204,71 +265,112 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	if det != nil {
 		sc = det.NewScanner()
 	}
+	// A message is held, unmasked, until all its frames are in and it is
+	// scanned; only the frames' headers are kept beside it, and its bytes
+	// are charged to a budget shared by every WebSocket of the sidecar.
+	var charged int64
+	charge := func(n int64) error {
+		if s.wsBytes.Add(n) > s.cfg.MaxWSBuffered {
+			s.wsBytes.Add(-n)
+			return errWSBusy
+		}
+		charged += n
+		return nil
+	}
+	defer func() { s.wsBytes.Add(-charged) }()
+	uw := bufio.NewWriterSize(upstream, 4<<10)
 	var up int64
-	var msg []byte
-	var pending [][]byte
+	var msg, ctl []byte
+	var frames []wsFrame
 	var hit *detect.Hit
 	var why string
+	scan := func(p []byte) *detect.Hit {
+		if det == nil {
+			return nil
+		}
+		if h, ok := det.Search(p); ok {
+			return &h
+		}
+		// One scanner across the connection's messages and control
+		// frames: a secret split between them is caught when its last
+		// piece comes (the pieces before it have left).
+		sc.Write(p)
+		if sc.Found() {
+			h := sc.Hits()[0]
+			return &h
+		}
+		return nil
+	}
 loop:
 	for {
 		conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		f, err := readFrame(brw.Reader, s.cfg.MaxWSMessage)
-		if err != nil {
-			if errors.Is(err, errFrameTooBig) {
-				conn.Write(closeFrame(1009, "bb-egress: message too big to scan"))
-				why = "client frame over the scan limit"
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				why = err.Error()
-			}
-			break
+		f, err := readFrameHeader(brw.Reader, s.cfg.MaxWSMessage-int64(len(msg)))
+		if err == nil && f.opcode >= opClose && f.n > 125 {
+			err = errors.New("control frame over 125 bytes")
 		}
-		if f.rsv != 0 {
+		if err == nil && f.rsv != 0 {
 			conn.Write(closeFrame(1002, "bb-egress: extensions are not relayed"))
 			why = "client frame with RSV bits (a compressed frame cannot be scanned)"
 			break
 		}
-		if f.opcode >= opClose { // control frames stand alone
-			if det != nil {
-				if h, ok := det.Find(f.payload); ok {
-					hit = &h
-					break
-				}
+		var p []byte
+		if err == nil {
+			if f.opcode >= opClose { // control frames stand alone, amid a message's frames
+				ctl, err = readPayload(brw.Reader, f, ctl[:0], nil)
+				p = ctl
+			} else {
+				n0 := len(msg)
+				msg, err = readPayload(brw.Reader, f, msg, charge)
+				p = msg[n0:]
 			}
-			if _, err := upstream.Write(f.raw); err != nil {
-				break loop
-			}
-			up += int64(len(f.payload))
-			continue
 		}
-		msg = append(msg, f.payload...)
-		pending = append(pending, f.raw)
-		if int64(len(msg)) > s.cfg.MaxWSMessage {
-			conn.Write(closeFrame(1009, "bb-egress: message too big to scan"))
-			why = "client message over the scan limit"
+		if err != nil {
+			switch {
+			case errors.Is(err, errFrameTooBig):
+				conn.Write(closeFrame(1009, "bb-egress: message too big to scan"))
+				why = "client message over the scan limit"
+			case errors.Is(err, errWSBusy):
+				conn.Write(closeFrame(1013, "bb-egress: too many messages being scanned; try again later"))
+				why = err.Error()
+			case !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+				why = err.Error()
+			}
 			break
 		}
+		if f.opcode >= opClose {
+			if hit = scan(p); hit != nil {
+				break
+			}
+			if writeFrame(uw, f, p) != nil || uw.Flush() != nil {
+				break loop
+			}
+			up += int64(len(p))
+			continue
+		}
+		frames = append(frames, wsFrame{fin: f.fin, rsv: f.rsv, opcode: f.opcode, key: f.key, n: f.n})
 		if !f.fin {
 			continue
 		}
-		if det != nil {
-			if h, ok := det.Search(msg); ok {
-				hit = &h
-				break
-			}
-			sc.Write(msg)
-			if sc.Found() {
-				h := sc.Hits()[0]
-				hit = &h
-				break
-			}
+		if hit = scan(msg); hit != nil {
+			break
 		}
-		for _, raw := range pending {
-			if _, err := upstream.Write(raw); err != nil {
+		off := int64(0)
+		for _, fr := range frames {
+			if writeFrame(uw, fr, msg[off:off+fr.n]) != nil {
 				break loop
 			}
+			off += fr.n
+		}
+		if uw.Flush() != nil {
+			break loop
 		}
 		up += int64(len(msg))
-		msg, pending = msg[:0], pending[:0]
+		s.wsBytes.Add(-charged)
+		charged = 0
+		if cap(msg) > wsPiece {
+			msg = nil // a big message's buffer is not kept for the next
+		}
+		msg, frames = msg[:0], frames[:0]
 	}
 	if hit != nil {
 		conn.Write(closeFrame(1008, "bb-egress: blocked, the message carries the secret "+hit.Secret))

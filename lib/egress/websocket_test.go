@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +35,20 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 	brw.Flush()
 	var msg []byte
 	for {
-		f, err := readFrame(brw.Reader, 1<<20)
+		f, payload, err := readFrame(brw.Reader, 1<<20)
 		if err != nil {
 			return
 		}
 		u.mu.Lock()
-		u.received.Write(f.payload)
+		u.received.Write(payload)
 		u.mu.Unlock()
 		if f.opcode == opClose {
 			return
 		}
-		msg = append(msg, f.payload...)
+		if f.opcode >= opClose {
+			continue
+		}
+		msg = append(msg, payload...)
 		if f.fin {
 			if string(msg) == "whoami" { // an echo of the credential
 				msg = []byte("you are " + r.Header.Get("Authorization"))
@@ -173,5 +178,59 @@ func TestWebSocketScanned(t *testing.T) {
 				t.Errorf("upstream received %q", got)
 			}
 		})
+	}
+}
+
+// TestWebSocketControlFramesScanned: a secret split over ping frames is
+// caught by the connection's scanner, and its last piece never leaves.
+func TestWebSocketControlFramesScanned(t *testing.T) {
+	h := newHarness(t, "")
+	c, _, status := h.wsDial(t, "ws.test", false)
+	if !strings.HasPrefix(status, "101") {
+		t.Fatalf("upgrade: %s", status)
+	}
+	for i := 0; i < len(h.canary); i += 10 {
+		c.Write(wsFrameBytes(true, 0x9, []byte(h.canary[i:min(i+10, len(h.canary))])))
+	}
+	h.waitEntry("ws block", func(e audit.Entry) bool { return e.Decision == audit.Block && e.Canary })
+	if strings.Contains(string(h.up.got()), h.canary) {
+		t.Errorf("the canary split over ping frames reached the upstream")
+	}
+}
+
+// TestWebSocketMemoryFollowsData: a frame header promising a megabyte
+// costs no megabyte before the bytes come, and the messages held for
+// scanning share one server-wide budget: past it, a connection is closed
+// with 1013 rather than the sidecar growing.
+func TestWebSocketMemoryFollowsData(t *testing.T) {
+	hdr := []byte{0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4} // 1 MiB, masked, then nothing
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	br := bufio.NewReader(bytes.NewReader(hdr))
+	f, err := readFrameHeader(br, 1<<20)
+	if err == nil {
+		_, err = readPayload(br, f, nil, func(int64) error { return nil })
+	}
+	runtime.ReadMemStats(&m1)
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 64<<10 || err == nil {
+		t.Errorf("a 14-byte frame header: %v, allocated %d bytes before any payload", err, alloc)
+	}
+
+	h := newHarness(t, "", func(c *Config) { c.MaxWSBuffered = 100 << 10 })
+	c, br2, status := h.wsDial(t, "ws.test", false)
+	if !strings.HasPrefix(status, "101") {
+		t.Fatalf("upgrade: %s", status)
+	}
+	big := bytes.Repeat([]byte("x"), 60<<10)
+	c.Write(wsFrameBytes(false, opText, big))
+	c.Write(wsFrameBytes(false, opContinuation, big)) // 120 KiB held: over the budget
+	rest, _ := io.ReadAll(br2)
+	if len(rest) < 4 || rest[0] != 0x88 || binary.BigEndian.Uint16(rest[2:4]) != 1013 {
+		t.Errorf("over the budget the client got %q, want a 1013 close", rest[:min(len(rest), 40)])
+	}
+	h.waitEntry("closed", func(e audit.Entry) bool { return strings.Contains(e.Reason, "too many WebSocket messages") })
+	if n := h.srv.wsBytes.Load(); n != 0 {
+		t.Errorf("%d bytes still charged after the connection closed", n)
 	}
 }
