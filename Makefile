@@ -6,7 +6,7 @@ BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/bb-*))
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: all build install images base-image test bench fuzz lint fmt clean
+.PHONY: all build install images base-image demo test bench fuzz lint fmt clean
 
 all: build
 
@@ -32,6 +32,11 @@ images: base-image
 base-image:
 	scripts/base-image
 
+# The offline demo, the README's first command: a bottle, an allowed request,
+# a denied one, a blocked canary, the audit log, a snapshot and a resume.
+demo:
+	@scripts/demo
+
 # -count=1: the end-to-end tests build the commands themselves, which Go's
 # test cache cannot see.
 test: base-image
@@ -47,7 +52,7 @@ fuzz:
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	@if command -v shellcheck >/dev/null; then shellcheck scripts/bb scripts/bench; fi
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/bb scripts/bench scripts/demo; fi
 
 fmt:
 	gofmt -w cmd lib
