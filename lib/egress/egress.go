@@ -114,6 +114,8 @@ type Config struct {
 	DrainTimeout          time.Duration // Serve's drain on ctx cancel (10s)
 	MaxScanBody           int64         // bodies up to this are read whole before sending (1 MiB)
 	MaxBufferedBodies     int           // bodies being read whole at once, server-wide (64): bounds their memory
+	BodySlotWait          time.Duration // how long a request waits for one of those slots before a 503 (5s)
+	BodyReadTimeout       time.Duration // reading a body up to MaxScanBody; and the most a larger one may pause (30s)
 	MaxStreams            int           // concurrent HTTP/2 streams per intercepted connection (32)
 	MaxDecompressed       int64         // cap on a decompressed body (16 MiB)
 	MaxHeaderBytes        int           // request head (64 KiB)
@@ -137,6 +139,8 @@ func (c *Config) setDefaults() {
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.ResponseHeaderTimeout, 60*time.Second)
 	def(&c.DrainTimeout, 10*time.Second)
+	def(&c.BodySlotWait, 5*time.Second)
+	def(&c.BodyReadTimeout, 30*time.Second)
 	def(&c.PollInterval, 250*time.Millisecond)
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1024

@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -1102,5 +1103,60 @@ func TestPrivateAndMetadataAddressesRefused(t *testing.T) {
 				t.Errorf("dialled %v, want %d dials", dialled, want)
 			}
 		})
+	}
+}
+
+// TestStalledUploadsDoNotHoldBodySlots: an upload that stops sending is
+// cut after BodyReadTimeout, giving its slot back, and a request that
+// finds every slot taken waits BodySlotWait at most, then gets a 503.
+func TestStalledUploadsDoNotHoldBodySlots(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) {
+		c.MaxBufferedBodies = 2
+		c.BodyReadTimeout = 300 * time.Millisecond
+		c.BodySlotWait = 100 * time.Millisecond
+	})
+	stall := func() net.Conn {
+		conn, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: other.test\r\nContent-Length: 1000\r\n\r\nab", h.plainURL("other.test", "/stall"))
+		return conn
+	}
+	c := h.client(false)
+	stall()
+	stall()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	st, body, _ := h.do(c, mustReq("POST", h.plainURL("other.test", "/busy"), strings.NewReader("hello")))
+	if st != 503 || !strings.Contains(body, "busy") || time.Since(start) > 2*time.Second {
+		t.Errorf("with every slot stalled: %d %q after %v", st, body, time.Since(start))
+	}
+	time.Sleep(500 * time.Millisecond) // past BodyReadTimeout: the stalled uploads are cut
+	if st, body, _ := h.do(c, mustReq("POST", h.plainURL("other.test", "/legit"), strings.NewReader("hello"))); st != 200 {
+		t.Errorf("after the stalled uploads timed out: %d %q", st, body)
+	}
+	h.waitEntry("timeout", func(e audit.Entry) bool {
+		return e.Path == "/stall" && e.Status == http.StatusRequestTimeout
+	})
+	// A large body that pauses too long mid-stream is cut too.
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: other.test\r\nContent-Length: %d\r\n\r\n", h.plainURL("other.test", "/bigstall"), 4<<20)
+	conn.Write(bytes.Repeat([]byte("x"), 2<<20))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("a large body paused mid-stream held on for %v", time.Since(start))
+	}
+	if st, _, _ := h.do(c, mustReq("POST", h.plainURL("other.test", "/after"), strings.NewReader("hello"))); st != 200 {
+		t.Errorf("after a large stalled upload: %d", st)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -86,20 +87,30 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	}
 
 	// A slot per body bounds the memory of buffered bodies server-wide;
-	// it is given back once the body has been sent.
+	// it is given back once the body has been sent. Waiting for one, and
+	// reading the body, are bounded in time: stalled uploads must not hold
+	// every slot.
 	release := func() {}
+	rc := http.NewResponseController(w)
 	if r.Body != nil && r.Body != http.NoBody {
-		select {
-		case s.bodySlots <- struct{}{}:
-		case <-r.Context().Done():
-			s.refuse(w, r, snap, e, http.StatusServiceUnavailable, audit.Deny, "gave up waiting to scan the body", "bb-egress: busy\n")
+		if !s.takeBodySlot(r.Context()) {
+			reason := fmt.Sprintf("no slot to scan the body within %v: %d bodies are being scanned", s.cfg.BodySlotWait, cap(s.bodySlots))
+			s.refuse(w, r, snap, e, http.StatusServiceUnavailable, audit.Deny, reason, "bb-egress: busy: "+reason+"; retry\n")
 			return
 		}
 		var once sync.Once
-		release = func() { once.Do(func() { <-s.bodySlots }) }
+		release = func() {
+			once.Do(func() {
+				// A deadline left behind would fire while the response
+				// streams, and the server would take it for the client
+				// going away.
+				rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not every connection has deadlines
+				<-s.bodySlots
+			})
+		}
 	}
 	defer release()
-	body, n, guard, fail := s.prepareBody(det, r)
+	body, n, guard, fail := s.prepareBody(det, r, rc)
 	if fail != nil {
 		if fail.hit != nil {
 			s.block(w, r, snap, e, rt, *fail.hit, "the request's body")
@@ -261,6 +272,41 @@ func redactHeader(det *detect.Detector, h http.Header) string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// takeBodySlot waits up to BodySlotWait for a body slot.
+func (s *Server) takeBodySlot(ctx context.Context) bool {
+	select {
+	case s.bodySlots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.BodySlotWait)
+	defer t.Stop()
+	select {
+	case s.bodySlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// pacedBody is a large body's reader: each read from the client must
+// bring something within timeout.
+type pacedBody struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	p.rc.SetReadDeadline(time.Now().Add(p.timeout)) //nolint:errcheck
+	n, err := p.r.Read(b)
+	if err != nil {
+		p.rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	return n, err
 }
 
 // block answers 403 for a request that carries a secret.
@@ -490,7 +536,7 @@ type bodyFail struct {
 // too) before anything is sent; a larger one streams through the
 // detector's flat guard, which holds back every byte that could be the
 // start of a secret in the stream or in its flattened form.
-func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadCloser, int64, *guardBody, *bodyFail) {
+func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.ResponseController) (io.ReadCloser, int64, *guardBody, *bodyFail) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return http.NoBody, 0, nil, nil
 	}
@@ -499,9 +545,17 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadClos
 		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
 	}
 	limit := s.cfg.MaxScanBody
+	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) //nolint:errcheck
 	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if int64(len(buf)) <= limit {
+		rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
 	if err != nil {
-		return nil, 0, nil, &bodyFail{status: http.StatusBadRequest, decision: audit.Deny, reason: "reading the request body: " + err.Error()}
+		status := http.StatusBadRequest
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			status = http.StatusRequestTimeout
+		}
+		return nil, 0, nil, &bodyFail{status: status, decision: audit.Deny, reason: "reading the request body: " + err.Error()}
 	}
 	if int64(len(buf)) <= limit {
 		if det != nil {
@@ -523,7 +577,7 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request) (io.ReadClos
 		reason := fmt.Sprintf("a %s-encoded body over %d bytes cannot be scanned before it leaves", strings.Join(encs, ","), limit)
 		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
 	}
-	rest := io.MultiReader(bytes.NewReader(buf), r.Body)
+	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
 	}
