@@ -1160,3 +1160,66 @@ func TestStalledUploadsDoNotHoldBodySlots(t *testing.T) {
 		t.Errorf("after a large stalled upload: %d", st)
 	}
 }
+
+// TestPathPrefixTricks: on a route with path prefixes, a path some server
+// would read as another one is refused: ";" parameters, a backslash, an
+// escaped "%", overlong UTF-8.
+func TestPathPrefixTricks(t *testing.T) {
+	h := newHarness(t, "")
+	for _, p := range []string{"/v1/..;/admin", "/v1/;x/../../admin", `/v1/..\admin`, "/v1/%c0%ae%c0%ae/admin",
+		"/v1/%C1%9C/admin", "/v1/%252e%252e/admin", "/v1/%e0%80%ae/x"} {
+		conn, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET http://paths.test:%d%s HTTP/1.1\r\nHost: paths.test\r\nConnection: close\r\n\r\n", h.up.pport, p)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.bodies = append(h.bodies, string(b))
+		if resp.StatusCode != 403 && resp.StatusCode != 400 {
+			t.Errorf("GET %s on a /v1/ route: %d %q", p, resp.StatusCode, b)
+		}
+	}
+	if h.up.count() != 0 {
+		t.Errorf("the upstream saw %q", h.up.got())
+	}
+	// On a route without paths the same paths are nobody's business.
+	if st, _ := h.get(h.client(false), h.plainURL("other.test", "/a;b")); st != 200 {
+		t.Errorf("a ';' on a route without paths: %d", st)
+	}
+}
+
+// TestOverrideHeadersDropped: on a route that restricts methods or paths,
+// the headers that make frameworks take another method or URL are not
+// forwarded.
+func TestOverrideHeadersDropped(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client(false)
+	for _, u := range []string{h.tlsURL("paths.test", "/v1/things"), h.tlsURL("other.test", "/v1/things")} {
+		req := mustReq("POST", u, strings.NewReader("x"))
+		req.Header.Set("X-HTTP-Method-Override", "DELETE")
+		req.Header.Set("X-HTTP-Method", "DELETE")
+		req.Header.Set("X-Method-Override", "DELETE")
+		req.Header.Set("X-Original-URL", "/admin/delete-everything")
+		req.Header.Set("X-Rewrite-URL", "/admin/delete-everything")
+		if st, _, _ := h.do(c, req); st != 200 {
+			t.Fatalf("POST %s: %d", u, st)
+		}
+		h.up.mu.Lock()
+		got := h.up.last.Header
+		h.up.mu.Unlock()
+		restricted := strings.Contains(u, "paths.test")
+		for _, k := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-URL", "X-Rewrite-URL"} {
+			if (got.Get(k) != "") == restricted {
+				t.Errorf("%s: upstream got %s: %q", u, k, got.Get(k))
+			}
+		}
+	}
+	h.waitEntry("dropped", func(e audit.Entry) bool { return strings.Contains(e.Reason, "dropped X-Http-Method-Override") })
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bb-bottles/bb/lib/audit"
 	"github.com/bb-bottles/bb/lib/canary"
@@ -69,10 +70,12 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
 		return
 	}
-	if len(rt.Paths) > 0 && encodedSeparator(r.URL.EscapedPath()) {
-		reason := "the path has an encoded slash, dot or backslash, which the route's path rules cannot judge"
-		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-		return
+	if len(rt.Paths) > 0 {
+		if trick := pathTrick(r.URL.EscapedPath(), r.URL.Path); trick != "" {
+			reason := "the path has " + trick + ", which the route's path rules cannot judge"
+			s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
+			return
+		}
 	}
 	ws := isWebSocket(r.Header)
 	if ws && !rt.Websocket {
@@ -130,6 +133,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		Body:          body,
 		ContentLength: n,
 		Host:          hostport,
+	}
+	var dropped []string
+	if len(rt.Methods) > 0 || len(rt.Paths) > 0 {
+		for _, k := range overrideHeaders {
+			if _, ok := out.Header[k]; ok {
+				delete(out.Header, k)
+				dropped = append(dropped, k)
+			}
+		}
 	}
 	if in := rt.Inject; in != nil {
 		tok, ok := s.tokens[in.Token]
@@ -219,6 +231,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	e.BytesDown = sent
 	e.Status, e.Decision = resp.StatusCode, audit.Allow
 	e.Reason = "allowed by route " + e.Route
+	if dropped != nil {
+		e.Reason += "; dropped " + strings.Join(dropped, ", ") + " (the route restricts methods or paths)"
+	}
 	if redacted != "" {
 		e.Reason += "; response headers redacted: " + redacted
 	}
@@ -403,13 +418,35 @@ func appendHead(b []byte, r *http.Request) []byte {
 	return b
 }
 
-// encodedSeparator reports a raw path with %2f, %2e or %5c: the route's
-// prefix is matched on the decoded path, and an upstream that decodes
-// differently would see another path than the one judged.
-func encodedSeparator(raw string) bool {
+// pathTrick names what in a path could make an upstream see another path
+// than the one a route's prefixes judged, or returns "": the prefix is
+// matched on the decoded, cleaned path, and servers differ from that and
+// from each other — a second decoding (%25), an encoded separator,
+// ";" parameters (Tomcat, Spring and Jetty read /..;/ as /../), a
+// backslash (IIS and some routers take it for a slash), overlong or
+// invalid UTF-8 (%c0%ae is a dot to a lenient decoder).
+func pathTrick(raw, decoded string) string {
 	l := strings.ToLower(raw)
-	return strings.Contains(l, "%2f") || strings.Contains(l, "%2e") || strings.Contains(l, "%5c")
+	switch {
+	case strings.Contains(l, "%2f") || strings.Contains(l, "%2e") || strings.Contains(l, "%5c"):
+		return "an encoded slash, dot or backslash"
+	case strings.Contains(l, "%25"):
+		return "an escaped %"
+	case strings.ContainsRune(raw, ';') || strings.ContainsRune(decoded, ';'):
+		return "a ';'"
+	case strings.ContainsRune(decoded, '\\'):
+		return "a backslash"
+	case strings.Contains(l, "%c0") || strings.Contains(l, "%c1") || !utf8.ValidString(decoded):
+		return "an overlong or invalid UTF-8 sequence"
+	}
+	return ""
 }
+
+// overrideHeaders tell some frameworks to take another method or path
+// than the request line's; on a route that restricts methods or paths
+// they would undo the restriction, so there they are dropped. (Elsewhere
+// they are harmless: any method and path are allowed anyway.)
+var overrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url"}
 
 func isWebSocket(h http.Header) bool {
 	return headerHas(h, "Connection", "upgrade") && strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "websocket")
