@@ -5,8 +5,11 @@ package main
 
 import (
 	"os"
+	"syscall"
 
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
-func main() { os.Exit(cli.Main(newApp())) }
+// A closed terminal (SIGHUP) cancels a commit like Ctrl-C, so that a paused
+// agent is resumed.
+func main() { os.Exit(cli.Main(newApp(), syscall.SIGHUP)) }

@@ -6,8 +6,11 @@ package main
 
 import (
 	"os"
+	"syscall"
 
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
-func main() { os.Exit(cli.Main(newApp())) }
+// A closed terminal (SIGHUP) cancels a launch like Ctrl-C: what it made so
+// far is removed.
+func main() { os.Exit(cli.Main(newApp(), syscall.SIGHUP)) }

@@ -118,7 +118,13 @@ func Report(w io.Writer, name string, err error) int {
 		return code
 	}
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(w, "%s: interrupted\n", name)
+		// Name what was under way: "bb-launch: starting the sidecar:
+		// interrupted", not a bare "interrupted".
+		if doing := interruptedDoing(err); doing != "" {
+			fmt.Fprintf(w, "%s: %s: interrupted\n", name, doing)
+		} else {
+			fmt.Fprintf(w, "%s: interrupted\n", name)
+		}
 		return ExitInterrupted
 	}
 	if msg := err.Error(); msg != "" {
@@ -130,10 +136,34 @@ func Report(w io.Writer, name string, err error) int {
 	return code
 }
 
+// interruptedDoing is what err says was under way when the context was
+// cancelled: the outermost "<doing>" of the "<doing>: %w" wrapping. Only
+// the outermost: what lies below it may be an engine's URL, and the
+// cancellation's own text varies (a signal's cause, "context canceled").
+func interruptedDoing(err error) string {
+	for err != nil {
+		next := errors.Unwrap(err)
+		if m, ok := err.(interface{ Unwrap() []error }); ok && len(m.Unwrap()) > 0 {
+			next = m.Unwrap()[0]
+		}
+		if next == nil {
+			return ""
+		}
+		if doing, ok := strings.CutSuffix(err.Error(), ": "+next.Error()); ok && doing != "" {
+			return doing
+		}
+		err = next
+	}
+	return ""
+}
+
 // Main runs app with the process's streams, arguments and a context that is
-// cancelled on SIGINT or SIGTERM, and returns the exit code for os.Exit.
-func Main(app *ucli.App) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// cancelled on SIGINT or SIGTERM, and on extra (bb-launch and bb-freeze
+// pass SIGHUP: a closed terminal must not leave half a launch behind; not
+// bb-egress, for which SIGHUP means reload), and returns the exit code for
+// os.Exit.
+func Main(app *ucli.App, extra ...os.Signal) int {
+	ctx, stop := signal.NotifyContext(context.Background(), append([]os.Signal{os.Interrupt, syscall.SIGTERM}, extra...)...)
 	defer stop()
 	code := Run(ctx, app, OS(), os.Args)
 	if code != ExitOK && ctx.Err() != nil {

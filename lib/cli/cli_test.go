@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -46,7 +47,13 @@ func TestReport(t *testing.T) {
 			"bb-plan: loading: bad\nhint: one\nhint: two\n"},
 		{"silent exit", Exit(7), ""},
 		{"silent negative", Negative(nil), ""},
-		{"interrupt", fmt.Errorf("waiting: %w", context.Canceled), "bb-plan: interrupted\n"},
+		{"interrupt", context.Canceled, "bb-plan: interrupted\n"},
+		{"interrupt names the step", fmt.Errorf("waiting: %w", context.Canceled), "bb-plan: waiting: interrupted\n"},
+		{"interrupt names the outermost step", &Error{Code: ExitBackend, Err: fmt.Errorf("starting the sidecar: %w",
+			Backend(fmt.Errorf("creating container x: %w", &url.Error{Op: "Post", URL: "http://x", Err: context.Canceled})))},
+			"bb-plan: starting the sidecar: interrupted\n"},
+		{"interrupt cut an engine call", fmt.Errorf("starting the sidecar: %w", fmt.Errorf("%w: creating container x: %w", context.Canceled, context.Canceled)),
+			"bb-plan: starting the sidecar: interrupted\n"},
 	} {
 		var b bytes.Buffer
 		Report(&b, "bb-plan", tc.err)
