@@ -18,10 +18,12 @@ func newApp() *ucli.App {
 		Description: "Reads a Manifest (bb-manifest's output) from the file or stdin and prints the Plan\n" +
 			"JSON: a new slug and canary, the egress sidecar's routes and token names, the agent's\n" +
 			"image and environment, and the backend's resource names. No token value is read.\n\n" +
+			askHelp + "\n\n" +
 			cli.Examples(
 				"bb-manifest demo | bb-plan | jq .                 # the dry run of a launch",
 				"bb-manifest demo | bb-plan --backend smolvm --label 'fix #42' --color orange",
 				"bb-plan --slug demo-test --canary \"$(bb-canary new)\" manifest.json",
+				"bb-manifest demo | bb-plan --ask                  # a person picks the label and colour",
 			),
 		HideHelpCommand: true,
 		Flags: []ucli.Flag{
@@ -32,6 +34,7 @@ func newApp() *ucli.App {
 			&ucli.StringFlag{Name: "color", Usage: "the bottle's colour: " + strings.Join(plan.Palette, ", ") +
 				" or #rrggbb (default: picked from the slug)"},
 			&ucli.StringFlag{Name: "canary", Usage: "the canary, 43 base64url chars, for reproducible plans (default: a new one)"},
+			&ucli.BoolFlag{Name: "ask", Usage: "ask a person for the label and colour the flags leave open, when one can be asked (see above)"},
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 1 {
@@ -39,6 +42,7 @@ func newApp() *ucli.App {
 			}
 			return runPlan(c.Context, cli.StreamsOf(c), planOptions{
 				Manifest: c.Args().First(),
+				Ask:      c.Bool("ask"),
 				Options: plan.Options{Backend: c.String("backend"), Slug: c.String("slug"),
 					Label: c.String("label"), Color: c.String("color"), Canary: c.String("canary")},
 			})

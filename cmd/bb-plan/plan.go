@@ -15,10 +15,13 @@ import (
 type planOptions struct {
 	// Manifest is the file to read; "" or "-" is stdin.
 	Manifest string
+	// Ask asks a person for the label and colour the options leave open,
+	// when one can be asked (see ask).
+	Ask bool
 	plan.Options
 }
 
-func runPlan(_ context.Context, s cli.Streams, o planOptions) error {
+func runPlan(ctx context.Context, s cli.Streams, o planOptions) error {
 	// The flags are checked first: a mistyped flag should not cost a
 	// manifest read from a pipe.
 	if err := o.Check(); err != nil {
@@ -49,6 +52,19 @@ func runPlan(_ context.Context, s cli.Streams, o planOptions) error {
 			return cli.Usage(err, ye.Hints...)
 		}
 		return err
+	}
+	if o.Ask {
+		// Asked once the plan is known to be good: no question is wasted
+		// on a manifest that fails, and the default colour is the plan's.
+		q, asked, err := ask(ctx, s, p, o.Options)
+		if err != nil {
+			return err
+		}
+		if asked {
+			if p, err = plan.New(&m, q); err != nil {
+				return fmt.Errorf("planning agent %s: %w", m.Agent.Name, err)
+			}
+		}
 	}
 	return cli.WriteJSON(s.Out, p)
 }

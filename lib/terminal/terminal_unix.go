@@ -10,15 +10,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// control runs fn with f's descriptor. Unlike f.Fd(), it leaves f in
+// non-blocking mode, where read deadlines work: they are how a read of the
+// terminal is ended.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
-	return err == nil
+	return control(f, func(fd int) error {
+		_, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+		return err
+	}) == nil
 }
 
 // makeRaw is cfmakeraw(3), as x/term does it.
 func makeRaw(f *os.File) (func() error, error) {
-	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+	var old *unix.Termios
+	err := control(f, func(fd int) (err error) {
+		old, err = unix.IoctlGetTermios(fd, ioctlGetTermios)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -30,14 +50,21 @@ func makeRaw(f *os.File) (func() error, error) {
 	raw.Cflag |= unix.CS8
 	raw.Cc[unix.VMIN] = 1
 	raw.Cc[unix.VTIME] = 0
-	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &raw); err != nil {
+	set := func(t *unix.Termios) error {
+		return control(f, func(fd int) error { return unix.IoctlSetTermios(fd, ioctlSetTermios, t) })
+	}
+	if err := set(&raw); err != nil {
 		return nil, err
 	}
-	return func() error { return unix.IoctlSetTermios(fd, ioctlSetTermios, old) }, nil
+	return func() error { return set(old) }, nil
 }
 
 func size(f *os.File) (Size, error) {
-	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	var ws *unix.Winsize
+	err := control(f, func(fd int) (err error) {
+		ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+		return err
+	})
 	if err != nil {
 		return Size{}, err
 	}
