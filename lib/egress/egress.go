@@ -206,6 +206,7 @@ type Server struct {
 	selfMu sync.RWMutex
 	self   []netip.AddrPort // where the proxy listens, resolved to concrete IPs
 
+	denials   *denyLimiter
 	bodySlots chan struct{} // MaxBufferedBodies
 	wsBytes   atomic.Int64  // WebSocket message bytes held, against MaxWSBuffered
 
@@ -229,7 +230,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{},
+	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{}, denials: newDenyLimiter(),
 		bodySlots: make(chan struct{}, cfg.MaxBufferedBodies)}
 	for _, sec := range cfg.Secrets {
 		s.tokens[sec.Name] = sec.Value
@@ -349,6 +350,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.hijMu.Unlock()
 	}
+	s.flushDenials()
 	if errOuter != nil || errInner != nil {
 		s.outer.Close()
 		s.inner.Close()
@@ -356,6 +358,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.transport.CloseIdleConnections()
 	return nil
+}
+
+// flushDenials logs a summary of the denials the limiter dropped.
+func (s *Server) flushDenials() {
+	if s.cfg.Audit == nil {
+		return
+	}
+	for _, e := range s.denials.flush() {
+		s.writeAudit(e)
+	}
 }
 
 // track records an open hijacked connection (untrack with the returned
@@ -375,10 +387,33 @@ func (s *Server) audit(e audit.Entry) {
 	if s.cfg.Audit == nil {
 		return
 	}
+	if e.Decision == audit.Deny && e.Method != "RELOAD" {
+		ok, summary := s.denials.admit(&e)
+		if !ok {
+			return
+		}
+		if summary != nil {
+			s.writeAudit(*summary)
+		}
+	}
+	s.writeAudit(e)
+}
+
+func (s *Server) writeAudit(e audit.Entry) {
 	if err := s.cfg.Audit.Write(e); err != nil {
-		s.cfg.Logf("writing the audit log: %v", err)
+		s.cfg.Logf("writing the audit log (nothing is forwarded until it works again): %v", err)
 	}
 }
+
+// auditFailing reports whether the audit log cannot be written: then the
+// sidecar forwards nothing, since it could not say what it forwarded.
+// Each refusal's own line is the retry.
+func (s *Server) auditFailing() bool {
+	return s.cfg.Audit != nil && s.cfg.Audit.Failing()
+}
+
+// auditDownReason is what a request hears while the audit log fails.
+const auditDownReason = "the audit log cannot be written; nothing is forwarded until it can"
 
 // addSelf records the listener's address, expanding an unspecified IP to
 // the machine's addresses, so that a request to the proxy's own port is

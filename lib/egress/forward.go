@@ -249,6 +249,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		e.Reason = "secret " + hit.Secret + " in the request's body: upload cut short"
 	}
 	e.Path = s.redact(snap, e.Path)
+	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(start))
 	s.audit(e)
 }
@@ -266,6 +267,7 @@ func (s *Server) responseBlock(w http.ResponseWriter, r *http.Request, snap *sna
 	}
 	e.Decision, e.Reason = audit.Block, reason+": response cut after "+fmt.Sprint(e.BytesDown)+" bytes"
 	e.Path = s.redact(snap, e.Path)
+	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(e.Time))
 	s.audit(e)
 	panic(http.ErrAbortHandler) // the status is sent: only cutting the stream is left

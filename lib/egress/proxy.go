@@ -53,6 +53,11 @@ type tunnelKey struct{}
 // absolute-form requests are forwarded, origin-form ones are for the agent
 // channel or refused.
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	if s.auditFailing() && r.Method != http.MethodConnect {
+		s.refuse(w, r, s.state.Load(), newEntry(r, "", time.Now()), http.StatusServiceUnavailable, audit.Deny,
+			auditDownReason, "bb-egress: "+auditDownReason+"\n")
+		return
+	}
 	if r.Method == http.MethodConnect {
 		s.proxy.ServeHTTP(w, r)
 		return
@@ -92,6 +97,10 @@ func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 	start := time.Now()
 	snap := s.state.Load()
 	e := newEntry(r, "", start)
+	if s.auditFailing() {
+		return s.rejectConnect(ctx, snap, e, http.StatusServiceUnavailable, audit.Deny, auditDownReason,
+			"bb-egress: "+auditDownReason+"\n"), hostport
+	}
 	host, port, err := routes.SplitHostPort(hostport, "https")
 	if err != nil || host == "" {
 		return s.rejectConnect(ctx, snap, e, http.StatusBadRequest, audit.Deny, "bad CONNECT target",
@@ -183,6 +192,11 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.RemoteAddr = tn.client
+	if s.auditFailing() {
+		s.refuse(w, r, s.state.Load(), newEntry(r, tn.host, time.Now()), http.StatusServiceUnavailable, audit.Deny,
+			auditDownReason, "bb-egress: "+auditDownReason+"\n")
+		return
+	}
 	if r.Host != "" {
 		hh, hp, err := routes.SplitHostPort(r.Host, "https")
 		_, _, perr := net.SplitHostPort(r.Host)
@@ -202,7 +216,11 @@ func newEntry(r *http.Request, host string, start time.Time) audit.Entry {
 	if r.URL != nil {
 		p = r.URL.Path
 	}
-	return audit.Entry{Time: start.UTC(), Method: r.Method, Host: host, Path: p, Client: r.RemoteAddr}
+	q := ""
+	if r.URL != nil && r.Method != http.MethodConnect {
+		q = r.URL.RawQuery
+	}
+	return audit.Entry{Time: start.UTC(), Method: r.Method, Host: host, Path: p, Query: q, Client: r.RemoteAddr}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -222,6 +240,7 @@ func denyHostBody(host string, port int) string {
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *snapshot, e audit.Entry, status int, decision, reason, body string) {
 	e.Host = s.redact(snap, e.Host)
 	e.Path = s.redact(snap, e.Path)
+	e.Query = s.redact(snap, e.Query)
 	e.Status, e.Decision, e.Reason = status, decision, s.redact(snap, reason)
 	e.DurationMS = ms(time.Since(e.Time))
 	body = s.redact(snap, body)
@@ -240,7 +259,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *snapshot, 
 // redact replaces a string that carries a secret (in any encoding the
 // detector knows) with a note naming the secret.
 func (s *Server) redact(snap *snapshot, str string) string {
-	if snap == nil {
+	if snap == nil || str == "" {
 		return str
 	}
 	if hit, ok := snap.find(str); ok {

@@ -400,6 +400,7 @@ loop:
 		e.Reason = "secret " + hit.Secret + " (" + hit.Encoding + ") in a WebSocket message: connection closed"
 	}
 	e.Path = s.redact(snap, e.Path)
+	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(e.Time))
 	s.audit(e)
 }
