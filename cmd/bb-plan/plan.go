@@ -44,6 +44,7 @@ func runPlan(ctx context.Context, s cli.Streams, o planOptions) error {
 		return cli.Usage(err)
 	}
 	o.PluginDir = provider.ConfigDir(s.Env)
+	o.Env = s.Env
 	p, err := plan.New(&m, o.Options)
 	if err != nil {
 		err = fmt.Errorf("planning agent %s: %w", m.Agent.Name, err)

@@ -78,6 +78,10 @@ type Options struct {
 	PluginDir string
 	// Rand mints the slug and canary; crypto/rand when nil.
 	Rand io.Reader
+	// Env, when set, gives HOME and the state directory's variables, to
+	// refuse a manifest's workspace that would hand the agent either
+	// (CheckWorkspace); bb-launch checks again, with more, at launch.
+	Env func(string) string
 }
 
 // Check checks the options by themselves, naming the flag at fault. Every
@@ -166,6 +170,11 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	}
 	if err := CheckManifest(m); err != nil {
 		return nil, err
+	}
+	if ws := m.Bottle.Workspace; ws != "" && o.Env != nil {
+		if err := CheckWorkspace(ws, o.Env); err != nil {
+			return nil, err
+		}
 	}
 	prov, err := provider.Lookup(m.Agent.Template, o.PluginDir)
 	if err != nil {
