@@ -149,7 +149,6 @@ func upperASCII(b []byte) []byte {
 	return out
 }
 
-
 // chunkReader reads at most a random few bytes at a time.
 type chunkReader struct {
 	r   io.Reader

@@ -16,10 +16,10 @@ func TestValidHost(t *testing.T) {
 		{"localhost", true},
 		{"169.254.169.254", true},
 		{"::1", true},
-		{"*.com", false},      // a wildcard of a TLD allows half the internet
-		{"*.0.0.1", false},    // an address in disguise
-		{"127.1", false},      // inet_aton reads this as 127.0.0.1
-		{"1.2.3", false},      // not an IP, and no TLD is numeric
+		{"*.com", false},   // a wildcard of a TLD allows half the internet
+		{"*.0.0.1", false}, // an address in disguise
+		{"127.1", false},   // inet_aton reads this as 127.0.0.1
+		{"1.2.3", false},   // not an IP, and no TLD is numeric
 		{"a..b", false},
 		{"-a.example", false},
 		{"a_b.example", false},
