@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
-	"github.com/mattn/go-isatty"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/terminal"
 )
 
 func lsCommand() *ucli.Command {
@@ -19,11 +23,13 @@ func lsCommand() *ucli.Command {
 		Name:  "ls",
 		Usage: "list the bottles, with their live status",
 		Description: "Prints the bottles of the state directory, oldest first, as a JSON array of\n" +
-			"{\"slug\",\"agent\",\"template\",\"label\",\"color\",\"backend\",\"created\",\"preserved\",\n" +
-			"\"status\",\"agent_container\",\"images\"}; status is running (the agent runs), stopped (its\n" +
-			"container has exited), missing (the engine has no container for it: stopped, or never\n" +
-			"started here; resume boots it) or unknown (no engine, or another backend). --format table\n" +
-			"is for people, and the default on a terminal.\n\n" +
+			"{\"slug\",\"agent\",\"template\",\"label\",\"color\",\"display\",\"backend\",\"created\",\n" +
+			"\"preserved\",\"status\",\"agent_container\",\"images\"}; display is \"LABEL (AGENT)\", as plain\n" +
+			"text; status is running (the agent runs), stopped (its container has exited), missing\n" +
+			"(the engine has no container for it: stopped, or never started here; resume boots it)\n" +
+			"or unknown (no engine, or another backend). --format table is for people, and the\n" +
+			"default on a terminal; there each bottle is shown in its colour (24-bit when COLORTERM\n" +
+			"is truecolor or 24bit, else 256 colours), and in plain text with NO_COLOR set or TERM=dumb.\n\n" +
 			cli.Examples("bb-launch ls", "bb-launch ls --format json | jq -r '.[] | select(.status == \"running\") | .slug'"),
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "format", Usage: "`json` or table (default: table on a terminal, else json)"},
@@ -54,7 +60,7 @@ func runLs(ctx context.Context, d *deps, o lsOptions) error {
 	switch o.Format {
 	case "":
 		o.Format = "json"
-		if f, ok := d.Out.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if terminal.IsTerminal(d.Out) {
 			o.Format = "table"
 		}
 	case "json", "table":
@@ -78,15 +84,55 @@ func runLs(ctx context.Context, d *deps, o lsOptions) error {
 	if o.Format == "json" {
 		return cli.WriteJSON(d.Out, list)
 	}
-	tw := tabwriter.NewWriter(d.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLUG\tAGENT\tTEMPLATE\tLABEL\tSTATUS\tPRESERVED\tIMAGES\tCREATED")
-	for _, b := range list {
+	return writeTable(d.Out, list, terminal.ColorDepth(d.Out, d.Env))
+}
+
+// writeTable writes the bottles as a table for people, each one's display
+// in its colour at depth.
+func writeTable(w io.Writer, list []docker.Status, depth terminal.Depth) error {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLUG\tBOTTLE\tTEMPLATE\tSTATUS\tPRESERVED\tIMAGES\tCREATED")
+	shown := make([]string, len(list))
+	for i, b := range list {
 		preserved := "no"
 		if b.Preserved {
 			preserved = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Slug, b.Agent, b.Template, b.Label, b.Status,
+		// Cells are the metadata's text: a tab or an escape in a label
+		// edited by hand must not break the table or the terminal.
+		shown[i] = printable(b.Display)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", printable(b.Slug), shown[i], printable(b.Template), b.Status,
 			preserved, b.Images, b.Created.Local().Format(time.DateTime))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Coloured after the layout: tabwriter would count the escape
+	// sequences as text. The display is each row's second cell, after
+	// the slug and its padding.
+	lines := strings.SplitAfter(buf.String(), "\n")
+	for i, b := range list {
+		c, ok := terminal.ParseRGB(plan.RGB(b.Color))
+		line := lines[i+1]
+		at := len(printable(b.Slug))
+		j := strings.Index(line[at:], shown[i])
+		if !ok || shown[i] == "" || j < 0 {
+			continue
+		}
+		at += j
+		lines[i+1] = line[:at] + depth.Paint(shown[i], c) + line[at+len(shown[i]):]
+	}
+	_, err := io.WriteString(w, strings.Join(lines, ""))
+	return err
+}
+
+// printable drops control characters.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }

@@ -26,11 +26,16 @@ const (
 
 // Status is one bottle in bb-launch ls: its metadata and the engine's word.
 type Status struct {
-	Slug           string    `json:"slug"`
-	Agent          string    `json:"agent"`
-	Template       string    `json:"template"`
-	Label          string    `json:"label"`
-	Color          string    `json:"color"`
+	Slug     string `json:"slug"`
+	Agent    string `json:"agent"`
+	Template string `json:"template"`
+	Label    string `json:"label"`
+	// Color is the bottle's colour as its plan has it: a palette name or
+	// #rrggbb; "" for none.
+	Color string `json:"color"`
+	// Display is how a person is shown the bottle, as plain text (see
+	// Display): ls's table writes it in Color on a terminal.
+	Display        string    `json:"display"`
 	Backend        string    `json:"backend"`
 	Created        time.Time `json:"created"`
 	Preserved      bool      `json:"preserved"`
@@ -47,6 +52,7 @@ func List(ctx context.Context, api Engine, st *state.Store) ([]Status, error) {
 	out := make([]Status, 0, len(mds))
 	for _, md := range mds {
 		s := Status{Slug: md.Slug, Agent: md.Agent, Template: md.Template, Label: md.Label, Color: md.Color,
+			Display: Display(md.Label, md.Agent),
 			Backend: md.Backend, Created: md.Created, Preserved: md.Preserved, Images: len(md.Images),
 			Status: StatusUnknown, AgentContainer: plan.NamePrefix + md.Slug}
 		if api != nil && md.Backend == plan.BackendDocker {
@@ -69,6 +75,20 @@ func List(ctx context.Context, api Engine, st *state.Store) ([]Status, error) {
 		out = append(out, s)
 	}
 	return out, lerr
+}
+
+// Display is how a person is shown a bottle: its label, then its agent's
+// name in parentheses, always both (so the shape is the same on every
+// line, even where the label is the agent's name): "bob (claude-implementer)".
+// A bottle without a label shows its agent's name alone.
+func Display(label, agent string) string {
+	switch {
+	case label == "":
+		return agent
+	case agent == "":
+		return label
+	}
+	return label + " (" + agent + ")"
 }
 
 func trimSlash(s string) string {
