@@ -168,16 +168,7 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 // copies files into it first.
 func (l *launch) createAgent(ctx context.Context) error {
 	a := l.p.Agent
-	ws := a.Workspace
-	if ws == "" {
-		ws = l.o.Dir
-	}
-	if !filepath.IsAbs(ws) {
-		return cli.Usagef("the workspace %q is not an absolute path", ws)
-	}
-	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
-		return cli.Usagef("the workspace %s is not a folder", ws)
-	}
+	ws := l.workspace // checkWorkspace
 	env := make([]string, 0, len(a.Env))
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)

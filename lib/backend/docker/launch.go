@@ -187,7 +187,7 @@ func Launch(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err 
 		return cmp.Or(errs...)
 	}
 	stages := [][][]stepFunc{
-		{{{"reading the tokens", l.readTokens}}},
+		{{{"checking the workspace", l.checkWorkspace}, {"reading the tokens", l.readTokens}}},
 		{{{"writing the bottle's state", l.writeState}}},
 		// One after the other, so that their progress does not interleave.
 		{{{"building the sidecar image", l.sidecarImage}, {"building the agent image", l.agentImage}}},
@@ -227,12 +227,16 @@ type Launched struct {
 	BuildArgs    map[string]string `json:"build_args"`
 	// AllowPrivate is LaunchOptions.AllowPrivate.
 	AllowPrivate bool `json:"allow_private,omitempty"`
+	// Workspace is the host folder mounted in the agent (symlinks
+	// resolved), recorded at the first launch: a resume mounts it, not the
+	// folder the resume happens to run in.
+	Workspace string `json:"workspace,omitempty"`
 }
 
 func (l *launch) record(rec *Record) error {
 	prev, _ := ReadLaunched(l.o.Store, l.p.Slug)
 	ld := Launched{AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, BaseImage: l.o.BaseImage, BuildArgs: l.o.BuildArgs,
-		AllowPrivate: l.o.AllowPrivate}
+		AllowPrivate: l.o.AllowPrivate, Workspace: l.workspace}
 	if l.o.Image != "" && prev.AgentImage != "" {
 		// Booted from a committed image: the built one is still the one
 		// to rebuild from.
@@ -325,6 +329,7 @@ type launch struct {
 	interrupted bool
 	unlock      func() error
 	madeState   bool // this launch created the bottle's folder
+	workspace   string
 	tokens      []string
 	sidecarRef  string
 	agentRef    string
