@@ -56,6 +56,41 @@ func (l *launch) checkWorkspace(context.Context) error {
 		}
 	}
 	l.workspace = real
+	return l.checkBuildContext()
+}
+
+// BuildHint is what a person can do about a bottle Dockerfile the agent
+// could change.
+const BuildHint = "keep the bottle's Dockerfile and its folder outside the folder the agent can write (the workspace)"
+
+// checkBuildContext refuses an agent image built from what the agent can
+// write (its Dockerfile would run at the next launch, with the network,
+// on the engine's default bridge), or from a folder holding a token file
+// or bb's state (they would be baked into a layer).
+func (l *launch) checkBuildContext() error {
+	df := l.p.Agent.Dockerfile
+	if df.Path == "" || l.o.Image != "" {
+		return nil
+	}
+	ctxDir := df.Context
+	if ctxDir == "" {
+		ctxDir = filepath.Dir(df.Path)
+	}
+	file, dir := plan.ResolvePath(df.Path), plan.ResolvePath(ctxDir)
+	switch {
+	case plan.Within(l.workspace, file):
+		return cli.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where the agent can change it", df.Path, l.workspace), BuildHint)
+	case plan.Within(l.workspace, dir):
+		return cli.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where the agent can change it", ctxDir, l.workspace), BuildHint)
+	case plan.Within(dir, l.workspace):
+		return cli.Usage(fmt.Errorf("refusing the build context %s: it holds the workspace %s, whose files the agent can change", ctxDir, l.workspace), BuildHint)
+	}
+	for _, p := range l.protected() {
+		if p.build && plan.Within(dir, p.path) {
+			return cli.Usage(fmt.Errorf("refusing the build context %s: it holds %s %s, which would be baked into the image", ctxDir, p.what, p.path),
+				"give the bottle's Dockerfile a folder of its own")
+		}
+	}
 	return nil
 }
 
@@ -64,11 +99,12 @@ func (l *launch) checkWorkspace(context.Context) error {
 type protectedPath struct {
 	what, path string
 	dir        bool // nothing inside it is the agent's either
+	build      bool // no build context may hold it
 }
 
 // protected lists the host paths the agent must never reach, resolved.
 func (l *launch) protected() []protectedPath {
-	ps := []protectedPath{{what: "bb's state folder", path: l.o.Store.Dir, dir: true}}
+	ps := []protectedPath{{what: "bb's state folder", path: l.o.Store.Dir, dir: true, build: true}}
 	if cfg := provider.ConfigDir(l.o.Env); cfg != "" {
 		ps = append(ps, protectedPath{what: "bb's configuration", path: filepath.Dir(cfg), dir: true})
 	}
@@ -83,7 +119,7 @@ func (l *launch) protected() []protectedPath {
 	}
 	for _, t := range l.p.Egress.Tokens {
 		if p := tokenPath(t, l.o.Env); p != "" {
-			ps = append(ps, protectedPath{what: "the file of token " + t.Name, path: p})
+			ps = append(ps, protectedPath{what: "the file of token " + t.Name, path: p, build: true})
 		}
 	}
 	for i := range ps {
