@@ -25,7 +25,12 @@ func newApp() *ucli.App {
 			"the agent and stops the bottle when the agent exits, passing its exit status through;\n" +
 			"with --detach, or with no terminal, it prints the launch record\n" +
 			"{\"slug\",\"backend\",\"agent_container\",\"sidecar_container\",\"agent_image\",\"sidecar_image\"}.\n" +
-			"A failure at any step, or Ctrl-C, removes what the launch created.\n\n" +
+			"A failure at any step, Ctrl-C or a closed terminal removes what the launch created.\n\n" +
+			"The workspace (the plan's, or the current folder) is mounted read-write, so it is refused\n" +
+			"when it is /, your home folder, or holds bb's state or configuration, a token file or the\n" +
+			"Docker socket. A bottle's Dockerfile and build context must lie outside it (the agent could\n" +
+			"change them, and they run at the next launch); the context honours .dockerignore and may\n" +
+			"hold no token file. In a git workspace, .git/config and .git/hooks are read-only to the agent.\n\n" +
 			"BB_BASE_IMAGE sets the agent Dockerfile's BASE (e.g. bb-base:bookworm, the offline base).\n\n" +
 			cli.Examples(
 				"bb-manifest demo | bb-plan | bb-launch",

@@ -169,6 +169,10 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 func (l *launch) createAgent(ctx context.Context) error {
 	a := l.p.Agent
 	ws := l.workspace // checkWorkspace
+	gits, err := gitMounts(ws, a.Workdir)
+	if err != nil {
+		return err
+	}
 	env := make([]string, 0, len(a.Env))
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
@@ -191,13 +195,13 @@ func (l *launch) createAgent(ctx context.Context) error {
 		HostConfig: &container.HostConfig{
 			// The internal network only: the sidecar is its one way out.
 			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
-			Mounts: []mount.Mount{
+			Mounts: append([]mount.Mount{
 				{Type: mount.TypeBind, Source: ws, Target: a.Workdir},
 				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), ResolvConfFile),
 					Target: "/etc/resolv.conf", ReadOnly: true},
 				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), HostsFile),
 					Target: "/etc/hosts", ReadOnly: true},
-			},
+			}, gits...),
 			// The embedded DNS server (127.0.0.11, still reachable by
 			// address) forwards what it does not know to these servers,
 			// queried from inside the container: loopback, where nothing

@@ -2,10 +2,15 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/moby/moby/api/types/mount"
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/plan"
@@ -142,4 +147,44 @@ func tokenPath(t plan.Token, env func(string) string) string {
 		return filepath.Join(home, rest)
 	}
 	return t.File
+}
+
+// gitMounts keep the host's git from running what the agent writes: git
+// runs hooks, and commands named in .git/config (core.fsmonitor,
+// core.hooksPath, a filter's), when the person next works in the checkout
+// on the host. So .git/config and .git/hooks are mounted read-only over
+// the workspace, and .git itself is a mount of its own, which the agent
+// cannot rename away to put another in its place; it still commits
+// (objects, refs and the index stay writable). A hooks folder is made when
+// there is none, or the agent could make one. A .git file (a worktree's or
+// a submodule's "gitdir:") is read-only, so it cannot point elsewhere.
+func gitMounts(ws, workdir string) ([]mount.Mount, error) {
+	gitPath := filepath.Join(ws, ".git")
+	target := path.Join(workdir, ".git")
+	real, err := filepath.EvalSymlinks(gitPath)
+	if err != nil {
+		return nil, nil // not a checkout (or a dangling link, the agent's to replace as any file)
+	}
+	fi, err := os.Stat(real)
+	switch {
+	case err != nil:
+		return nil, nil
+	case fi.Mode().IsRegular():
+		return []mount.Mount{{Type: mount.TypeBind, Source: real, Target: target, ReadOnly: true}}, nil
+	case !fi.IsDir():
+		return nil, nil
+	}
+	ms := []mount.Mount{{Type: mount.TypeBind, Source: real, Target: target}}
+	if fi, err := os.Lstat(filepath.Join(real, "config")); err == nil && fi.Mode().IsRegular() {
+		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: filepath.Join(real, "config"), Target: path.Join(target, "config"), ReadOnly: true})
+	}
+	hooks := filepath.Join(real, "hooks")
+	if err := os.Mkdir(hooks, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, cli.Backend(fmt.Errorf("making %s: %w", hooks, err))
+	}
+	if fi, err := os.Lstat(hooks); err != nil || !fi.IsDir() {
+		return nil, cli.Usagef("%s is not a folder: the agent could put hooks there", hooks)
+	}
+	ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: hooks, Target: path.Join(target, "hooks"), ReadOnly: true})
+	return ms, nil
 }
