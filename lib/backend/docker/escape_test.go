@@ -960,3 +960,46 @@ func hostBins(t *testing.T) string {
 	}
 	return dir
 }
+
+// TestEscapePrivateUpstream: by default a route does not reach a private
+// address — the Docker host's networks, a home router, a company's
+// intranet — even when its name resolves there; only --allow-private (the
+// demo's and TestEscape's) lets it.
+func TestEscapePrivateUpstream(t *testing.T) {
+	c := needBase(t)
+	if !egressHasFlag(t, "allow-private") {
+		t.Skip("this bb-egress has no --allow-private: private addresses are reachable")
+	}
+	var ref string
+	var refErr error
+	built := make(chan struct{})
+	go func() { defer close(built); ref, refErr = upstreamImage(c) }()
+	b := &escapeBottle{c: c, slug: newSlug("private"), st: &state.Store{Dir: t.TempDir()}, tlsDir: t.TempDir()}
+	writeUpstreamCerts(t, b.tlsDir, allowedHost)
+	p, raw := shellPlan(t, b.slug, func(m *manifest.Manifest) {
+		m.Bottle.Egress.Routes = []routes.Route{{Host: allowedHost}}
+	})
+	b.p = p
+	cleanupBottle(t, c, b.slug)
+	o := launchOptions(t, p, raw, b.st)
+	o.UpstreamCA = filepath.Join(b.tlsDir, "ca.pem")
+	rec, err := Launch(t.Context(), c, o)
+	if <-built; err != nil || refErr != nil {
+		t.Fatalf("Launch: %v; the upstream's image: %v", err, refErr)
+	}
+	b.agentID = rec.AgentID
+	b.allowed = startUpstream(t, c, ref, b.slug, p.Docker.EgressNetwork, b.tlsDir, "allowed", allowedHost)
+	b.second, b.denied = b.allowed, b.allowed
+	for _, scheme := range []string{"http", "https"} {
+		m := marker("private-" + scheme)
+		r := b.curl(t, scheme+"://"+allowedHost+"/"+m)
+		if r.status != 403 {
+			t.Errorf("ESCAPE: %s to the private upstream %s (%s): %v", scheme, allowedHost, b.allowed.ip, r)
+		}
+		e := b.wantLogged(t, audit.Deny, allowedHost, m)
+		if !strings.Contains(e.Reason, b.allowed.ip) && !strings.Contains(e.Reason, "private") {
+			t.Errorf("%s: logged reason %q does not say why", scheme, e.Reason)
+		}
+		b.unseen(t, m)
+	}
+}
