@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/moby/moby/client"
@@ -99,8 +100,14 @@ func usageErr(c *ucli.Context, err error) error {
 }
 
 // slugAction is the action of a subcommand taking exactly one SLUG (and
-// flags before or after it).
+// flags before or after it) of a bottle that exists.
 func slugAction(run func(c *ucli.Context, d *deps, slug string) error) ucli.ActionFunc {
+	return slugActionOf(true, run)
+}
+
+// slugActionOf is slugAction; a bottle without state passes when
+// needState is false (stop clears what a lost state left on the engine).
+func slugActionOf(needState bool, run func(c *ucli.Context, d *deps, slug string) error) ucli.ActionFunc {
 	return func(c *ucli.Context) error {
 		args, err := positional(c)
 		if errors.Is(err, errHelpShown) {
@@ -116,7 +123,7 @@ func slugAction(run func(c *ucli.Context, d *deps, slug string) error) ucli.Acti
 		if err != nil {
 			return err
 		}
-		if err := d.bottle(args[0]); err != nil {
+		if err := d.bottle(args[0]); err != nil && (needState || !errors.Is(err, fs.ErrNotExist)) {
 			return err
 		}
 		return run(c, d, args[0])

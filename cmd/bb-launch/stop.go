@@ -6,6 +6,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
@@ -21,7 +22,7 @@ func stopCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "rm", Usage: "also remove the bottle's state folder"},
 		},
-		Action: slugAction(func(c *ucli.Context, d *deps, slug string) error {
+		Action: slugActionOf(false, func(c *ucli.Context, d *deps, slug string) error {
 			return runStop(c.Context, d, stopOptions{Slug: slug, Remove: c.Bool("rm")})
 		}),
 	}
@@ -38,6 +39,17 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 		return err
 	}
 	defer api.Close()
+	if !d.store.Exists(o.Slug) {
+		// Its state is gone (removed by hand, another state folder): what
+		// the engine still has of it is found by its labels. No lock: it
+		// would make a folder for a bottle that has none.
+		fmt.Fprintf(d.Err, "bb-launch: warning: bottle %s has no state in %s; removing its containers and networks by their labels\n",
+			o.Slug, d.store.Dir)
+		if err := docker.Stop(ctx, api, o.Slug); err != nil {
+			return fmt.Errorf("stopping bottle %s: %w", o.Slug, err)
+		}
+		return nil
+	}
 	if err := stopLocked(ctx, d, api, o.Slug); err != nil {
 		return err
 	}

@@ -328,7 +328,7 @@ type launch struct {
 	id          string
 	interrupted bool
 	unlock      func() error
-	madeState   bool // this launch created the bottle's folder
+	madeState   bool // this launch writes the bottle's metadata: undo removes its folder
 	workspace   string
 	tokens      []string
 	sidecarRef  string
@@ -463,14 +463,14 @@ const resolvConf = "# bb: the agent resolves no names; its proxy does.\nnameserv
 // plan, metadata, routes and CA; for a resumed one, only what is missing.
 func (l *launch) writeState(ctx context.Context) error {
 	st, slug := l.o.Store, l.p.Slug
-	_, statErr := os.Stat(st.BottleDir(slug))
-	fresh := errors.Is(statErr, fs.ErrNotExist)
 	unlock, err := st.Lock(ctx, slug)
 	if err != nil {
 		return err
 	}
 	l.unlock = unlock
-	l.madeState = fresh
+	// Whether the bottle exists is decided under the lock: a launch that
+	// lost a race for the slug must not take the winner's folder for one
+	// it made, and remove it as it fails.
 	exists := st.Exists(slug)
 	switch {
 	case l.o.Resume && !exists:
@@ -480,6 +480,8 @@ func (l *launch) writeState(ctx context.Context) error {
 			fmt.Sprintf("resume it with 'bb-launch resume %s', or remove it with 'bb-launch stop --rm %s'", slug, slug))
 	}
 	if !l.o.Resume {
+		// From here the folder is this launch's: no bottle had metadata.
+		l.madeState = true
 		if err := st.WritePlan(slug, l.o.PlanJSON); err != nil {
 			return err
 		}
