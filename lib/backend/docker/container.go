@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -33,7 +34,16 @@ const (
 // ReadyLine is what bb-egress serve prints on stderr once it listens.
 const ReadyLine = "bb-egress: listening on"
 
-func resources(lim plan.Limits) container.Resources {
+// resources are a container's limits: the plan's, but never none. A plan
+// is input (a hand-edited one, an old one), and a zero limit would be no
+// limit: floor's stand in for it.
+func resources(lim, floor plan.Limits) container.Resources {
+	if lim.PidsLimit <= 0 {
+		lim.PidsLimit = floor.PidsLimit
+	}
+	if lim.MemoryBytes <= 0 {
+		lim.MemoryBytes, _ = plan.ParseMemory(floor.Memory)
+	}
 	pids := lim.PidsLimit
 	return container.Resources{
 		Memory:     lim.MemoryBytes,
@@ -56,6 +66,15 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	if l.o.AllowPrivate {
 		cmd = append(cmd, "--allow-private")
 	}
+	// The sidecar runs as the invoking user, who owns the egress folder;
+	// never as root, which the engine's root would be on the host's files.
+	uid, gid := l.o.UID, l.o.GID
+	if uid == 0 {
+		uid, gid = SidecarUser, SidecarUser
+		if err := chownTree(dir, uid, gid); err != nil {
+			return err
+		}
+	}
 	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:  l.d.SidecarContainer,
 		Image: l.sidecarRef,
@@ -64,7 +83,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			Cmd:        cmd,
 			// The token values live here and nowhere else.
 			Env:      l.tokens,
-			User:     fmt.Sprintf("%d:%d", l.o.UID, l.o.GID),
+			User:     fmt.Sprintf("%d:%d", uid, gid),
 			Hostname: "bb-egress",
 			Labels:   l.labels(l.d.SidecarLabels),
 		},
@@ -74,9 +93,9 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			// rename, which a file mount would never show.
 			Mounts:         []mount.Mount{{Type: mount.TypeBind, Source: dir, Target: e.Dir}},
 			ReadonlyRootfs: true,
-			CapDrop:        slices.Clone(l.d.CapDrop),
-			SecurityOpt:    slices.Clone(l.d.SecurityOpt),
-			Resources:      resources(l.d.SidecarLimits),
+			CapDrop:        capDrop(l.d.CapDrop),
+			SecurityOpt:    securityOpt(l.d.SecurityOpt),
+			Resources:      resources(l.d.SidecarLimits, plan.SidecarLimits),
 			Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,size=16m"},
 		},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
@@ -117,6 +136,57 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	}
 	if l.sidecarIP == "" {
 		return cli.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
+	}
+	return nil
+}
+
+// SidecarUser is the uid and gid the sidecar runs as when bb-launch runs
+// as root (the "nonroot" of distroless images).
+const SidecarUser = 65532
+
+// chownTree gives dir and everything in it to uid:gid.
+func chownTree(dir string, uid, gid int) error {
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return cli.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
+	}
+	return nil
+}
+
+// capDrop is the plan's list with ALL always in it.
+func capDrop(list []string) []string {
+	out := slices.Clone(list)
+	if !slices.ContainsFunc(out, func(c string) bool { return strings.EqualFold(c, "ALL") }) {
+		out = append(out, "ALL")
+	}
+	return out
+}
+
+// securityOpt is the plan's list (checkSecurityOpt passed it) with
+// no-new-privileges always in it.
+func securityOpt(list []string) []string {
+	out := slices.Clone(list)
+	if !slices.ContainsFunc(out, func(o string) bool { return strings.HasPrefix(o, "no-new-privileges") }) {
+		out = append(out, "no-new-privileges")
+	}
+	return out
+}
+
+// checkSecurityOpt refuses the options that switch a confinement off.
+func checkSecurityOpt(list []string) error {
+	for _, o := range list {
+		k, v, _ := strings.Cut(strings.ToLower(o), "=")
+		if k2, v2, ok := strings.Cut(k, ":"); ok && v == "" {
+			k, v = k2, v2
+		}
+		if v == "unconfined" || (k == "label" && v == "disable") || (k == "no-new-privileges" && v == "false") {
+			return cli.Usagef("plan docker.security_opt %q switches a confinement off", o)
+		}
 	}
 	return nil
 }
@@ -207,9 +277,9 @@ func (l *launch) createAgent(ctx context.Context) error {
 			// queried from inside the container: loopback, where nothing
 			// listens, so it forwards nowhere.
 			DNS:         []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-			CapDrop:     slices.Clone(l.d.CapDrop),
-			SecurityOpt: slices.Clone(l.d.SecurityOpt),
-			Resources:   resources(l.d.Limits),
+			CapDrop:     capDrop(l.d.CapDrop),
+			SecurityOpt: securityOpt(l.d.SecurityOpt),
+			Resources:   resources(l.d.Limits, plan.AgentLimits),
 			Init:        &yes,
 		},
 	})

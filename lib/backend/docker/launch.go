@@ -301,7 +301,7 @@ func checkPlan(p *plan.Plan) error {
 	if d.Labels[LabelSlug] != p.Slug || d.AgentLabels[LabelSlug] != p.Slug || d.SidecarLabels[LabelSlug] != p.Slug {
 		return cli.Usagef("plan docker labels: %s is not the slug %s", LabelSlug, p.Slug)
 	}
-	return nil
+	return checkSecurityOpt(d.SecurityOpt)
 }
 
 // LabelLaunch is on every container and network of one launch.

@@ -54,6 +54,10 @@ func (l *launch) provision(ctx context.Context) error {
 	if a.Home != "" {
 		home = a.Home
 	}
+	if !path.IsAbs(home) || path.Clean(home) == "/" {
+		// Provisioning makes the home the agent's own.
+		return cli.Usagef("the agent's user %q has the home %q: want a folder of its own", a.User, home)
+	}
 	caPEM, err := os.ReadFile(filepath.Join(l.o.Store.EgressDir(l.p.Slug), state.CACertFile))
 	if err != nil {
 		return fmt.Errorf("reading the bottle's CA: %w", unwrapPathErr(err))
@@ -173,11 +177,10 @@ func (l *launch) lookupUser(ctx context.Context, user string) (uid, gid int, hom
 	}
 	uid, gid, home, found := parsePasswd(passwd, name)
 	if !found {
-		n, err := strconv.Atoi(name)
-		if err != nil {
-			return 0, 0, "", cli.Usagef("the agent's user %q is not in the image's /etc/passwd", user)
-		}
-		uid, gid, home = n, n, "/"
+		// Not even a numeric one: its home would be a guess ("/"), and
+		// provisioning gives the home to the agent.
+		return 0, 0, "", cli.Usage(fmt.Errorf("the agent's user %q is not in the image's /etc/passwd", user),
+			"add the user to the image (useradd in its Dockerfile), or plan a user it has")
 	}
 	if hasGroup {
 		if gid, err = strconv.Atoi(group); err != nil {

@@ -1,0 +1,102 @@
+package docker
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/moby/moby/client"
+
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/state"
+)
+
+// A plan without the security settings (hand-edited, old) still gets them:
+// every capability dropped, no new privileges, pids and memory limits. And
+// a bb-launch run as root does not run the sidecar as root.
+func TestLaunchHardensWhateverThePlan(t *testing.T) {
+	c := needBase(t)
+	slug := newSlug("hard")
+	p, _ := shellPlan(t, slug, nil)
+	p.Docker.CapDrop, p.Docker.SecurityOpt = nil, nil
+	p.Docker.Limits, p.Docker.SidecarLimits = plan.Limits{}, plan.Limits{PidsLimit: -1}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &state.Store{Dir: t.TempDir()}
+	cleanupBottle(t, c, slug)
+	o := launchOptions(t, p, raw, st)
+	o.UID, o.GID = 0, 0 // as bb-launch run by root
+	if _, err := Launch(t.Context(), c, o); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{p.Docker.AgentContainer, p.Docker.SidecarContainer} {
+		in, err := c.ContainerInspect(t.Context(), name, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := in.Container.HostConfig
+		if !slices.Contains(hc.CapDrop, "ALL") || !slices.Contains(hc.SecurityOpt, "no-new-privileges") ||
+			hc.PidsLimit == nil || *hc.PidsLimit <= 0 || hc.Memory <= 0 {
+			t.Errorf("%s: cap_drop %v, security_opt %v, pids %v, memory %d", name, hc.CapDrop, hc.SecurityOpt, hc.PidsLimit, hc.Memory)
+		}
+		if name == p.Docker.SidecarContainer && in.Container.Config.User != "65532:65532" {
+			t.Errorf("the sidecar runs as %q, want 65532:65532", in.Container.Config.User)
+		}
+	}
+	// The sidecar's user owns its folder, and writes its log there.
+	execIn(t, c, slug, "curl", "-s", "-o", "/dev/null", "https://denied.test.invalid/") // a line in the log
+	dir := st.EgressDir(slug)
+	for _, f := range []string{"", state.CAKeyFile, state.RoutesFile, state.AuditLogFile} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Errorf("egress folder: %v", err)
+			continue
+		}
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != SidecarUser {
+			t.Errorf("%s is owned by %d, want %d", filepath.Join(dir, f), uid, SidecarUser)
+		}
+	}
+}
+
+// A plan that switches a confinement off is refused before anything is made.
+func TestLaunchRefusesUnconfined(t *testing.T) {
+	c := needEngine(t)
+	for _, opt := range []string{"seccomp=unconfined", "apparmor:unconfined", "label=disable", "no-new-privileges:false"} {
+		slug := newSlug("unconf")
+		p, _ := shellPlan(t, slug, nil)
+		p.Docker.SecurityOpt = []string{"no-new-privileges", opt}
+		raw, _ := json.Marshal(p)
+		st := &state.Store{Dir: t.TempDir()}
+		_, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
+		if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "switches a confinement off") {
+			t.Errorf("%s: %v", opt, err)
+		}
+		assertGone(t, c, slug)
+	}
+}
+
+// An agent user the image does not have is refused, not guessed (its home
+// would be /, given to the agent).
+func TestLaunchRefusesUnknownUser(t *testing.T) {
+	c := needBase(t)
+	slug := newSlug("nouser")
+	p, _ := shellPlan(t, slug, nil)
+	p.Agent.User = "4242"
+	raw, _ := json.Marshal(p)
+	st := &state.Store{Dir: t.TempDir()}
+	cleanupBottle(t, c, slug)
+	_, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "provisioning the agent" || cli.CodeOf(err) != cli.ExitUsage ||
+		!strings.Contains(err.Error(), `the agent's user "4242" is not in the image's /etc/passwd`) {
+		t.Errorf("Launch = %v (exit %d)", err, cli.CodeOf(err))
+	}
+}
