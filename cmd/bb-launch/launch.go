@@ -174,7 +174,10 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 // running; the agent's exit, or ctx being done, stops it unless it is
 // preserved (bb-freeze), and the agent's status is passed through.
 func attached(ctx context.Context, d *deps, api docker.Engine, s *docker.Session, term *terminal.Terminal, slug string) error {
+	untint := tint(d, term, slug)
+	defer untint()
 	code, detached, err := s.Run(ctx, term)
+	untint()
 	term.Restore()
 	if detached && err == nil {
 		fmt.Fprintf(d.Err, "\r\nbb-launch: detached from bottle %s; 'bb-launch attach %s' joins it again\n", slug, slug)

@@ -46,8 +46,8 @@ func (s *Session) Close() { s.hj.Close() }
 // terminal is in raw mode meanwhile, and follows resizes; it is restored
 // however Run ends.
 func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, detached bool, err error) {
-	defer s.Close()
 	if err := term.MakeRaw(); err != nil {
+		s.Close()
 		return 0, false, err
 	}
 	defer term.Restore()
@@ -59,9 +59,21 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 		}
 	}()
 	output := make(chan error, 1)
+	copied := make(chan struct{})
 	go func() {
+		defer close(copied)
 		_, err := io.Copy(term, s.hj.Reader)
 		output <- err
+	}()
+	// Nothing the agent sent is written to the terminal after Run returns:
+	// the caller then resets what the agent may have changed (bb-launch's
+	// tint), and a late write would undo the reset.
+	defer func() {
+		s.Close()
+		select {
+		case <-copied:
+		case <-time.After(2 * time.Second):
+		}
 	}()
 	// A deadline left by an earlier session would end this one's input at
 	// once.
