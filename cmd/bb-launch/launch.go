@@ -141,22 +141,18 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 	if err != nil {
 		return cli.Usage(fmt.Errorf("finding the current folder: %w", err))
 	}
-	var session *docker.Session
 	lo := docker.LaunchOptions{
 		Plan: o.plan, PlanJSON: o.planJSON, Store: d.store,
 		Resume: o.resume, Image: o.image,
 		SidecarBinary: bin, BaseImage: cmp.Or(d.Env("BB_BASE_IMAGE"), o.baseImage), BuildArgs: o.BuildArgs,
 		UpstreamCA: o.UpstreamCA, AllowPrivate: o.AllowPrivate, Env: d.Env, Dir: wd,
 		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
+		// Opened before the agent starts, so nothing it prints first is
+		// lost; a launch that fails closes it.
+		Attach: term != nil,
 	}
 	if d.Env("BB_LAUNCH_TRACE") != "" {
 		lo.Trace = d.Err
-	}
-	if term != nil {
-		lo.BeforeStart = func(ctx context.Context, id string) error {
-			session, err = docker.OpenAttach(ctx, api, id)
-			return err
-		}
 	}
 	rec, err := docker.Launch(ctx, api, lo)
 	if err != nil {
@@ -167,7 +163,7 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 			rec.Slug, rec.Slug, rec.Slug)
 		return cli.WriteJSON(d.Out, rec)
 	}
-	return attached(ctx, d, api, session, term, rec.Slug)
+	return attached(ctx, d, api, rec.Session, term, rec.Slug)
 }
 
 // attached runs an attached session to its end: a detach leaves the bottle

@@ -295,6 +295,13 @@ func (l *launch) startAgent(ctx context.Context) error {
 	if err := l.writeHosts(l.sidecarIP); err != nil {
 		return err
 	}
+	if l.o.Attach {
+		s, err := OpenAttach(ctx, l.api, l.agentID)
+		if err != nil {
+			return err
+		}
+		l.session = s // undo closes it if the start fails
+	}
 	if l.o.BeforeStart != nil {
 		if err := l.o.BeforeStart(ctx, l.agentID); err != nil {
 			return err

@@ -90,6 +90,10 @@ type LaunchOptions struct {
 	// Progress receives build progress and what the launch is doing (nil:
 	// nowhere).
 	Progress io.Writer
+	// Attach opens the agent's terminal session (OpenAttach) just before
+	// it starts, so that nothing it prints first is lost; Record.Session
+	// holds it. A launch that fails after opening it closes it.
+	Attach bool
 	// BeforeStart is called with the agent container created and
 	// provisioned, just before it starts (bb-launch attaches the terminal
 	// here, so that nothing the agent prints first is lost). An error fails
@@ -112,6 +116,8 @@ type Record struct {
 	SidecarImage     string `json:"sidecar_image"`
 	// AgentID is the agent container's ID (not printed: names are stable).
 	AgentID string `json:"-"`
+	// Session is the agent's terminal, when LaunchOptions.Attach.
+	Session *Session `json:"-"`
 }
 
 // StepError is a launch that failed at a step; Step names it ("starting
@@ -204,7 +210,7 @@ func Launch(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err 
 	}
 	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
 		SidecarContainer: l.d.SidecarContainer, AgentImage: l.agentRef, SidecarImage: l.sidecarRef,
-		AgentID: l.agentID}
+		AgentID: l.agentID, Session: l.session}
 	if err := step(ctx, "recording the launch", func(context.Context) error { return l.record(rec) }); err != nil {
 		return nil, err
 	}
@@ -337,6 +343,7 @@ type launch struct {
 	sidecarID   string
 	sidecarIP   string
 	agentID     string
+	session     *Session
 }
 
 // mark traces a point within a step.
@@ -351,6 +358,9 @@ func (l *launch) mark(what string) {
 func (l *launch) undo() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(context.Background()), 30*time.Second)
 	defer cancel()
+	if l.session != nil {
+		l.session.Close()
+	}
 	// Only what this launch made, by ID: a clash with another bottle's
 	// containers or networks must not remove them.
 	for _, id := range []string{l.agentID, l.sidecarID} {
