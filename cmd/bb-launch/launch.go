@@ -112,7 +112,10 @@ type startOptions struct {
 	plan     *plan.Plan
 	planJSON []byte
 	resume   bool
-	image    string
+	// restart starts the bottle's stopped agent container again
+	// (docker.Restart) instead of launching.
+	restart bool
+	image   string
 	// baseImage is the BASE used when BB_BASE_IMAGE is not set (resume:
 	// the one of the first launch).
 	baseImage string
@@ -154,7 +157,11 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 	if d.Env("BB_LAUNCH_TRACE") != "" {
 		lo.Trace = d.Err
 	}
-	rec, err := docker.Launch(ctx, api, lo)
+	launch := docker.Launch
+	if o.restart {
+		launch = docker.Restart
+	}
+	rec, err := launch(ctx, api, lo)
 	if err != nil {
 		return err
 	}

@@ -16,24 +16,28 @@ func resumeCommand() *ucli.Command {
 		Name:      "resume",
 		Usage:     "boot a stopped bottle again",
 		ArgsUsage: "SLUG",
-		Description: "Boots the bottle from its newest committed image (bb-freeze commit) if the engine\n" +
+		Description: "A bottle whose agent container stopped but still exists (preserved, or its agent\n" +
+			"exited) is restarted, with everything its filesystem holds, its sidecar with it; --discard\n" +
+			"removes that container and boots a snapshot instead.\n" +
+			"Otherwise it boots the bottle from its newest committed image (bb-freeze commit) if the engine\n" +
 			"still has it, otherwise from its Dockerfile, and says which; with the same slug, canary,\n" +
 			"CA and routes (as bb-egress apply last left them). Attaches as bb-launch does, or prints\n" +
 			"the launch record with --detach or without a terminal.\n\n" +
 			cli.Examples("bb-launch resume demo-x1y2", "bb-launch resume --detach demo-x1y2"),
-		Flags: launchFlags(),
+		Flags: append(launchFlags(), &ucli.BoolFlag{Name: "discard",
+			Usage: "remove a stopped agent container, and what it holds beyond the newest snapshot, instead of restarting it"}),
 		Action: slugAction(func(c *ucli.Context, d *deps, slug string) error {
 			args, err := buildArgs(c.StringSlice("build-arg"))
 			if err != nil {
 				return err
 			}
 			return runResume(c.Context, d, slug, launchOptions{Detach: c.Bool("detach"),
-				UpstreamCA: c.String("upstream-ca"), AllowPrivate: c.Bool("allow-private"), BuildArgs: args})
+				UpstreamCA: c.String("upstream-ca"), AllowPrivate: c.Bool("allow-private"), BuildArgs: args}, c.Bool("discard"))
 		}),
 	}
 }
 
-func runResume(ctx context.Context, d *deps, slug string, o launchOptions) error {
+func runResume(ctx context.Context, d *deps, slug string, o launchOptions, discard bool) error {
 	raw, err := d.store.ReadPlan(slug)
 	if err != nil {
 		return cli.Usage(err)
@@ -58,6 +62,18 @@ func runResume(ctx context.Context, d *deps, slug string, o launchOptions) error
 	if running {
 		return cli.Usage(fmt.Errorf("bottle %s is running", slug),
 			fmt.Sprintf("join it with 'bb-launch attach %s', or stop it first with 'bb-launch stop %s'", slug, slug))
+	}
+	agent, _, err := docker.FindContainer(ctx, api, slug, docker.RoleAgent)
+	if err != nil {
+		return err
+	}
+	switch {
+	case agent != "" && !discard:
+		// Its filesystem holds work no snapshot has.
+		fmt.Fprintf(d.Err, "bb-launch: restarting bottle %s's stopped agent container, with what it holds ('--discard' boots a snapshot instead)\n", slug)
+		return start(ctx, d, api, startOptions{plan: p, planJSON: raw, launchOptions: o, resume: true, restart: true})
+	case agent != "":
+		fmt.Fprintf(d.Err, "bb-launch: discarding bottle %s's stopped agent container\n", slug)
 	}
 	if left {
 		// What a crashed launcher or a dead agent left: cleared, the state stays.

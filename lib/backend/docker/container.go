@@ -125,7 +125,13 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		return err
 	}
 	l.mark("ready")
-	in, err := l.api.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
+	return l.sidecarAddress(ctx)
+}
+
+// sidecarAddress finds the sidecar's address on the internal network, which
+// the agent's /etc/hosts gives bb.egress.
+func (l *launch) sidecarAddress(ctx context.Context) error {
+	in, err := l.api.ContainerInspect(ctx, l.sidecarID, client.ContainerInspectOptions{})
 	if err != nil {
 		return cli.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
 	}

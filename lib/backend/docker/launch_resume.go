@@ -1,8 +1,15 @@
 package docker
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"time"
 
+	"github.com/moby/moby/client"
+
+	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -45,4 +52,73 @@ func Leftovers(ctx context.Context, api Engine, slug string) (any, agentRunning 
 func ImageExists(ctx context.Context, api Engine, ref string) (bool, error) {
 	ok, _, err := imageExists(ctx, api, ref)
 	return ok, err
+}
+
+// Restart starts a bottle's stopped agent container again, with what its
+// filesystem holds (a resume from a snapshot would lose all of it since the
+// snapshot): its sidecar is started too if it stopped, and the agent's
+// /etc/hosts follows the sidecar's address. Of o it uses Plan, Store,
+// Attach, ReadyTimeout and Progress. A failure removes nothing: the
+// container is the person's work. A bottle without both containers cannot
+// restart (cli.Usage, with the --discard hint).
+func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err error) {
+	p := o.Plan
+	if err := checkPlan(p); err != nil {
+		return nil, err
+	}
+	l := &launch{api: api, o: o, p: p, d: p.Docker}
+	unlock, err := o.Store.Lock(ctx, p.Slug)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	agent, agentRunning, err := FindContainer(ctx, api, p.Slug, RoleAgent)
+	if err != nil {
+		return nil, err
+	}
+	sidecar, sidecarRunning, err := FindContainer(ctx, api, p.Slug, RoleEgress)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case agent == "":
+		return nil, cli.Usagef("bottle %s has no agent container to restart", p.Slug)
+	case agentRunning:
+		return nil, cli.Usagef("bottle %s is running", p.Slug)
+	case sidecar == "":
+		return nil, cli.Usage(fmt.Errorf("bottle %s's agent container is stopped, but its sidecar is gone", p.Slug),
+			fmt.Sprintf("'bb-launch resume --discard %s' removes the container, and what it holds beyond its newest snapshot, and boots the snapshot", p.Slug))
+	}
+	l.agentID, l.sidecarID = agent, sidecar
+	defer func() {
+		if err != nil && l.session != nil {
+			l.session.Close()
+		}
+	}()
+	if !sidecarRunning {
+		if _, err := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); err != nil {
+			return nil, &StepError{Step: "starting the sidecar", Err: cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
+		}
+		timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
+		if err := waitReady(ctx, api, sidecar, timeout); err != nil {
+			return nil, &StepError{Step: "starting the sidecar", Err: err}
+		}
+	}
+	if err := l.sidecarAddress(ctx); err != nil {
+		return nil, &StepError{Step: "starting the sidecar", Err: err}
+	}
+	if err := l.startAgent(ctx); err != nil {
+		return nil, &StepError{Step: "starting the agent", Err: err}
+	}
+	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
+		SidecarContainer: l.d.SidecarContainer, AgentID: agent, Session: l.session}
+	for _, c := range []struct {
+		id  string
+		ref *string
+	}{{agent, &rec.AgentImage}, {sidecar, &rec.SidecarImage}} {
+		if in, err := api.ContainerInspect(ctx, c.id, client.ContainerInspectOptions{}); err == nil && in.Container.Config != nil {
+			*c.ref = in.Container.Config.Image
+		}
+	}
+	return rec, nil
 }
