@@ -257,7 +257,11 @@ func TestLaunch(t *testing.T) {
 		if !slices.Contains(cfg.Env, "EGRESS_TOKEN_GITHUB="+testToken) || !slices.Contains(cfg.Env, "EGRESS_TOKEN_CANARY="+p.Canary) {
 			t.Errorf("the sidecar lacks its tokens: %d variables", len(cfg.Env))
 		}
-		if !hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || cfg.User != fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()) {
+		user := fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+		if os.Getuid() == 0 {
+			user = fmt.Sprintf("%d:%d", SidecarUser, SidecarUser) // never root
+		}
+		if !hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || cfg.User != user {
 			t.Errorf("readonly %v, cap_drop %v, user %q", hc.ReadonlyRootfs, hc.CapDrop, cfg.User)
 		}
 		if len(hc.Mounts) != 1 || hc.Mounts[0].Source != st.EgressDir(slug) || hc.Mounts[0].Target != "/egress" {
