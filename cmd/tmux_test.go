@@ -119,7 +119,10 @@ func (p *pane) waitFile() {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // keys sends keys (tmux key names, or literal text with -l).
-func (p *pane) keys(keys ...string) { p.t.Helper(); p.s.run(p.t, append([]string{"send-keys", "-t", p.name}, keys...)...) }
+func (p *pane) keys(keys ...string) {
+	p.t.Helper()
+	p.s.run(p.t, append([]string{"send-keys", "-t", p.name}, keys...)...)
+}
 
 // screen is what the pane shows, with colours and attributes as escapes.
 func (p *pane) screen() string {
