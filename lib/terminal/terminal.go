@@ -1,7 +1,9 @@
-// Package terminal holds what attaching a person's terminal to a bottle
-// needs: opening the controlling terminal (/dev/tty, since stdin is often
-// the pipe that brought the plan), raw mode that is always restored, and
-// the window size with its changes.
+// Package terminal holds what talking to a person's terminal needs:
+// opening the controlling terminal (/dev/tty, since stdin is often the pipe
+// that brought the plan), raw mode that is always restored, the window size
+// with its changes; colour (when to use it, 24-bit or 256) and the tint that
+// marks a terminal attached to a bottle, with its reset; and the prompts of
+// bb-plan --ask (a pre-filled line, a colour picker).
 package terminal
 
 import (
