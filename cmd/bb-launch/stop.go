@@ -8,6 +8,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/state"
 )
 
 func stopCommand() *ucli.Command {
@@ -34,22 +35,14 @@ type stopOptions struct {
 }
 
 func runStop(ctx context.Context, d *deps, o stopOptions) error {
+	if !d.store.Exists(o.Slug) {
+		return stopOrphan(ctx, d, o.Slug)
+	}
 	api, err := d.engine(ctx)
 	if err != nil {
 		return err
 	}
 	defer api.Close()
-	if !d.store.Exists(o.Slug) {
-		// Its state is gone (removed by hand, another state folder): what
-		// the engine still has of it is found by its labels. No lock: it
-		// would make a folder for a bottle that has none.
-		fmt.Fprintf(d.Err, "bb-launch: warning: bottle %s has no state in %s; removing its containers and networks by their labels\n",
-			o.Slug, d.store.Dir)
-		if err := docker.Stop(ctx, api, o.Slug); err != nil {
-			return fmt.Errorf("stopping bottle %s: %w", o.Slug, err)
-		}
-		return nil
-	}
 	if err := stopLocked(ctx, d, api, o.Slug); err != nil {
 		return err
 	}
@@ -61,5 +54,31 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 		return nil
 	}
 	fmt.Fprintf(d.Err, "bb-launch: bottle %s stopped; 'bb-launch resume %s' boots it again\n", o.Slug, o.Slug)
+	return nil
+}
+
+// stopOrphan stops a bottle whose state is gone (removed by hand, another
+// state folder, a launch that lost it): what the engine still has of it is
+// found by its labels. No lock: it would make a folder for a bottle that has
+// none. A slug the engine knows nothing of either is no bottle (exit 2).
+func stopOrphan(ctx context.Context, d *deps, slug string) error {
+	missing := cli.Usage(&state.NotFoundError{Slug: slug, Dir: d.store.Dir}, lsHint)
+	api, err := d.engine(ctx)
+	if err != nil {
+		return missing
+	}
+	defer api.Close()
+	left, _, err := docker.Leftovers(ctx, api, slug)
+	if err != nil {
+		return err
+	}
+	if !left {
+		return missing
+	}
+	fmt.Fprintf(d.Err, "bb-launch: warning: bottle %s has no state in %s; removing its containers and networks by their labels\n",
+		slug, d.store.Dir)
+	if err := docker.Stop(ctx, api, slug); err != nil {
+		return fmt.Errorf("stopping bottle %s: %w", slug, err)
+	}
 	return nil
 }

@@ -35,6 +35,10 @@ func TestStopWithoutState(t *testing.T) {
 	if left, _, err := docker.Leftovers(t.Context(), c, slug); err != nil || left {
 		t.Errorf("stop left containers or networks (%v)", err)
 	}
+	// Now the engine has nothing of it either: no bottle, as a typo is.
+	if code, _, errs := bbLaunch(t, env, "", "stop", slug); code != 2 || !strings.Contains(errs, "no bottle") {
+		t.Errorf("a second stop: exit %d %s", code, errs)
+	}
 	if code, _, errs := bbLaunch(t, env, "", "attach", slug); code != 2 || !strings.Contains(errs, "no bottle") {
 		t.Errorf("attach still wants the state: exit %d %s", code, errs)
 	}
