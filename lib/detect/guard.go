@@ -20,8 +20,7 @@ type Guard struct {
 	r     io.Reader
 	sc    *Scanner
 	flat  *Scanner // GuardFlat: the flattened stream
-	fl    flattener
-	fbuf  []byte // the flattened fresh bytes
+	fbuf  []byte   // the flattened fresh bytes
 	tight bool
 	hold  int
 	buf   []byte // buf[off:off+rdy] may be returned; buf[off+rdy:] is held
@@ -36,15 +35,16 @@ func (d *Detector) Guard(r io.Reader) *Guard {
 	return d.newGuard(r, max(0, d.maxLen-1))
 }
 
-// GuardFlat is Guard that also scans the stream flattened: whitespace
-// runs of up to maxRun bytes removed (base64 wrapped in lines or spaced
-// out), longer ones kept as a separator no match spans, and
-// quoted-printable soft line breaks removed. It holds back enough bytes
-// for the longest match in the flattened stream.
+// GuardFlat is Guard that also scans the stream flattened: without
+// whitespace (base64 wrapped in lines or spaced out) and "=" (so without
+// quoted-printable soft line breaks). It holds back the bytes that hold
+// the last MaxLen-1 flattened ones, up to 64 KiB: a secret split by more
+// whitespace than that is caught once its end arrives, not before any of
+// it is released.
 func (d *Detector) GuardFlat(r io.Reader) *Guard {
-	hold := max(0, d.maxLen-1)
-	g := d.newGuard(r, hold*(maxRun+1)+maxRun)
+	g := d.newGuard(r, max(0, d.maxLen-1))
 	g.flat = d.NewScanner()
+	g.buf = make([]byte, 0, max(g.hold, maxFlatHold)+guardChunk) // room to read past what is held
 	return g
 }
 
@@ -64,7 +64,7 @@ func (d *Detector) newGuard(r io.Reader, hold int) *Guard {
 
 // Reset makes g a guard of r, as new, keeping its buffers.
 func (g *Guard) Reset(r io.Reader) {
-	g.r, g.off, g.rdy, g.err, g.fl = r, 0, 0, nil, flattener{}
+	g.r, g.off, g.rdy, g.err = r, 0, 0, nil
 	clear(g.buf)
 	g.buf = g.buf[:0]
 	g.sc.Reset()
@@ -103,6 +103,8 @@ func (g *Guard) Read(p []byte) (int, error) {
 			g.rdy = len(g.buf)
 		case g.tight:
 			g.rdy = len(g.buf) - g.d.openTail(g.buf)
+		case g.flat != nil:
+			g.rdy = len(g.buf) - max(g.hold, flatHold(g.buf, g.hold))
 		default:
 			g.rdy = max(0, len(g.buf)-g.hold)
 		}
@@ -128,7 +130,7 @@ func (g *Guard) scan(fresh []byte) (Hit, bool) {
 	}
 	// The flattened bytes come from the folded ones: they need no folding
 	// again (nor can they tell a case change).
-	g.fbuf = g.fl.append(g.fbuf[:0], low)
+	g.fbuf = appendFlat(g.fbuf[:0], low)
 	g.flat.write(g.fbuf, g.fbuf)
 	if g.flat.Found() {
 		h := g.flat.Hits()[0]

@@ -51,34 +51,45 @@ func (d *Detector) Search(b []byte) (Hit, bool) {
 // SearchString is Search on a string.
 func (d *Detector) SearchString(s string) (Hit, bool) { return d.Search([]byte(s)) }
 
-// maxRun is the longest whitespace run a flattened stream removes; a
-// longer one stays as one NUL byte, which no form holds (no environment
-// variable can), so a match never spans it and a guard's hold-back stays
-// bounded.
-const maxRun = 16
-
 var isSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '\v': true, '\f': true}
 
-// flattener flattens a stream written in pieces.
-type flattener struct{ run int } // whitespace bytes since the last other byte
+// maxFlatHold bounds what a flat guard holds back: a secret in a stream
+// split by more whitespace than this is not one the guard stops before
+// any byte of it leaves (it still stops the rest).
+const maxFlatHold = 64 << 10
 
-func (f *flattener) append(dst, src []byte) []byte {
-	n := len(dst)
-	dst = slices.Grow(dst, len(src)+1)[:n+len(src)+1]
-	run := f.run
-	keep := &keeps[1]
-	for _, c := range src {
-		k := int(keep[c])
-		if run > maxRun && k == 1 {
-			dst[n] = 0
-			n++
+// flatKeep is 0 for the bytes a flattened stream drops: whitespace, and
+// "=" (a quoted-printable soft line break is "=" and a line break; base64
+// has it only as padding, outside every form).
+var flatKeep = func() (t [256]uint8) {
+	for c := range 256 {
+		if !isSpace[c] && c != '=' {
+			t[c] = 1
 		}
-		dst[n] = c
-		n += k
-		run = (run + 1) * (1 - k) // without a branch, as in decode
 	}
-	f.run = run
+	return t
+}()
+
+// appendFlat appends src to dst without the bytes a flattened stream drops.
+func appendFlat(dst, src []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(src))[:n+len(src)]
+	for _, c := range src {
+		dst[n] = c // without a branch: whitespace is every few bytes of text
+		n += int(flatKeep[c])
+	}
 	return dst[:n]
+}
+
+// flatHold returns how many bytes at the end of b hold its last k kept
+// bytes, up to maxFlatHold.
+func flatHold(b []byte, k int) int {
+	i := len(b)
+	for lim := max(0, len(b)-maxFlatHold); i > lim && k > 0; {
+		i--
+		k -= int(flatKeep[b[i]])
+	}
+	return len(b) - i
 }
 
 var unhex = func() (t [256]int8) {

@@ -187,20 +187,19 @@ func TestGuardFlat(t *testing.T) {
 			t.Errorf("released %d bytes, past the start of the base64 at %d", len(got), len(pad))
 		}
 	}
-	// A run of whitespace longer than a flattened match can span is no
-	// reason to hold anything.
-	g := d.GuardFlat(iotest.OneByteReader(strings.NewReader("abc" + strings.Repeat(" ", 100000) + "def")))
-	got, err := io.ReadAll(g)
-	if err != nil || len(got) != 100006 {
-		t.Errorf("clean text with a long run: %d bytes, %v", len(got), err)
+	// A long run of whitespace holds back no more than maxFlatHold.
+	block := chanReader(make(chan []byte)) // then nothing, not even an end
+	defer close(block)
+	g := d.GuardFlat(io.MultiReader(strings.NewReader("abc"+strings.Repeat(" ", 200<<10)), block))
+	if n, err := io.ReadAll(io.LimitReader(g, 100<<10)); err != nil || len(n) != 100<<10 {
+		t.Errorf("clean text with a long run: released %d, %v", len(n), err)
 	}
-	// Split at a long run, a secret is not one.
+	// Split by whitespace, even much of it, a secret is still found.
 	c := tokens[3].Value
-	if _, err := io.ReadAll(d.GuardFlat(strings.NewReader(c[:20] + strings.Repeat(" ", 40) + c[20:]))); err != nil {
-		t.Errorf("a secret split by a long run of spaces: %v", err)
-	}
-	if _, err := io.ReadAll(d.GuardFlat(strings.NewReader(c[:20] + "\n  " + c[20:]))); err == nil {
-		t.Errorf("a secret split by a line break was not caught")
+	for _, sep := range []string{"\n  ", "=\r\n", strings.Repeat(" \t", 50<<10)} {
+		if _, err := io.ReadAll(d.GuardFlat(strings.NewReader(c[:20] + sep + c[20:]))); err == nil {
+			t.Errorf("a secret split by %d bytes of whitespace was not caught", len(sep))
+		}
 	}
 }
 
