@@ -196,7 +196,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	var down io.Reader = resp.Body
 	var rg *detect.Guard
 	if snap.injected != nil {
-		rg = snap.injected.GuardTight(resp.Body)
+		rg = snap.responseGuard(resp.Body)
+		defer snap.putGuard(rg)
 		down = rg
 	}
 	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")

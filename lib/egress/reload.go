@@ -3,6 +3,8 @@ package egress
 import (
 	"context"
 	"fmt"
+	"io"
+	"sync"
 	"net/netip"
 	"os"
 	"syscall"
@@ -31,6 +33,7 @@ type snapshot struct {
 	// is an upstream echoing a request, not the agent encoding). Nil when
 	// no route injects.
 	injected *detect.Detector
+	guards   sync.Pool // *detect.Guard of injected: a response's guard and its buffer, reused
 	// literalIPs are the IP literals routes name; only these may be
 	// loopback or link-local without AllowLoopback.
 	literalIPs map[netip.Addr]bool
@@ -54,6 +57,21 @@ func (sn *snapshot) detectorFor(rt *routes.Route) *detect.Detector {
 		}
 	}
 	return sn.all
+}
+
+// responseGuard returns a guard of body for the injected tokens, from the
+// pool; give it back with putGuard when nothing reads it any more.
+func (sn *snapshot) responseGuard(body io.Reader) *detect.Guard {
+	if g, ok := sn.guards.Get().(*detect.Guard); ok {
+		g.Reset(body)
+		return g
+	}
+	return sn.injected.GuardTight(body)
+}
+
+func (sn *snapshot) putGuard(g *detect.Guard) {
+	g.Reset(nil)
+	sn.guards.Put(g)
 }
 
 type fileStat struct {
