@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
