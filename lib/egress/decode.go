@@ -71,6 +71,22 @@ func (s *Server) scanDecoded(det *detect.Detector, body []byte, encs []string) *
 	return nil
 }
 
+// isGzip reports a gzip stream's magic at the start of b.
+func isGzip(b []byte) bool { return len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8 }
+
+// sniffCompressed names the coding b starts like, "" if none: gzip's
+// magic, or a zlib header (two bytes a text can start with too: a caller
+// must take a failure to decode as "not compressed").
+func sniffCompressed(b []byte) string {
+	switch {
+	case isGzip(b):
+		return "gzip"
+	case len(b) >= 2 && b[0]&0x0f == 8 && b[0]>>4 <= 7 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0:
+		return "deflate"
+	}
+	return ""
+}
+
 // newDeflateReader reads "deflate" as RFC 9110 means it (zlib), or as raw
 // DEFLATE, which some clients send under that name.
 func newDeflateReader(r io.Reader) (io.Reader, error) {

@@ -606,6 +606,13 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 				if f := s.scanDecoded(det, buf, encs); f != nil {
 					return nil, 0, nil, f
 				}
+			} else if enc := sniffCompressed(buf); enc != "" {
+				// Compressed data the request does not declare: the
+				// upstream may well decompress it. Not compressed after
+				// all (it does not decode) is no reason to refuse.
+				if f := s.scanDecoded(det, buf, []string{enc}); f != nil && (f.hit != nil || f.status == http.StatusRequestEntityTooLarge) {
+					return nil, 0, nil, f
+				}
 			}
 		}
 		if len(buf) == 0 {
@@ -615,6 +622,10 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	}
 	if len(encs) > 0 {
 		reason := fmt.Sprintf("a %s-encoded body over %d bytes cannot be scanned before it leaves", strings.Join(encs, ","), limit)
+		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
+	}
+	if isGzip(buf) {
+		reason := fmt.Sprintf("a body of gzip data over %d bytes cannot be scanned before it leaves", limit)
 		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
 	}
 	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})

@@ -2,6 +2,8 @@ package egress
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
@@ -154,6 +156,34 @@ func spaced(s string, n int) string {
 		b.WriteString(s[i:min(i+n, len(s))] + " ")
 	}
 	return b.String()
+}
+
+// TestUndeclaredCompressedBody: gzip or zlib data sent without a
+// Content-Encoding is scanned decompressed too (the upstream may well
+// decompress it); a large one is refused, as it could not be.
+func TestUndeclaredCompressedBody(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client(false)
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("note=" + h.canary))
+	zw.Close()
+	lw := zlib.NewWriter(&zl)
+	lw.Write([]byte("note=" + h.canary))
+	lw.Close()
+	u := h.tlsURL("other.test", "/up")
+	for name, body := range map[string][]byte{"gzip": gz.Bytes(), "zlib": zl.Bytes()} {
+		if st, got := h.post(t, c, u, "application/octet-stream", body); st != 403 || got != nil {
+			t.Errorf("undeclared %s with the canary: %d", name, st)
+		}
+	}
+	if st, _ := h.post(t, c, u, "text/plain", []byte("x^ not zlib at all, just text")); st != 200 {
+		t.Errorf("text that starts like zlib: %d", st)
+	}
+	big := append([]byte{0x1f, 0x8b, 8}, bytes.Repeat([]byte("x"), 2<<20)...)
+	if st, got := h.post(t, c, u, "application/octet-stream", big); st != 413 || got != nil {
+		t.Errorf("a large undeclared gzip body: %d", st)
+	}
 }
 
 func reverse(s string) string {
