@@ -65,7 +65,7 @@ func TestAppendEntryMatchesJSON(t *testing.T) {
 			Decision: Block, Reason: s, Route: s, Secret: s, Encoding: s, Canary: true,
 			BytesUp: 1 << 40, BytesDown: -1, DurationMS: 1.5, Client: s, Prev: Genesis})
 	}
-	for _, d := range []float64{0, -0.0, 1, 0.001, 123.456, 1e-6, 9.99e-7, 1e-7, 1e20, 1e21, 1.5e300, -2.5e-9, math.SmallestNonzeroFloat64, math.MaxFloat64} {
+	for _, d := range []float64{0, math.Copysign(0, -1), 1, 0.001, 123.456, 1e-6, 9.99e-7, 1e-7, 1e20, 1e21, 1.5e300, -2.5e-9, math.SmallestNonzeroFloat64, math.MaxFloat64} {
 		entries = append(entries, Entry{Time: when, DurationMS: d})
 	}
 	entries = append(entries,

@@ -232,7 +232,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	defer conn.Close()
 	defer upstream.Close()
 
-	head := fmt.Sprintf("HTTP/1.1 101 %s\r\n", http.StatusText(101))
+	head := fmt.Sprintf("HTTP/1.1 %d %s\r\n", http.StatusSwitchingProtocols, http.StatusText(http.StatusSwitchingProtocols))
 	brw.WriteString(head)
 	h := resp.Header.Clone()
 	h.Del("Sec-Websocket-Extensions")
