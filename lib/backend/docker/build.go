@@ -60,12 +60,19 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 		}
 		return cli.Backend(fmt.Errorf("building image %s: %w", ref, err))
 	}
-	ok, _, err := imageExists(ctx, api, ref)
-	if err != nil {
-		return err
-	}
-	if !ok {
+	got, err := api.ImageInspect(ctx, ref)
+	if isNotFound(err) {
 		return cli.Backend(fmt.Errorf("building image %s: the engine reported success but made no image", ref))
+	}
+	if err != nil {
+		return cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+	}
+	// Two builds of one content-hash tag at once (two launches, or test
+	// packages in parallel) both succeed, and the later tag leaves the
+	// earlier image untagged. Its twin holds the tag: remove it, unless a
+	// container already uses it.
+	if p.builtID != "" && got.ID != p.builtID {
+		_, _ = api.ImageRemove(ctx, p.builtID, client.ImageRemoveOptions{PruneChildren: true})
 	}
 	if p.tty {
 		// The live line is gone; say what it made.

@@ -40,6 +40,10 @@ type buildMessage struct {
 	ErrorDetail *struct {
 		Message string `json:"message"`
 	} `json:"errorDetail"`
+	// Aux carries the ID of the image a build made.
+	Aux *struct {
+		ID string `json:"ID"`
+	} `json:"aux"`
 }
 
 // tailLines is how many lines of a failing step's output are kept.
@@ -55,6 +59,7 @@ type progress struct {
 	prefix string
 
 	step    string
+	builtID string // the image the build made, from its aux message
 	tail    []string
 	partial string
 	live    bool
@@ -95,6 +100,9 @@ func (p *progress) consume(r io.Reader) error {
 			p.flushPartial()
 			return p.fail(&BuildError{Step: p.step, Message: strings.TrimSpace(msg),
 				Output: append([]string(nil), p.tail...)})
+		}
+		if m.Aux != nil && m.Aux.ID != "" {
+			p.builtID = m.Aux.ID
 		}
 		if m.Stream != "" {
 			p.text(m.Stream)
