@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -26,24 +24,6 @@ func benchEngine(b *testing.B) *client.Client {
 	return engine
 }
 
-// benchEgress is staticEgress for benchmarks: the same binary, built once
-// per run.
-func benchEgress(b *testing.B) string {
-	b.Helper()
-	egressOnce.Do(func() {
-		egressDir, egressErr = os.MkdirTemp("", "bb-egress-test-")
-		if egressErr != nil {
-			return
-		}
-		egressBin = filepath.Join(egressDir, "bb-egress")
-		egressErr = BuildSidecarBinary(context.Background(), "../../..", "linux", runtime.GOARCH, egressBin)
-	})
-	if egressErr != nil {
-		b.Fatal(egressErr)
-	}
-	return egressBin
-}
-
 // BenchmarkLaunchWarm is a launch with its images present, to an agent
 // that answers exec: what a person waits for at 'bb start' the second time.
 // Stopping is not timed.
@@ -54,7 +34,7 @@ func BenchmarkLaunchWarm(b *testing.B) {
 	launchOnce := func() string {
 		slug := newSlug("bench")
 		p, raw := shellPlan(b, slug, nil)
-		o := LaunchOptions{Plan: p, PlanJSON: raw, Store: st, SidecarBinary: benchEgress(b),
+		o := LaunchOptions{Plan: p, PlanJSON: raw, Store: st, SidecarBinary: staticEgress(b),
 			BaseImage: BaseImage, BuildArgs: map[string]string{"INSTALL_CLI": "0"},
 			Env: testEnv, Dir: b.TempDir(), UID: os.Getuid(), GID: os.Getgid()}
 		if os.Getenv("BB_LAUNCH_TRACE") != "" {

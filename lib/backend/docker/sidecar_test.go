@@ -33,7 +33,7 @@ var (
 
 // staticEgress builds ./cmd/bb-egress once per test run, static, for the
 // engine's linux.
-func staticEgress(t *testing.T) string {
+func staticEgress(t testing.TB) string {
 	t.Helper()
 	egressOnce.Do(func() {
 		egressDir, egressErr = os.MkdirTemp("", "bb-egress-test-")
