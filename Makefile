@@ -52,7 +52,7 @@ fuzz:
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	@if command -v shellcheck >/dev/null; then shellcheck scripts/bb scripts/bench scripts/demo; fi
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/bb scripts/bench scripts/base-image scripts/demo; fi
 
 fmt:
 	gofmt -w cmd lib
