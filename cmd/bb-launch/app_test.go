@@ -50,7 +50,6 @@ func needEngine(t *testing.T) *client.Client {
 		t.Skipf("no docker engine with %s (run scripts/base-image; BB_REQUIRE_DOCKER=1 fails instead): %v", docker.BaseImage, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	docker.AddLabels(map[string]string{docker.LabelTest: "1"})
 	// bb-launch puts the bb-egress beside it in the sidecar's image.
 	exe, err := os.Executable()
 	if err != nil {

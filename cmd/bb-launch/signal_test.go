@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,27 @@ func TestMain(m *testing.M) {
 		os.Args = append([]string{"bb-launch"}, os.Args[1:]...)
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(runTests(m))
+}
+
+// testRun labels what this test binary makes, to sweep exactly that.
+var testRun = fmt.Sprintf("bb-launch-%d-%d", os.Getpid(), time.Now().UnixNano())
+
+func runTests(m *testing.M) int {
+	docker.AddLabels(map[string]string{docker.LabelTest: "1", docker.LabelTestRun: testRun})
+	code := m.Run()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if c, err := docker.Connect(ctx); err == nil {
+		if err := docker.RemoveLabelled(ctx, c, docker.LabelTestRun, testRun); err != nil {
+			fmt.Fprintln(os.Stderr, "removing what the tests made:", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+		c.Close()
+	}
+	return code
 }
 
 // A SIGHUP (the terminal closed) in the middle of a launch removes what the

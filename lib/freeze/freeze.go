@@ -80,4 +80,3 @@ var ErrNotFound = errors.New("no such snapshot")
 
 // timeTag returns the tag of a snapshot committed at t.
 func timeTag(t time.Time) string { return t.UTC().Format(TagFormat) }
-

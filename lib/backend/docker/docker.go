@@ -19,6 +19,9 @@ const (
 	LabelSlug = "bb.slug"
 	LabelRole = "bb.role"
 	LabelTest = "bb.test"
+	// LabelTestRun names the test binary that made an object, so that it
+	// sweeps its own and not those of tests running beside it.
+	LabelTestRun = "bb.test.run"
 )
 
 // Images is the part of the engine client that building images needs;

@@ -77,43 +77,14 @@ func needBase(t *testing.T) *client.Client {
 }
 
 // labelTestRun names the test binary that made an object.
-const labelTestRun = "bb.test.run"
+const labelTestRun = LabelTestRun
 
 var testRun = fmt.Sprintf("docker-%d-%d", os.Getpid(), time.Now().UnixNano())
 
 // removeTestObjects removes every container, network and image this test
 // binary made, however its tests ended, and nothing another binary made.
 func removeTestObjects(ctx context.Context, c *client.Client) error {
-	f := client.Filters{}.Add("label", labelTestRun+"="+testRun)
-	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, ct := range cs.Items {
-		if _, err := c.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
-			return err
-		}
-	}
-	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, n := range ns.Items {
-		if _, err := c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
-			return err
-		}
-	}
-	is, err := c.ImageList(ctx, client.ImageListOptions{Filters: f})
-	if err != nil {
-		return err
-	}
-	for _, im := range is.Items {
-		_, err := c.ImageRemove(ctx, im.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-		if err != nil && !isNotFound(err) {
-			return err
-		}
-	}
-	return nil
+	return RemoveLabelled(ctx, c, labelTestRun, testRun)
 }
 
 // countingImages counts the builds it passes to the engine.
