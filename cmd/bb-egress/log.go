@@ -139,9 +139,13 @@ func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 // print each row as it comes.
 var tableHeader = tableCols("TIME", "DECISION", "STATUS", "METHOD", "HOST", "PATH", "SECRET", "REASON")
 
+// Every column passes through cli.Printable: the method, host, path and
+// reason come from the agent's requests, and a raw ESC in them would let it
+// rewrite the table a person reads to decide what to allow.
 func tableCols(time, decision, status, method, host, path, secret, reason string) string {
+	p := cli.Printable
 	return fmt.Sprintf("%-8s  %-8s  %-6s  %-7s  %-25s  %-21s  %-7s  %s\n",
-		time, decision, status, method, clip(host, 25), clip(path, 21), clip(secret, 7), reason)
+		p(time), p(decision), p(status), p(method), clip(p(host), 25), clip(p(path), 21), clip(p(secret), 7), p(reason))
 }
 
 func tableRow(e audit.Entry) string {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -112,17 +111,7 @@ func runRequests(_ context.Context, s cli.Streams, o requestsOptions) error {
 // printable makes agent-written text safe for a terminal: an agent must
 // not be able to move the cursor or rewrite earlier lines of a table a
 // person reads to decide what to allow.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		if !unicode.IsPrint(r) {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func printable(s string) string { return cli.Printable(s) }
 
 func orAny(s string) string {
 	if s == "" {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"unicode"
 
 	ucli "github.com/urfave/cli/v2"
 )
@@ -271,4 +272,20 @@ func DecodeJSON(r io.Reader, label string, v any) error {
 // Examples formats an "EXAMPLES" block for a command's Description.
 func Examples(lines ...string) string {
 	return "EXAMPLES:\n   " + strings.Join(lines, "\n   ")
+}
+
+// Printable makes s safe to show on a person's terminal: line breaks and
+// tabs become spaces, and every other control or unprintable character
+// (ESC, C1's CSI, ...) becomes '?'. Text an agent controls (a logged path,
+// a request's reason) goes through it before any table shows it.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
