@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path"
@@ -294,16 +295,7 @@ func pluginFileOf(p *Provider, f pluginFile, fp string, pos *yamlx.Positions) (F
 			return File{}, pos.Errorf(yamlx.Join(fp, "file"), "%q is not a file beside provider.yaml", name)
 		}
 		src := filepath.Join(p.Dir, name)
-		fi, err := os.Stat(src)
-		if err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a regular file")
-		} else if err == nil && fi.Size() > MaxFileSize {
-			err = fmt.Errorf("larger than %d bytes", MaxFileSize)
-		}
-		var b []byte
-		if err == nil {
-			b, err = os.ReadFile(src)
-		}
+		b, err := readInDir(p.Dir, name)
 		if err != nil {
 			return File{}, pos.Errorf(yamlx.Join(fp, "file"), "reading %s: %v", src, unwrapPath(err))
 		}
@@ -329,4 +321,27 @@ func unwrapPath(err error) error {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// readInDir reads name inside dir, never outside it: the name is checked as
+// text above, and os.OpenInRoot also refuses a symlink that leads out (a
+// plugin cloned from a repository could link notes.txt to a host token
+// file, whose value would then travel in the plan and into the agent).
+func readInDir(dir, name string) ([]byte, error) {
+	f, err := os.OpenInRoot(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", MaxFileSize)
+	}
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }

@@ -186,3 +186,36 @@ func TestLookupOddNames(t *testing.T) {
 		}
 	}
 }
+
+// A plugin's file may not be a symlink out of its folder: a plugin cloned
+// from a repository could link notes.txt to a host token file.
+func TestPluginFileSymlinkOut(t *testing.T) {
+	dir := writePlugins(t, map[string]string{
+		"p/provider.yaml": "extends: shell\nfiles: [{path: ~/notes.txt, file: notes.txt}]\n"})
+	secret := filepath.Join(t.TempDir(), "hosts.yml")
+	const value = "ghp_SUPERSECRETHOSTTOKEN123456"
+	if err := os.WriteFile(secret, []byte(value+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "p", "notes.txt")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Lookup("p", dir)
+	if err == nil {
+		t.Fatalf("a symlink out of the plugin was read: %+v", p.Files)
+	}
+	if !strings.Contains(err.Error(), "files[0].file: reading") || strings.Contains(err.Error(), value) {
+		t.Errorf("error = %v", err)
+	}
+	// A symlink inside the plugin's folder is fine.
+	os.Remove(filepath.Join(dir, "p", "notes.txt"))
+	os.WriteFile(filepath.Join(dir, "p", "real.txt"), []byte("hello\n"), 0o644)
+	os.Symlink("real.txt", filepath.Join(dir, "p", "notes.txt"))
+	p, err = Lookup("p", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Files) != 1 || p.Files[0].Content != "hello\n" {
+		t.Errorf("files = %+v", p.Files)
+	}
+}
