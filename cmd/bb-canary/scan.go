@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bb-bottles/bb/lib/routes"
 	"io"
 	"strings"
 
@@ -101,12 +102,15 @@ func runScan(ctx context.Context, s cli.Streams, opts scanOptions) error {
 func scanDetector(s cli.Streams, flags []string) (*detect.Detector, error) {
 	secrets := canary.SecretsFromEnv(s.Environ())
 	for i, f := range flags {
+		// A bare value pasted by mistake may hold "=" (base64 padding): only
+		// an upper-case NAME before it counts as a name, and messages name
+		// the flag by its position, never by what was given.
 		name, value, ok := strings.Cut(f, "=")
-		if !ok || name == "" || strings.ContainsAny(name, " \t\n") {
-			return nil, cli.Usage(fmt.Errorf("bad --secret #%d: want NAME=VALUE", i+1))
+		if !ok || !routes.ValidTokenName(name) {
+			return nil, cli.Usage(fmt.Errorf("bad --secret #%d: want NAME=VALUE, NAME in upper case, digits and _", i+1))
 		}
 		if value == "" {
-			return nil, cli.Usage(fmt.Errorf("bad --secret %s: empty value", name))
+			return nil, cli.Usage(fmt.Errorf("bad --secret #%d: empty value", i+1))
 		}
 		secrets = setSecret(secrets, detect.Secret{Name: name, Value: value})
 	}
