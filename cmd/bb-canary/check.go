@@ -81,7 +81,12 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 
 	lines := bufio.NewScanner(f)
 	lines.Buffer(make([]byte, 0, 64<<10), maxLine)
+	// An unreadable line (one torn by a killed sidecar, or edited) does not
+	// stop the reading: a canary line after it, or before it, is still the
+	// proof that matters (exit 1). Only with no canary seen is an
+	// unreadable line the answer (exit 2): nothing can be vouched for.
 	n, tripped := 0, 0
+	var unreadable error
 	for lines.Scan() {
 		n++
 		if n%4096 == 0 && ctx.Err() != nil {
@@ -94,11 +99,17 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 		var e audit.Entry
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
-			return cli.Usage(fmt.Errorf("reading %s line %d: %w", path, n, err))
+		err := dec.Decode(&e)
+		if err == nil && dec.More() {
+			err = errors.New("more than one JSON value")
 		}
-		if dec.More() {
-			return cli.Usage(fmt.Errorf("reading %s line %d: more than one JSON value", path, n))
+		if err != nil {
+			err = fmt.Errorf("reading %s line %d: %w", path, n, err)
+			fmt.Fprintf(s.Err, "bb-canary: skipping a line: %v\n", err)
+			if unreadable == nil {
+				unreadable = err
+			}
+			continue
 		}
 		if !e.Canary {
 			continue
@@ -113,6 +124,9 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 	}
 	if tripped > 0 {
 		return cli.Negative(fmt.Errorf("bottle %s sent its canary in %d request(s)", opts.slug, tripped))
+	}
+	if unreadable != nil {
+		return cli.Usage(unreadable, "'bb-egress log verify "+opts.slug+"' tells whether the log was cut or edited")
 	}
 	fmt.Fprintf(s.Err, "bb-canary: no canary in the %d line(s) of bottle %s's audit log\n", n, opts.slug)
 	return nil
