@@ -113,7 +113,7 @@ var loadErrorTests = []struct {
 	{"canary token", "bottles:\n  b:\n    tokens:\n      CANARY: {env: X}\n",
 		`bb.yaml:4:7: bottles.b.tokens.CANARY: token name CANARY is reserved for the canary bb plants itself`, ""},
 	{"token env not a variable", "bottles:\n  b:\n    tokens:\n      API: {env: $API_KEY}\n",
-		`bb.yaml:4:18: bottles.b.tokens.API.env: "$API_KEY" is not an environment variable name`, ""},
+		`bb.yaml:4:18: bottles.b.tokens.API.env: is not an environment variable name (letters, digits and _): write the name of the variable that holds the token, like GITHUB_TOKEN`, ""},
 	{"unsupported version", "version: 2\n", `bb.yaml:1:10: version: unsupported version 2`, "this bb reads manifests of version 1"},
 	{"version as a string", "version: \"1\"\n", `bb.yaml:1:10: version: must be an integer, not a string`, ""},
 	{"duplicate agent", "agents:\n  a: {}\n  a: {}\n", `bb.yaml:3:3: agents.a: duplicate key "a" (first at line 2)`, ""},

@@ -117,8 +117,8 @@ func (ix *ManifestIndex) validateBottle(add func(*yamlx.Error), b *Bottle, path 
 			add(pos.Errorf(tp, "must set exactly one of env and file").
 				WithHints(fmt.Sprintf("%s: {env: VARIABLE} takes the value from the host's environment; "+
 					"%s: {file: PATH} from a file", tn, tn)))
-		case t.Env != "" && !envRE.MatchString(t.Env):
-			add(pos.Errorf(yamlx.Join(tp, "env"), "%q is not an environment variable name", t.Env))
+		case t.Env != "" && routes.CheckEnvName(t.Env) != nil:
+			add(pos.Errorf(yamlx.Join(tp, "env"), "%v", routes.CheckEnvName(t.Env)))
 		}
 	}
 	rpath := yamlx.Join(path, "egress.routes")

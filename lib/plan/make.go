@@ -144,6 +144,10 @@ func CheckManifest(m *manifest.Manifest) error {
 			return fmt.Errorf("bottle.tokens.%s: the name %s is the canary's", name, name)
 		case (src.Env == "") == (src.File == ""):
 			return fmt.Errorf("bottle.tokens.%s: want exactly one of env and file", name)
+		case src.Env != "":
+			if err := routes.CheckEnvName(src.Env); err != nil {
+				return fmt.Errorf("bottle.tokens.%s.env: %w", name, err)
+			}
 		}
 	}
 	return nil

@@ -195,8 +195,8 @@ func applyPlugin(p *Provider, y *pluginYAML, pos *yamlx.Positions) error {
 			return pos.KeyErrorf(tp, "token name CANARY is reserved for the canary bb plants itself")
 		case !routes.ValidTokenName(n):
 			return pos.KeyErrorf(tp, "%q is not a token NAME (upper case letters, digits and _, starting with a letter)", n)
-		case !envRE.MatchString(t.Env):
-			return pos.Errorf(yamlx.Join(tp, "env"), "%q is not an environment variable name", t.Env).
+		case routes.CheckEnvName(t.Env) != nil:
+			return pos.Errorf(yamlx.Join(tp, "env"), "%v", routes.CheckEnvName(t.Env)).
 				WithHints(n + ": {env: VARIABLE} names the host variable that usually holds the token")
 		}
 		tokens = slices.DeleteFunc(tokens, func(o Token) bool { return o.Name == n })

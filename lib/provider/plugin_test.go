@@ -132,7 +132,7 @@ func TestPluginErrors(t *testing.T) {
 		{"canary token", map[string]string{"p/provider.yaml": "extends: shell\ntokens: {CANARY: {env: X}}\n"},
 			`DIR/p/provider.yaml:2:10: tokens.CANARY: token name CANARY is reserved for the canary bb plants itself`},
 		{"token without env", map[string]string{"p/provider.yaml": "extends: shell\ntokens: {KEY: {}}\n"},
-			`DIR/p/provider.yaml:2:10: tokens.KEY.env: "" is not an environment variable name`},
+			`DIR/p/provider.yaml:2:10: tokens.KEY.env: is not an environment variable name (letters, digits and _): write the name of the variable that holds the token, like GITHUB_TOKEN`},
 		{"placeholder of no token", map[string]string{"p/provider.yaml": "extends: shell\nplaceholders: {API_KEY: KEY}\n"},
 			`DIR/p/provider.yaml:2:25: placeholders.API_KEY: token "KEY" is not declared in tokens`},
 		{"root", map[string]string{"p/provider.yaml": "extends: shell\nuser: root\n"},

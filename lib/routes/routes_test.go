@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -164,6 +165,31 @@ func TestSplitHostPort(t *testing.T) {
 		h, p, err := SplitHostPort(tc.in, tc.scheme)
 		if (err != nil) != tc.err || h != tc.host || p != tc.port {
 			t.Errorf("SplitHostPort(%q) = %q, %d, %v", tc.in, h, p, err)
+		}
+	}
+}
+
+func TestCheckEnvName(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"GITHUB_TOKEN", true},
+		{"ANTHROPIC_API_KEY", true},
+		{"my_token", true},
+		{"", false},
+		{"$API_KEY", false},
+		{"sk-ant-api03-SECRETVALUE123", false},
+		{"ghp_R8kT2mWq9Xv4LpN7sB3cY6dZ1fH5jG0aE2uK", false},
+		{"github_pat_11ABCDEFG", false},
+		{"R8kT2mWq9Xv4LpN7sB3cY6dZ", false},
+	} {
+		err := CheckEnvName(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckEnvName(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+		}
+		if err != nil && tc.in != "" && strings.Contains(err.Error(), tc.in) {
+			t.Errorf("CheckEnvName(%q) quotes its input: %v", tc.in, err)
 		}
 	}
 }
