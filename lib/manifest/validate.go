@@ -15,7 +15,6 @@ import (
 var (
 	// Names become part of slugs, container names and field paths.
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
-	envRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // ReservedToken is the token name of the canary, which bb mints itself.
