@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"fmt"
+	"github.com/bb-bottles/bb/lib/canary"
 	"hash/fnv"
 	"io"
 	"regexp"
@@ -13,9 +14,8 @@ import (
 )
 
 var (
-	slugRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	canaryRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
-	hexRE    = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+	slugRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hexRE  = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
 )
 
 // ValidSlug reports whether s can be a slug: a lower-case DNS label, since
@@ -23,21 +23,14 @@ var (
 func ValidSlug(s string) bool { return slugRE.MatchString(s) }
 
 // ValidCanary reports whether s is canary-shaped: 43 base64url characters,
-// the canonical encoding of 32 bytes without padding — the rule of
-// lib/canary, kept here so bb-plan stays light.
-func ValidCanary(s string) bool {
-	if !canaryRE.MatchString(s) {
-		return false
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	return err == nil && len(b) == 32
-}
+// the canonical encoding of 32 bytes (canary.Valid).
+func ValidCanary(s string) bool { return canary.Valid(s) }
 
-// MintCanary returns a new canary: 32 bytes from r (crypto/rand when nil),
-// base64url without padding, like Python's secrets.token_urlsafe(32).
+// MintCanary returns a new canary (canary.New), or, for reproducible tests,
+// the canary made of the first 32 bytes of r.
 func MintCanary(r io.Reader) (string, error) {
 	if r == nil {
-		r = rand.Reader
+		return canary.New()
 	}
 	b := make([]byte, 32)
 	if _, err := io.ReadFull(r, b); err != nil {
