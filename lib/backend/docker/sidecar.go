@@ -3,15 +3,19 @@ package docker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/bb-bottles/bb/lib/cli"
@@ -55,7 +59,7 @@ func EnsureSidecarImage(ctx context.Context, api Images, binPath string, progres
 	if err != nil {
 		return "", fmt.Errorf("hashing %s: %w", binPath, err)
 	}
-	ref := SidecarRepo + ":" + image.Tag(sum)
+	ref := SidecarRepo + ":" + sidecarTag(sum)
 	labels := map[string]string{
 		LabelRole:         "egress",
 		LabelEgressSHA256: sum,
@@ -147,4 +151,22 @@ func BuildSidecarBinary(ctx context.Context, repoRoot, goos, goarch, out string)
 		return fmt.Errorf("building bb-egress for %s/%s: %s", goos, goarch, msg)
 	}
 	return nil
+}
+
+// sidecarTag names the sidecar image of the binary whose SHA-256 is sum:
+// its first 12 hex digits. Test runs add labels of their own, and then the
+// tag also covers them, as agent images' tags cover theirs: a test binary
+// sweeping its own images must never remove one that another, running
+// beside it, shares.
+func sidecarTag(sum string) string {
+	if len(testLabels) == 0 {
+		return image.Tag(sum)
+	}
+	keys := slices.Sorted(maps.Keys(testLabels))
+	h := sha256.New()
+	io.WriteString(h, sum)
+	for _, k := range keys {
+		fmt.Fprintf(h, "\n%s=%s", k, testLabels[k])
+	}
+	return image.Tag(hex.EncodeToString(h.Sum(nil)))
 }

@@ -85,7 +85,7 @@ func TestSidecarImage(t *testing.T) {
 		t.Fatalf("EnsureSidecarImage: %v\n%s", err, out.String())
 	}
 	removeImage(t, c, ref)
-	if want := "bb-egress:" + sum[:12]; ref != want {
+	if want := "bb-egress:" + sidecarTag(sum); ref != want {
 		t.Errorf("ref = %q, want %q", ref, want)
 	}
 	if api.builds != 1 {
@@ -268,5 +268,24 @@ func write(t *testing.T, p string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(p, data, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A product sidecar image is tagged by its binary alone; a test run's by
+// the binary and the run's labels, so that sweeping it harms no other run.
+func TestSidecarTag(t *testing.T) {
+	saved := testLabels
+	t.Cleanup(func() { testLabels = saved })
+	sum := strings.Repeat("ab", 32)
+	testLabels = nil
+	if got := sidecarTag(sum); got != sum[:12] {
+		t.Errorf("without test labels: %q, want %q", got, sum[:12])
+	}
+	testLabels = map[string]string{LabelTest: "1", LabelTestRun: "a"}
+	a := sidecarTag(sum)
+	testLabels = map[string]string{LabelTest: "1", LabelTestRun: "b"}
+	b := sidecarTag(sum)
+	if a == sum[:12] || b == sum[:12] || a == b {
+		t.Errorf("test runs share a tag: %q, %q (product %q)", a, b, sum[:12])
 	}
 }
