@@ -825,8 +825,13 @@ func errText(err error) string {
 
 // gateway is the IPv4 gateway of a network: the engine's host on it.
 func (b *escapeBottle) gateway(t *testing.T, network string) string {
+	return networkGateway(t, b.c, network)
+}
+
+// networkGateway is the IPv4 gateway of network: the engine's host on it.
+func networkGateway(t *testing.T, c *client.Client, network string) string {
 	t.Helper()
-	in, err := b.c.NetworkInspect(t.Context(), network, client.NetworkInspectOptions{})
+	in, err := c.NetworkInspect(t.Context(), network, client.NetworkInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

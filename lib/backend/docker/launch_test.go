@@ -385,19 +385,7 @@ func testGatewayUnreachable(t *testing.T, c *client.Client, slug string, p *plan
 	probe := func(gw string) string {
 		return fmt.Sprintf("timeout 3 bash -c 'exec 3<>/dev/tcp/%s/%d && head -1 <&3'", gw, port)
 	}
-	gateway := func(network string) string {
-		in, err := c.NetworkInspect(ctx, network, client.NetworkInspectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, cfg := range in.Network.IPAM.Config {
-			if cfg.Gateway.IsValid() && cfg.Gateway.Is4() {
-				return cfg.Gateway.String()
-			}
-		}
-		t.Fatalf("network %s has no IPv4 gateway", network)
-		return ""
-	}
+	gateway := func(network string) string { return networkGateway(t, c, network) }
 
 	// The control: the same probe from an internal network without the
 	// option reaches the host.
