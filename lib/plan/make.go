@@ -195,6 +195,9 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 
 	p := &Plan{Kind: Kind, Version: Version, Backend: o.Backend, Slug: o.Slug,
 		Canary: o.Canary, Label: o.Label, Manifest: *m}
+	if p.Manifest.Files == nil {
+		p.Manifest.Files = []manifest.SourceFile{} // a list is a list, also when a manifest from elsewhere has none
+	}
 	if p.Backend == "" {
 		p.Backend = BackendDocker
 	}
