@@ -119,7 +119,9 @@ type seeder struct {
 	total int64
 }
 
-func (s *seeder) note(format string, args ...any) { s.notes = append(s.notes, fmt.Sprintf(format, args...)) }
+func (s *seeder) note(format string, args ...any) {
+	s.notes = append(s.notes, fmt.Sprintf(format, args...))
+}
 
 func (s *seeder) dir(p string) { s.files = append(s.files, File{Path: p, Mode: fs.ModeDir | 0o755}) }
 
