@@ -19,8 +19,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/bb-bottles/bb/lib/state"
+	"github.com/bb-bottles/bb/lib/workspace"
 )
 
 // DirName is the trust store's folder in bb's state folder; its leading dot
@@ -61,19 +63,31 @@ func (s *Store) file(path string) string {
 // path, and returns the content trusted there before, if any (nil when
 // none was, or it was too large to keep).
 func (s *Store) Lookup(path, sum string) (ok bool, before []byte, err error) {
+	r, err := s.read(path)
+	if r == nil || err != nil {
+		return false, nil, err
+	}
+	if r.Content == "" {
+		return r.SHA256 == sum, nil, nil
+	}
+	return r.SHA256 == sum, []byte(r.Content), nil
+}
+
+// read returns path's record, nil if there is none.
+func (s *Store) read(path string) (*record, error) {
 	data, err := os.ReadFile(s.file(path))
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, nil, fmt.Errorf("reading the trust store: %w", err)
+		return nil, fmt.Errorf("reading the trust store: %w", err)
 	}
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil || r.Path != path {
 		// Not ours, or another path's: trust nothing from it.
-		return false, nil, nil
+		return nil, nil
 	}
-	return r.SHA256 == sum, []byte(r.Content), nil
+	return &r, nil
 }
 
 // Trust records content as trusted at path.
@@ -162,10 +176,95 @@ func Diff(before, after []byte) string {
 
 const maxDiffLines = 4000
 
+// lines splits b into lines, each made safe for a person's terminal: the
+// file is the agent's, and an escape sequence in it must not reach the
+// screen that shows it (tabs stay; other controls become '?').
 func lines(b []byte) []string {
 	s := strings.TrimSuffix(string(b), "\n")
 	if s == "" {
 		return nil
 	}
-	return strings.Split(s, "\n")
+	ls := strings.Split(s, "\n")
+	for i, l := range ls {
+		ls[i] = strings.Map(func(r rune) rune {
+			if r == '\t' || unicode.IsPrint(r) {
+				return r
+			}
+			return '?'
+		}, l)
+	}
+	return ls
+}
+
+// File is a file configuration was taken from, and the SHA-256 of the
+// content that was read.
+type File struct {
+	Path   string
+	SHA256 string
+}
+
+// Pending is a file in a workspace whose content was not trusted.
+type Pending struct {
+	File
+	// Workspace is the workspace it lies in (resolved).
+	Workspace string
+	// Before is what was trusted at its path before (nil: nothing, or it
+	// was too large to keep); Now is its content, when it is still what
+	// was read (nil: it changed since, and must be read again).
+	Before, Now []byte
+	Known      bool // something was trusted at its path before
+}
+
+// Pending returns the files that lie in one of the workspaces (resolved
+// folders) and whose content, as read, is not trusted.
+func (s *Store) Pending(files []File, workspaces []string) ([]Pending, error) {
+	var out []Pending
+	for _, f := range files {
+		real := workspace.Resolve(f.Path)
+		var in string
+		for _, ws := range workspaces {
+			if ws != "" && (workspace.Within(ws, real) || workspace.Within(ws, f.Path)) {
+				in = ws
+				break
+			}
+		}
+		if in == "" {
+			continue
+		}
+		ok, before, err := s.Lookup(f.Path, f.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			continue
+		}
+		r, _ := s.read(f.Path)
+		p := Pending{File: f, Workspace: in, Before: before, Known: r != nil}
+		if data, err := os.ReadFile(f.Path); err == nil && Sum(data) == f.SHA256 {
+			p.Now = data
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Describe says what a person must look at before trusting p: the whole
+// file the first time, the change since the last trusted content after.
+func Describe(p Pending) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s lies in the workspace %s, where an agent can write it;\n", p.Path, p.Workspace)
+	switch {
+	case p.Now == nil:
+		b.WriteString("it changed while bb was reading it: run the command again\n")
+	case p.Before != nil:
+		b.WriteString("it changed since you trusted it:\n")
+		b.WriteString(Diff(p.Before, p.Now))
+	case p.Known:
+		b.WriteString("it changed since you trusted it (too large to show how). It reads now:\n")
+		b.WriteString(Diff(nil, p.Now))
+	default:
+		b.WriteString("you have not trusted it yet. It reads:\n")
+		b.WriteString(Diff(nil, p.Now))
+	}
+	return b.String()
 }

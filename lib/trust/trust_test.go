@@ -3,6 +3,7 @@ package trust
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,5 +51,40 @@ func TestDiff(t *testing.T) {
 	}
 	if got := Diff(nil, []byte("x\n")); got != "+ x\n" {
 		t.Errorf("from nothing: %q", got)
+	}
+}
+
+func TestPending(t *testing.T) {
+	s := Open(t.TempDir())
+	ws := t.TempDir()
+	in := filepath.Join(ws, "bb.yaml")
+	out := filepath.Join(t.TempDir(), "bb.yaml")
+	content := []byte("agents: {}\n\x1b]0;owned\x07\n")
+	os.WriteFile(in, content, 0o644)
+	os.WriteFile(out, content, 0o644)
+	files := []File{{in, Sum(content)}, {out, Sum(content)}}
+	ps, err := s.Pending(files, []string{ws})
+	if err != nil || len(ps) != 1 || ps[0].Path != in || string(ps[0].Now) != string(content) || ps[0].Known {
+		t.Fatalf("pending: %+v %v", ps, err)
+	}
+	d := Describe(ps[0])
+	if strings.ContainsAny(d, "\x1b\x07") || !strings.Contains(d, "not trusted it yet") {
+		t.Errorf("describe: %q", d)
+	}
+	s.Trust(in, content)
+	if ps, _ := s.Pending(files, []string{ws}); len(ps) != 0 {
+		t.Errorf("a trusted file is pending: %+v", ps)
+	}
+	// The agent rewrites it: pending again, shown as a change.
+	changed := []byte("agents: {}\nbottles: {x: {}}\n")
+	os.WriteFile(in, changed, 0o644)
+	ps, _ = s.Pending([]File{{in, Sum(changed)}}, []string{ws})
+	if len(ps) != 1 || !strings.Contains(Describe(ps[0]), "+ bottles: {x: {}}") {
+		t.Errorf("a changed file: %+v", ps)
+	}
+	// Changed again after it was read: never shown as what was read.
+	ps, _ = s.Pending([]File{{in, Sum([]byte("what was read"))}}, []string{ws})
+	if len(ps) != 1 || ps[0].Now != nil || !strings.Contains(Describe(ps[0]), "changed while bb was reading") {
+		t.Errorf("a file changed since it was read: %+v", ps)
 	}
 }
