@@ -58,8 +58,8 @@ var loadErrorTests = []struct {
 	name, yaml, want string
 	hint             string // one of the hints, if any
 }{
-	{"syntax", "agents:\n  a: [\nbottles: {}\n", `bb.yaml:2: YAML syntax error: did not find expected ',' or ']'`, ""},
-	{"tab indentation", "agents:\n\ta: {}\n", `bb.yaml:2: YAML syntax error: found character that cannot start any token`, ""},
+	{"syntax", "agents:\n  a: [\nbottles: {}\n", `bb.yaml:2:3: YAML syntax error: did not find expected ',' or ']'`, ""},
+	{"tab indentation", "agents:\n\ta: {}\n", `bb.yaml:2:1: YAML syntax error: found character that cannot start any token`, ""},
 	{"not utf-8", "agents:\n  a\xff: {}\n", `bb.yaml:2:4: byte 0xff is not UTF-8`, "save the file as UTF-8"},
 	{"control character", "agents: {}\n\x01\n", `bb.yaml:2:1: character U+0001 is not allowed in YAML`, ""},
 	{"two documents", "version: 1\n---\nversion: 1\n", `bb.yaml:3:1: a second YAML document is not allowed`, ""},
