@@ -246,7 +246,9 @@ func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egr
 		LogFile:    path.Join(EgressDir, state.AuditLogFile),
 	}
 
-	// Tokens: the bottle's, then the provider's it does not declare.
+	// Tokens: the bottle's, then the provider's it does not declare; a
+	// list even when there are none (jq '.egress.tokens[]' must not fail).
+	e.Tokens = []Token{}
 	declared := map[string]bool{}
 	for name, src := range m.Bottle.Tokens {
 		e.Tokens = append(e.Tokens, Token{Name: name, Env: src.Env, File: src.File, From: "bottle"})

@@ -18,7 +18,7 @@ import (
 const testCanary = "c2VjcmV0LWNhbmFyeS1mb3ItdGVzdHMtb25seS0xMjM"
 
 func testManifest(template string) *manifest.Manifest {
-	return &manifest.Manifest{Kind: manifest.Kind, Version: manifest.Version, Source: "/src/bb.yaml",
+	return &manifest.Manifest{Kind: manifest.Kind, Version: manifest.Version, Source: "/src/bb.yaml", Files: []manifest.SourceFile{},
 		Agent: manifest.Agent{Name: "demo", Template: template, Bottle: "dev", Prompt: "fix the tests"},
 		Bottle: manifest.Bottle{Name: "dev",
 			Egress: manifest.Egress{Routes: []routes.Route{{Host: "github.com",
