@@ -212,7 +212,7 @@ type Pending struct {
 	// was too large to keep); Now is its content, when it is still what
 	// was read (nil: it changed since, and must be read again).
 	Before, Now []byte
-	Known      bool // something was trusted at its path before
+	Known       bool // something was trusted at its path before
 }
 
 // Pending returns the files that lie in one of the workspaces (resolved
