@@ -273,3 +273,41 @@ func dotOr(p string) string {
 	}
 	return p
 }
+
+// GitPlan is what a bottle mounts for git, besides the workspace itself.
+type GitPlan struct {
+	Git Git
+	// OwnRepo: the bottle's own repository (a volume of the bottle's) is
+	// mounted at <workdir>/.git, masking the person's .git, or the place
+	// the agent would make one. Seeded from HostGit when new.
+	OwnRepo bool
+	// HostGit is the person's repository, mounted read-only at
+	// HostGitMount: the agent's repository borrows its objects.
+	HostGit string
+	// GitFile is the workspace's .git file, mounted read-only over itself
+	// (a linked worktree's or a submodule's): its repository is outside
+	// the workspace, so the agent has none there.
+	GitFile string
+	// Notes are for the person: what the agent's repository lacks.
+	Notes []string
+}
+
+// PlanGit says what a bottle on workspace ws (resolved) mounts for git.
+func PlanGit(ws string) (GitPlan, error) {
+	g, err := InspectGit(ws)
+	if err != nil {
+		return GitPlan{}, err
+	}
+	p := GitPlan{Git: g}
+	switch g.Kind {
+	case GitNone:
+		p.OwnRepo = true // a repository the agent makes is its own, never one in the person's folder
+	case GitDir:
+		p.OwnRepo, p.HostGit = true, g.Dir
+	case GitFile:
+		p.GitFile = filepath.Join(ws, ".git")
+		p.Notes = append(p.Notes, "the workspace's .git is a file (a linked worktree or a submodule's checkout): "+
+			"its repository lies outside the workspace and is not mounted, so the agent has no git repository there")
+	}
+	return p, nil
+}
