@@ -145,7 +145,7 @@ func newBottle(t *testing.T, spec Spec, script string) *bottle {
 	res, err := c.ContainerCreate(ctx, moby.ContainerCreateOptions{
 		Image: baseImage,
 		Config: &container.Config{
-			User: "0:0",
+			User:       "0:0",
 			Entrypoint: []string{"/bb/guest/bb-egress", "guest", "init", "--spec", "/bb/guest/spec.json", "--"},
 			Cmd:        []string{"bash", "-c", script},
 			Env:        []string{"BOT_BOTTLE_CANARY=not-a-secret", "HTTP_PROXY=http://bb.egress:3128", "HOME=/root"},
