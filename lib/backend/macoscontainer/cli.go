@@ -10,11 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/backend/macoscontainer/internal/clispec"
 )
 
 // Tool runs Apple's container CLI.
@@ -135,25 +136,32 @@ func (t *Tool) env(set []string) []string {
 	return append(out, set...)
 }
 
-// commandName is the words of args that name the command and what it acts
-// on ("create bot-bottle-x"): no option values, which may be long, and
-// nothing after an image or container that the command passes on.
+// commandName names a command line by its command and what it acts on
+// ("create bot-bottle-x", "build bb-egress:0123abcd4567"): no option values,
+// which may be long, and nothing a command passes on to a container.
 func commandName(args []string) string {
-	var words []string
-	for i := 0; i < len(args) && len(words) < 3; i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			break
+	l, err := clispec.Parse(args)
+	if err != nil {
+		if c, _, ferr := clispec.Find(args); ferr == nil {
+			return c.Name()
 		}
-		words = append(words, a)
-	}
-	if slices.Contains(args, "--name") {
-		i := slices.Index(args, "--name")
-		if i+1 < len(args) {
-			words = append(words, args[i+1])
+		if len(args) > 0 {
+			return args[0]
 		}
+		return ""
 	}
-	return strings.Join(words, " ")
+	name := l.Command.Name()
+	switch {
+	case l.Has("--name"):
+		v, _ := l.Value("--name")
+		name += " " + v
+	case l.Has("--tag"):
+		v, _ := l.Value("--tag")
+		name += " " + v
+	case len(l.Args) > 0 && l.Command.Name() != "build":
+		name += " " + l.Args[0]
+	}
+	return name
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r`)
