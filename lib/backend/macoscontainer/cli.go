@@ -113,6 +113,24 @@ func (t *Tool) Run(ctx context.Context, c Call) ([]byte, error) {
 	return nil, fmt.Errorf("running container %s: %w", name, err)
 }
 
+// Start starts c with its streams as given (nil ones are /dev/null), for
+// the caller to wait for: a terminal session.
+func (t *Tool) Start(ctx context.Context, c Call) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, t.path(), c.Args...)
+	cmd.Env = t.env(c.Env)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+	cmd.SysProcAttr = c.SysProcAttr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("running container %s: %w", commandName(c.Args), ErrNoTool)
+		}
+		return nil, fmt.Errorf("running container %s: %w", commandName(c.Args), err)
+	}
+	return cmd, nil
+}
+
 // env is the CLI's environment: Environ (or this process's) without the
 // variables c sets and without token values, then c's.
 func (t *Tool) env(set []string) []string {
