@@ -1,0 +1,84 @@
+package macoscontainer
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/bb-bottles/bb/lib/guest"
+	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/plan"
+)
+
+// SystemCABundle is where Debian-like images keep the CAs that curl, git
+// and OpenSSL trust with no variable set.
+const SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// PromptFile is where the agent finds its prompt, under its home.
+const PromptFile = ".bb/prompt.md"
+
+// guestSpec is what the agent's init carries out before the agent's
+// command starts, from the plan: the bottle's CA at the plan's ca_file and
+// in the system's bundle (root's), the git configuration, the plan's files
+// and the prompt (the agent's, in its home), bb.egress on loopback, where
+// the relay to the sidecar's socket listens.
+func guestSpec(p *plan.Plan, caPEM []byte, attach bool) (guest.Spec, error) {
+	a := p.Agent
+	s := guest.Spec{
+		User: a.User,
+		Home: a.Home,
+		Files: []guest.File{
+			{Path: a.CAFile, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM},
+			{Path: SystemCABundle, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM, AppendOnce: true},
+			{Path: "~/.gitconfig", Mode: 0o644, Owner: guest.OwnerAgent, Content: gitConfig(a.GitUser)},
+		},
+		Hosts:      []string{"127.0.0.1 " + p.Egress.Host},
+		Relay:      guest.Relay{Listen: "127.0.0.1:" + strconv.Itoa(p.Egress.Port), Socket: AgentSocket, Mode: 0o666},
+		Socket:     AttachSocket,
+		WaitAttach: attach,
+	}
+	hasPrompt := false
+	for _, f := range a.Files {
+		mode, err := f.FileMode()
+		if err != nil {
+			return guest.Spec{}, fmt.Errorf("plan agent.files: %w", err)
+		}
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path {
+			return guest.Spec{}, fmt.Errorf("plan agent.files: %s is not a clean absolute path", f.Path)
+		}
+		if a.Home != "" && !strings.HasPrefix(f.Path, a.Home+"/") {
+			return guest.Spec{}, fmt.Errorf("plan agent.files: %s is not in the agent's home %s", f.Path, a.Home)
+		}
+		s.Files = append(s.Files, guest.File{Path: f.Path, Mode: uint32(mode.Perm()), Owner: guest.OwnerAgent,
+			Content: []byte(f.Content), Keep: f.Keep})
+		hasPrompt = hasPrompt || (a.Home != "" && f.Path == path.Join(a.Home, PromptFile))
+	}
+	if a.Prompt != "" && !hasPrompt {
+		s.Files = append(s.Files, guest.File{Path: "~/" + PromptFile, Mode: 0o644, Owner: guest.OwnerAgent, Content: []byte(a.Prompt)})
+	}
+	if err := s.Check(); err != nil {
+		return guest.Spec{}, fmt.Errorf("the agent's guest spec: %w", err)
+	}
+	return s, nil
+}
+
+// gitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
+// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
+// where it injects the git token). As the docker backend writes it.
+func gitConfig(u *manifest.GitUser) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by bb-launch.\n")
+	if u != nil {
+		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
+	}
+	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
+	return []byte(b.String())
+}
+
+// gitQuote quotes a git config value: inside double quotes only " and \
+// are special, and a line break cannot be written at all.
+func gitQuote(s string) string {
+	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
+	return "\"" + s + "\""
+}
