@@ -4,7 +4,7 @@ PREFIX    ?= $(HOME)/.local
 GO        ?= go
 BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/bb-*))
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 
 .PHONY: all build install sidecar upstream images base-image demo test bench fuzz lint fmt clean
 
