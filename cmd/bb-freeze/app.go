@@ -16,6 +16,7 @@ import (
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
@@ -91,18 +92,18 @@ func backends(st *state.Store) func(ctx context.Context, backend string) (freeze
 		}
 		var f freeze.Freezer
 		switch backend {
-		case "docker", "":
+		case names.Docker, "":
 			c, err := docker.Connect(ctx)
 			if err != nil {
 				return nil, err
 			}
 			f = &freeze.Docker{API: c}
-		case "container":
+		case names.MacOSContainer:
 			f = &freeze.Apple{Run: freeze.ExecRunner{}}
-		case "smolvm":
+		case names.Smolvm:
 			f = &freeze.SmolVM{Run: freeze.ExecRunner{}, Dir: st.Dir}
 		default:
-			return nil, cli.Usagef("unknown backend %q: want docker, container or smolvm", backend)
+			return nil, cli.Usagef("unknown backend %q: want docker, macos-container or smolvm", backend)
 		}
 		made[backend] = f
 		return f, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
@@ -45,7 +46,7 @@ func runAttach(ctx context.Context, d *deps, slug string) error {
 		return err
 	}
 	defer api.Close()
-	id, running, err := docker.FindContainer(ctx, api, slug, docker.RoleAgent)
+	id, running, err := docker.FindContainer(ctx, api, slug, names.RoleAgent)
 	if err != nil {
 		return err
 	}

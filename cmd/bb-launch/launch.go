@@ -14,6 +14,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
@@ -100,7 +101,7 @@ func decodePlan(raw []byte, label string) (*plan.Plan, error) {
 	if p.Version != plan.Version {
 		return nil, cli.Usagef("reading %s: version is %d, want %d", label, p.Version, plan.Version)
 	}
-	if p.Backend != plan.BackendDocker {
+	if p.Backend != names.Docker {
 		return nil, cli.Usage(fmt.Errorf("backend %s is planned but cannot launch yet", p.Backend),
 			"plan for docker: bb-plan --backend docker")
 	}

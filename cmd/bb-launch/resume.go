@@ -8,6 +8,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -63,7 +64,7 @@ func runResume(ctx context.Context, d *deps, slug string, o launchOptions, disca
 		return cli.Usage(fmt.Errorf("bottle %s is running", slug),
 			fmt.Sprintf("join it with 'bb-launch attach %s', or stop it first with 'bb-launch stop %s'", slug, slug))
 	}
-	agent, _, err := docker.FindContainer(ctx, api, slug, docker.RoleAgent)
+	agent, _, err := docker.FindContainer(ctx, api, slug, names.RoleAgent)
 	if err != nil {
 		return err
 	}

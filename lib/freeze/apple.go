@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // Apple freezes bottles on Apple's container CLI (github.com/apple/container).
@@ -33,8 +34,8 @@ type Apple struct {
 	TempDir string
 }
 
-// Backend is "container".
-func (a *Apple) Backend() string { return "container" }
+// Backend is "macos-container".
+func (a *Apple) Backend() string { return names.MacOSContainer }
 
 // NeedsStop is true: only a stopped container can be exported.
 func (a *Apple) NeedsStop() bool { return true }
@@ -74,8 +75,8 @@ func (a *Apple) Running(ctx context.Context) ([]string, error) {
 	var slugs []string
 	for _, c := range cs {
 		l := c.Configuration.Labels
-		if c.Status == "running" && l[LabelRole] == "agent" && l[LabelSlug] != "" && !slices.Contains(slugs, l[LabelSlug]) {
-			slugs = append(slugs, l[LabelSlug])
+		if c.Status == "running" && l[names.LabelRole] == names.RoleAgent && l[names.LabelSlug] != "" && !slices.Contains(slugs, l[names.LabelSlug]) {
+			slugs = append(slugs, l[names.LabelSlug])
 		}
 	}
 	slices.Sort(slugs)
@@ -128,8 +129,8 @@ func (a *Apple) buildArgs(t Target, dir string) []string {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelSlug] = t.Slug
-	labels[LabelRole] = RoleSnapshot
+	labels[names.LabelSlug] = t.Slug
+	labels[names.LabelRole] = names.RoleSnapshot
 	args := []string{"build", "-f", filepath.Join(dir, "Dockerfile"), "-t", t.Ref}
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		args = append(args, "--label", k+"="+labels[k])

@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/bb-bottles/bb/lib/plan"
 )
 
 // script is a Runner that records command lines and answers them from a
@@ -45,12 +43,6 @@ func (s *script) Run(_ context.Context, name string, args ...string) ([]byte, er
 		s.create(args)
 	}
 	return nil, nil
-}
-
-func TestNamePrefixIsThePlans(t *testing.T) {
-	if NamePrefix != plan.NamePrefix {
-		t.Errorf("NamePrefix = %q, plan.NamePrefix = %q", NamePrefix, plan.NamePrefix)
-	}
 }
 
 // The Apple container command lines, checked against apple/container's

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -25,7 +26,7 @@ type Record struct {
 	Tags []string `json:"tags"`
 	// Created is when it was committed, RFC 3339 in UTC.
 	Created time.Time `json:"created"`
-	// Backend is the bottle's backend: docker, container or smolvm.
+	// Backend is the bottle's backend: docker, macos-container or smolvm.
 	Backend string `json:"backend"`
 	// Removed are the older snapshots --keep removed; [] when none.
 	Removed []string `json:"removed"`
@@ -84,7 +85,7 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	ref := newRef(slug, created, md.Images)
 	latest := LatestRef(slug)
 
-	id, err := f.Commit(ctx, Target{Slug: slug, Container: NamePrefix + slug, Ref: ref, Labels: opts.Labels})
+	id, err := f.Commit(ctx, Target{Slug: slug, Container: names.Agent(slug), Ref: ref, Labels: opts.Labels})
 	if err != nil {
 		// A backend may finish a commit whose request was cancelled.
 		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // DockerAPI is the part of the engine client the Docker freezer needs;
@@ -31,21 +32,21 @@ type Docker struct {
 }
 
 // Backend is "docker".
-func (d *Docker) Backend() string { return "docker" }
+func (d *Docker) Backend() string { return names.Docker }
 
 // NeedsStop is false: the container is only paused, for the commit.
 func (d *Docker) NeedsStop() bool { return false }
 
 // Running lists the slugs of running agent containers (bb.role=agent).
 func (d *Docker) Running(ctx context.Context) ([]string, error) {
-	f := client.Filters{}.Add("label", LabelRole+"=agent").Add("status", "running")
+	f := client.Filters{}.Add("label", names.LabelRole+"="+names.RoleAgent).Add("status", "running")
 	res, err := d.API.ContainerList(ctx, client.ContainerListOptions{Filters: f})
 	if err != nil {
 		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var slugs []string
 	for _, c := range res.Items {
-		if s := c.Labels[LabelSlug]; s != "" && !slices.Contains(slugs, s) {
+		if s := c.Labels[names.LabelSlug]; s != "" && !slices.Contains(slugs, s) {
 			slugs = append(slugs, s)
 		}
 	}
@@ -72,8 +73,8 @@ func (d *Docker) Commit(ctx context.Context, t Target) (string, error) {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelSlug] = t.Slug
-	labels[LabelRole] = RoleSnapshot
+	labels[names.LabelSlug] = t.Slug
+	labels[names.LabelRole] = names.RoleSnapshot
 	res, err := d.API.ContainerCommit(ctx, t.Container, client.ContainerCommitOptions{
 		Comment: "bb-freeze snapshot of bottle " + t.Slug,
 		Changes: []string{labelChange(labels)},

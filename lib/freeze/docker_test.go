@@ -14,6 +14,7 @@ import (
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/freeze/freezetest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -304,7 +305,7 @@ func BenchmarkFreezeCommit(b *testing.B) {
 }
 
 func rawCommit(b *testing.B, c *client.Client, slug string) {
-	_, err := c.ContainerCommit(b.Context(), freeze.NamePrefix+slug, client.ContainerCommitOptions{Reference: "bb/" + slug + ":raw"})
+	_, err := c.ContainerCommit(b.Context(), names.Agent(slug), client.ContainerCommitOptions{Reference: "bb/" + slug + ":raw"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // SmolVM freezes bottles that are smolvm machines (github.com/smol-machines/smolvm)
@@ -37,7 +38,7 @@ type SmolVM struct {
 }
 
 // Backend is "smolvm".
-func (s *SmolVM) Backend() string { return "smolvm" }
+func (s *SmolVM) Backend() string { return names.Smolvm }
 
 // NeedsStop is true: pack create --from-vm packs a stopped machine.
 func (s *SmolVM) NeedsStop() bool { return true }
@@ -79,7 +80,7 @@ func (s *SmolVM) Running(ctx context.Context) ([]string, error) {
 	}
 	var slugs []string
 	for _, m := range ms {
-		slug, ok := strings.CutPrefix(m.Name, NamePrefix)
+		slug, ok := strings.CutPrefix(m.Name, names.Prefix)
 		if ok && strings.EqualFold(m.State, "running") && !slices.Contains(slugs, slug) {
 			slugs = append(slugs, slug)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/provider"
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
@@ -35,17 +36,6 @@ const (
 	CanaryToken = "CANARY"
 	// TokenEnvPrefix starts every sidecar variable holding a secret.
 	TokenEnvPrefix = "EGRESS_TOKEN_"
-	// NamePrefix starts the name of every container, network and VM.
-	NamePrefix = "bot-bottle-"
-)
-
-// Label keys on a bottle's resources.
-const (
-	LabelSlug  = "bb.slug"
-	LabelAgent = "bb.agent"
-	LabelRole  = "bb.role"
-	RoleAgent  = "agent"
-	RoleEgress = "egress"
 )
 
 // CAEnv are the variables that point a client library at the bottle's CA.
@@ -87,8 +77,8 @@ type Options struct {
 // Check checks the options by themselves, naming the flag at fault. Every
 // error is bad usage (exit 2).
 func (o *Options) Check() error {
-	if o.Backend != "" && !contains(Backends, o.Backend) {
-		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(Backends))
+	if o.Backend != "" && !contains(names.Backends, o.Backend) {
+		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(names.Backends))
 	}
 	if o.Slug != "" && !ValidSlug(o.Slug) {
 		return fmt.Errorf("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
@@ -196,7 +186,7 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	p := &Plan{Kind: Kind, Version: Version, Backend: o.Backend, Slug: o.Slug,
 		Canary: o.Canary, Label: o.Label, Manifest: *m}
 	if p.Backend == "" {
-		p.Backend = BackendDocker
+		p.Backend = names.Docker
 	}
 	if p.Slug == "" {
 		if p.Slug, err = MintSlug(m.Agent.Name, o.Rand); err != nil {
@@ -223,11 +213,11 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 		return nil, err
 	}
 	switch p.Backend {
-	case BackendDocker:
+	case names.Docker:
 		p.Docker = planDocker(m, p.Slug)
-	case BackendMacOSContainer:
+	case names.MacOSContainer:
 		p.MacOSContainer = planMacOSContainer(m, p.Slug)
-	case BackendSmolvm:
+	case names.Smolvm:
 		p.Smolvm = planSmolvm(p.Slug)
 	}
 	return p, nil
@@ -446,22 +436,22 @@ func planDockerfile(m *manifest.Manifest, prov *provider.Provider) (Dockerfile, 
 }
 
 func labels(m *manifest.Manifest, slug, role string) map[string]string {
-	l := map[string]string{LabelSlug: slug, LabelAgent: m.Agent.Name}
+	l := map[string]string{names.LabelSlug: slug, names.LabelAgent: m.Agent.Name}
 	if role != "" {
-		l[LabelRole] = role
+		l[names.LabelRole] = role
 	}
 	return l
 }
 
 func planDocker(m *manifest.Manifest, slug string) *Docker {
 	return &Docker{
-		AgentContainer:   NamePrefix + slug,
-		SidecarContainer: NamePrefix + slug + "-egress",
-		InternalNetwork:  NamePrefix + slug + "-internal",
-		EgressNetwork:    NamePrefix + slug + "-egress",
+		AgentContainer:   names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug),
+		InternalNetwork:  names.Prefix + slug + "-internal",
+		EgressNetwork:    names.Prefix + slug + "-egress",
 		Labels:           labels(m, slug, ""),
-		AgentLabels:      labels(m, slug, RoleAgent),
-		SidecarLabels:    labels(m, slug, RoleEgress),
+		AgentLabels:      labels(m, slug, names.RoleAgent),
+		SidecarLabels:    labels(m, slug, names.RoleEgress),
 		Limits:           limits(AgentLimits),
 		SidecarLimits:    limits(SidecarLimits),
 		SecurityOpt:      []string{"no-new-privileges"},
@@ -471,9 +461,9 @@ func planDocker(m *manifest.Manifest, slug string) *Docker {
 
 func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 	return &MacOSContainer{
-		AgentContainer:   NamePrefix + slug,
-		SidecarContainer: NamePrefix + slug + "-egress",
-		Network:          NamePrefix + slug,
+		AgentContainer:   names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug),
+		Network:          names.Prefix + slug,
 		Labels:           labels(m, slug, ""),
 		Limits:           limits(AgentLimits),
 		SidecarLimits:    limits(SidecarLimits),
@@ -482,8 +472,8 @@ func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 
 func planSmolvm(slug string) *Smolvm {
 	return &Smolvm{
-		VM:            NamePrefix + slug,
-		SidecarVM:     NamePrefix + slug + "-egress",
+		VM:            names.Agent(slug),
+		SidecarVM:     names.Sidecar(slug),
 		Limits:        limits(AgentLimits),
 		SidecarLimits: limits(SidecarLimits),
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/image"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // LabelImageHash holds the full content hash an agent image is tagged by.
@@ -44,7 +45,7 @@ func EnsureAgentImage(ctx context.Context, api Images, spec AgentImageSpec, prog
 		return "", false, cli.Usagef("agent image repository %q: want lowercase letters, digits and separators", spec.Repo)
 	}
 	labels := withTestLabels(spec.Labels)
-	labels[LabelRole] = "image"
+	labels[names.LabelRole] = names.RoleImage
 	c := image.Context{Dockerfile: spec.Dockerfile, Files: spec.Files}
 	sum, err := image.Hash(c, spec.BuildArgs, labels)
 	if err != nil {

@@ -21,14 +21,9 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
-)
-
-// Roles of a bottle's containers (label bb.role).
-const (
-	RoleAgent  = plan.RoleAgent
-	RoleEgress = plan.RoleEgress
 )
 
 // ReadyLine is what bb-egress serve prints on stderr once it listens.
@@ -331,9 +326,9 @@ func removeContainer(ctx context.Context, api Engine, id string) error {
 // bottleContainers lists the containers labelled with slug (and role, when
 // not empty), running or not.
 func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]container.Summary, error) {
-	f := client.Filters{}.Add("label", LabelSlug+"="+slug)
+	f := client.Filters{}.Add("label", names.LabelSlug+"="+slug)
 	if role != "" {
-		f = f.Add("label", LabelRole+"="+role)
+		f = f.Add("label", names.LabelRole+"="+role)
 	}
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
@@ -354,7 +349,7 @@ func Stop(ctx context.Context, api Engine, slug string) error {
 	}
 	// The agent first, so it never runs without its sidecar.
 	slices.SortStableFunc(cs, func(a, b container.Summary) int {
-		return boolInt(a.Labels[LabelRole] != RoleAgent) - boolInt(b.Labels[LabelRole] != RoleAgent)
+		return boolInt(a.Labels[names.LabelRole] != names.RoleAgent) - boolInt(b.Labels[names.LabelRole] != names.RoleAgent)
 	})
 	var errs []error
 	for _, c := range cs {

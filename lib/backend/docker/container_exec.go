@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // ErrNotRunning says a bottle has no running agent (or sidecar).
@@ -18,7 +19,7 @@ type ErrNotRunning struct {
 }
 
 func (e *ErrNotRunning) Error() string {
-	if e.Role == RoleEgress {
+	if e.Role == names.RoleEgress {
 		return fmt.Sprintf("bottle %s has no running sidecar", e.Slug)
 	}
 	return fmt.Sprintf("bottle %s is not running", e.Slug)
@@ -28,7 +29,7 @@ func (e *ErrNotRunning) Error() string {
 // working folder and environment, with no input, and returns its exit
 // status. Its output goes to stdout and stderr as it comes.
 func Exec(ctx context.Context, api Engine, slug string, cmd []string, stdout, stderr io.Writer) (int, error) {
-	id, running, err := FindContainer(ctx, api, slug, RoleAgent)
+	id, running, err := FindContainer(ctx, api, slug, names.RoleAgent)
 	if err != nil {
 		return 0, err
 	}

@@ -14,16 +14,6 @@ import (
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
-// Labels every object bb creates carries, so they can be found and removed.
-const (
-	LabelSlug = "bb.slug"
-	LabelRole = "bb.role"
-	LabelTest = "bb.test"
-	// LabelTestRun names the test binary that made an object, so that it
-	// sweeps its own and not those of tests running beside it.
-	LabelTestRun = "bb.test.run"
-)
-
 // Images is the part of the engine client that building images needs;
 // *client.Client has it.
 type Images interface {

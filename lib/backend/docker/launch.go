@@ -20,6 +20,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/egress"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
@@ -208,7 +209,7 @@ func Launch(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err 
 			return nil, err
 		}
 	}
-	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
+	rec = &Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
 		SidecarContainer: l.d.SidecarContainer, AgentImage: l.agentRef, SidecarImage: l.sidecarRef,
 		AgentID: l.agentID, Session: l.session}
 	if err := step(ctx, "recording the launch", func(context.Context) error { return l.record(rec) }); err != nil {
@@ -283,8 +284,8 @@ func checkPlan(p *plan.Plan) error {
 		return cli.Usagef("plan kind is %q, want %q", p.Kind, plan.Kind)
 	case p.Version != plan.Version:
 		return cli.Usagef("plan version is %d, want %d", p.Version, plan.Version)
-	case p.Backend != plan.BackendDocker:
-		return cli.Usagef("plan backend is %q, want %q", p.Backend, plan.BackendDocker)
+	case p.Backend != names.Docker:
+		return cli.Usagef("plan backend is %q, want %q", p.Backend, names.Docker)
 	case p.Docker == nil:
 		return cli.Usagef("plan has no docker section")
 	case !plan.ValidCanary(p.Canary):
@@ -304,20 +305,17 @@ func checkPlan(p *plan.Plan) error {
 			return cli.Usagef("plan docker.%s is empty", field)
 		}
 	}
-	if d.Labels[LabelSlug] != p.Slug || d.AgentLabels[LabelSlug] != p.Slug || d.SidecarLabels[LabelSlug] != p.Slug {
-		return cli.Usagef("plan docker labels: %s is not the slug %s", LabelSlug, p.Slug)
+	if d.Labels[names.LabelSlug] != p.Slug || d.AgentLabels[names.LabelSlug] != p.Slug || d.SidecarLabels[names.LabelSlug] != p.Slug {
+		return cli.Usagef("plan docker labels: %s is not the slug %s", names.LabelSlug, p.Slug)
 	}
 	return checkSecurityOpt(d.SecurityOpt)
 }
-
-// LabelLaunch is on every container and network of one launch.
-const LabelLaunch = "bb.launch"
 
 // labels are a resource's labels: the plan's, this launch's and, in tests,
 // bb.test.
 func (l *launch) labels(m map[string]string) map[string]string {
 	out := withTestLabels(m)
-	out[LabelLaunch] = l.id
+	out[names.LabelLaunch] = l.id
 	return out
 }
 
@@ -386,7 +384,7 @@ func (l *launch) undo() {
 // sweep removes the containers, then the networks, labelled with this
 // launch's id.
 func (l *launch) sweep(ctx context.Context) {
-	f := client.Filters{}.Add("label", LabelLaunch+"="+l.id)
+	f := client.Filters{}.Add("label", names.LabelLaunch+"="+l.id)
 	if res, err := l.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f}); err == nil {
 		for _, c := range res.Items {
 			removeContainer(ctx, l.api, c.ID) //nolint:errcheck // best effort
@@ -496,7 +494,7 @@ func (l *launch) writeState(ctx context.Context) error {
 			return err
 		}
 		md := state.Metadata{Slug: slug, Agent: l.p.Agent.Name, Template: l.p.Agent.Template, Label: l.p.Label,
-			Color: l.p.Color, Backend: plan.BackendDocker, Created: time.Now().UTC().Truncate(time.Second), Images: []state.Image{}}
+			Color: l.p.Color, Backend: names.Docker, Created: time.Now().UTC().Truncate(time.Second), Images: []state.Image{}}
 		if err := st.WriteMetadata(slug, md); err != nil {
 			return err
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/cli"
-	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -37,7 +37,7 @@ func Leftovers(ctx context.Context, api Engine, slug string) (any, agentRunning 
 		return false, false, err
 	}
 	for _, c := range cs {
-		if c.Labels[LabelRole] == RoleAgent && (c.State == "running" || c.State == "paused") {
+		if c.Labels[names.LabelRole] == names.RoleAgent && (c.State == "running" || c.State == "paused") {
 			agentRunning = true
 		}
 	}
@@ -72,11 +72,11 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 		return nil, err
 	}
 	defer unlock()
-	agent, agentRunning, err := FindContainer(ctx, api, p.Slug, RoleAgent)
+	agent, agentRunning, err := FindContainer(ctx, api, p.Slug, names.RoleAgent)
 	if err != nil {
 		return nil, err
 	}
-	sidecar, sidecarRunning, err := FindContainer(ctx, api, p.Slug, RoleEgress)
+	sidecar, sidecarRunning, err := FindContainer(ctx, api, p.Slug, names.RoleEgress)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 	if err := l.startAgent(ctx); err != nil {
 		return nil, &StepError{Step: "starting the agent", Err: err}
 	}
-	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
+	rec = &Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
 		SidecarContainer: l.d.SidecarContainer, AgentID: agent, Session: l.session}
 	for _, c := range []struct {
 		id  string

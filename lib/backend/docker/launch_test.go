@@ -20,6 +20,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
@@ -134,8 +135,8 @@ func TestLaunch(t *testing.T) {
 		t.Fatalf("Launch: %v\n%s", err, progress.String())
 	}
 	t.Logf("launched in %v", time.Since(start))
-	want := Record{Slug: slug, Backend: "docker", AgentContainer: plan.NamePrefix + slug,
-		SidecarContainer: plan.NamePrefix + slug + "-egress", AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID}
+	want := Record{Slug: slug, Backend: "docker", AgentContainer: names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug), AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID}
 	if *rec != want || !strings.HasPrefix(rec.AgentImage, "bb-agent-shell:") || !strings.HasPrefix(rec.SidecarImage, "bb-egress:") {
 		t.Errorf("record = %+v", *rec)
 	}
@@ -191,7 +192,7 @@ func TestLaunch(t *testing.T) {
 		}
 		// The agent resolves nothing by itself, not even through the
 		// engine's DNS server.
-		for _, name := range []string{"example.com", plan.NamePrefix + slug + "-egress"} {
+		for _, name := range []string{"example.com", names.Sidecar(slug)} {
 			if code, out, _ := execIn(t, c, slug, "getent", "hosts", name); code == 0 {
 				t.Errorf("getent hosts %s resolved: %q", name, out)
 			}
@@ -239,7 +240,7 @@ func TestLaunch(t *testing.T) {
 		if hc.Init == nil || !*hc.Init || !cfg.Tty || !cfg.OpenStdin || cfg.User != "agent" {
 			t.Errorf("init %v, tty %v, stdin %v, user %q", hc.Init, cfg.Tty, cfg.OpenStdin, cfg.User)
 		}
-		for k, v := range map[string]string{LabelSlug: slug, plan.LabelAgent: "tester", LabelRole: RoleAgent} {
+		for k, v := range map[string]string{LabelSlug: slug, names.LabelAgent: "tester", LabelRole: RoleAgent} {
 			if cfg.Labels[k] != v {
 				t.Errorf("label %s = %q, want %q", k, cfg.Labels[k], v)
 			}
@@ -389,7 +390,7 @@ func testGatewayUnreachable(t *testing.T, c *client.Client, slug string, p *plan
 
 	// The control: the same probe from an internal network without the
 	// option reaches the host.
-	ctl := plan.NamePrefix + slug + "-control"
+	ctl := names.Agent(slug) + "-control"
 	res, err := c.NetworkCreate(ctx, ctl, client.NetworkCreateOptions{Driver: "bridge", Internal: true,
 		Labels: withTestLabels(map[string]string{LabelSlug: slug})})
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 
-	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -54,9 +54,9 @@ func List(ctx context.Context, api Engine, st *state.Store) ([]Status, error) {
 		s := Status{Slug: md.Slug, Agent: md.Agent, Template: md.Template, Label: md.Label, Color: md.Color,
 			Display: Display(md.Label, md.Agent),
 			Backend: md.Backend, Created: md.Created, Preserved: md.Preserved, Images: len(md.Images),
-			Status: StatusUnknown, AgentContainer: plan.NamePrefix + md.Slug}
-		if api != nil && md.Backend == plan.BackendDocker {
-			cs, err := bottleContainers(ctx, api, md.Slug, RoleAgent)
+			Status: StatusUnknown, AgentContainer: names.Agent(md.Slug)}
+		if api != nil && md.Backend == names.Docker {
+			cs, err := bottleContainers(ctx, api, md.Slug, names.RoleAgent)
 			if err != nil {
 				return nil, err
 			}

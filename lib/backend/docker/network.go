@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // InhibitIPv4 is the bridge driver's option that gives the bridge itself no
@@ -76,7 +77,7 @@ func removeNetwork(ctx context.Context, api Engine, id string) error {
 
 // bottleNetworks lists the networks labelled with slug.
 func bottleNetworks(ctx context.Context, api Engine, slug string) ([]string, error) {
-	res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", LabelSlug+"="+slug)})
+	res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", names.LabelSlug+"="+slug)})
 	if err != nil {
 		return nil, cli.Backend(fmt.Errorf("listing the networks of bottle %s: %w", slug, err))
 	}

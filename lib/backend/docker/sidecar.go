@@ -20,6 +20,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/image"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // SidecarRepo is the repository of the sidecar's images; each is tagged with
@@ -61,7 +62,7 @@ func EnsureSidecarImage(ctx context.Context, api Images, binPath string, progres
 	}
 	ref := SidecarRepo + ":" + sidecarTag(sum)
 	labels := map[string]string{
-		LabelRole:         "egress",
+		names.LabelRole:   "egress",
 		LabelEgressSHA256: sum,
 		LabelEgressLayout: sidecarLayout,
 	}
