@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 )
 
@@ -66,11 +66,11 @@ type appleContainer struct {
 func (a *Apple) Running(ctx context.Context) ([]string, error) {
 	out, err := a.run(ctx, "list", "--format", "json")
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var cs []appleContainer
 	if err := json.Unmarshal(out, &cs); err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: reading container list: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: reading container list: %w", err))
 	}
 	var slugs []string
 	for _, c := range cs {
@@ -93,12 +93,12 @@ func (a *Apple) Commit(ctx context.Context, t Target) (id string, err error) {
 	}
 	defer os.RemoveAll(dir)
 	if _, err := a.run(ctx, "stop", t.Container); err != nil {
-		return "", cli.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
 	}
 	defer func() {
 		undo(ctx, func(ctx context.Context) error {
 			if _, serr := a.run(ctx, "start", t.Container); serr != nil && err == nil {
-				err = cli.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
+				err = exit.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
 					"the snapshot "+t.Ref+" was made; start the bottle with: container start "+t.Container)
 			}
 			return nil
@@ -106,14 +106,14 @@ func (a *Apple) Commit(ctx context.Context, t Target) (id string, err error) {
 	}()
 	tar := filepath.Join(dir, "rootfs.tar")
 	if _, err := a.run(ctx, "export", "-o", tar, t.Container); err != nil {
-		return "", cli.Backend(fmt.Errorf("exporting bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("exporting bottle %s: %w", t.Slug, err))
 	}
 	dockerfile := filepath.Join(dir, "Dockerfile")
 	if err := os.WriteFile(dockerfile, []byte("FROM scratch\nADD rootfs.tar /\n"), 0o600); err != nil {
 		return "", fmt.Errorf("committing bottle %s: %w", t.Slug, err)
 	}
 	if _, err := a.run(ctx, a.buildArgs(t, dir)...); err != nil {
-		return "", cli.Backend(fmt.Errorf("building snapshot %s: %w", t.Ref, err))
+		return "", exit.Backend(fmt.Errorf("building snapshot %s: %w", t.Ref, err))
 	}
 	id, _, err = a.find(ctx, t.Ref)
 	if err != nil {
@@ -153,11 +153,11 @@ type appleImage struct {
 func (a *Apple) find(ctx context.Context, ref string) (id string, ok bool, err error) {
 	out, err := a.run(ctx, "image", "list", "--format", "json")
 	if err != nil {
-		return "", false, cli.Backend(fmt.Errorf("listing images: %w", err))
+		return "", false, exit.Backend(fmt.Errorf("listing images: %w", err))
 	}
 	var ims []appleImage
 	if err := json.Unmarshal(out, &ims); err != nil {
-		return "", false, cli.Backend(fmt.Errorf("listing images: reading the image list: %w", err))
+		return "", false, exit.Backend(fmt.Errorf("listing images: reading the image list: %w", err))
 	}
 	for _, im := range ims {
 		if im.Reference == ref || strings.HasSuffix(im.Reference, "/"+ref) {
@@ -170,7 +170,7 @@ func (a *Apple) find(ctx context.Context, ref string) (id string, ok bool, err e
 // Tag is `container image tag SRC DST`.
 func (a *Apple) Tag(ctx context.Context, src, dst string) error {
 	if _, err := a.run(ctx, "image", "tag", src, dst); err != nil {
-		return cli.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
+		return exit.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
 	}
 	return nil
 }
@@ -182,7 +182,7 @@ func (a *Apple) Remove(ctx context.Context, ref string) error {
 		return err
 	}
 	if _, err := a.run(ctx, "image", "delete", ref); err != nil {
-		return cli.Backend(fmt.Errorf("removing image %s: %w", ref, err))
+		return exit.Backend(fmt.Errorf("removing image %s: %w", ref, err))
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -59,10 +59,10 @@ const rollbackTimeout = 30 * time.Second
 // snapshot, latest and the metadata are as they were.
 func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts Options) (Record, error) {
 	if err := state.CheckSlug(slug); err != nil {
-		return Record{}, cli.Usage(fmt.Errorf("committing: %w", err))
+		return Record{}, exit.Usage(fmt.Errorf("committing: %w", err))
 	}
 	if !st.Exists(slug) {
-		return Record{}, cli.Usage(fmt.Errorf("committing: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
+		return Record{}, exit.Usage(fmt.Errorf("committing: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
 			"bb-launch ls lists the bottles")
 	}
 	unlock, err := st.Lock(ctx, slug)
@@ -72,10 +72,10 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	defer unlock()
 	md, err := st.ReadMetadata(slug)
 	if err != nil {
-		return Record{}, cli.Usage(fmt.Errorf("committing bottle %s: %w", slug, err))
+		return Record{}, exit.Usage(fmt.Errorf("committing bottle %s: %w", slug, err))
 	}
 	if md.Backend != "" && md.Backend != f.Backend() {
-		return Record{}, cli.Usage(fmt.Errorf("committing bottle %s: it runs on %s, not %s", slug, md.Backend, f.Backend()))
+		return Record{}, exit.Usage(fmt.Errorf("committing bottle %s: it runs on %s, not %s", slug, md.Backend, f.Backend()))
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -215,10 +215,10 @@ func prune(ctx context.Context, st *state.Store, f Freezer, md *state.Metadata, 
 // ErrNotFound.
 func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) (state.Image, error) {
 	if err := state.CheckSlug(slug); err != nil {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot: %w", err))
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot: %w", err))
 	}
 	if !st.Exists(slug) {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
 			"bb-freeze ls lists the snapshots")
 	}
 	unlock, err := st.Lock(ctx, slug)
@@ -228,7 +228,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 	defer unlock()
 	md, err := st.ReadMetadata(slug)
 	if err != nil {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot of bottle %s: %w", slug, err))
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot of bottle %s: %w", slug, err))
 	}
 	im, i, err := Find(md, name)
 	if err != nil {
@@ -262,7 +262,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 func Find(md state.Metadata, name string) (state.Image, int, error) {
 	i := slices.IndexFunc(md.Images, func(im state.Image) bool { return matches(md.Slug, im, name) })
 	if i < 0 {
-		return state.Image{}, -1, cli.Usage(fmt.Errorf("bottle %s: %w %q", md.Slug, ErrNotFound, name),
+		return state.Image{}, -1, exit.Usage(fmt.Errorf("bottle %s: %w %q", md.Slug, ErrNotFound, name),
 			"bb-freeze ls "+md.Slug+" lists its snapshots")
 	}
 	return md.Images[i], i, nil

@@ -10,7 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 )
 
@@ -42,7 +42,7 @@ func (d *Docker) Running(ctx context.Context) ([]string, error) {
 	f := client.Filters{}.Add("label", names.LabelRole+"="+names.RoleAgent).Add("status", "running")
 	res, err := d.API.ContainerList(ctx, client.ContainerListOptions{Filters: f})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var slugs []string
 	for _, c := range res.Items {
@@ -81,10 +81,10 @@ func (d *Docker) Commit(ctx context.Context, t Target) (string, error) {
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return "", cli.Backend(fmt.Errorf("committing bottle %s: no container %s: %w", t.Slug, t.Container, err),
+			return "", exit.Backend(fmt.Errorf("committing bottle %s: no container %s: %w", t.Slug, t.Container, err),
 				"is the bottle running? bb-launch ls lists them")
 		}
-		return "", cli.Backend(fmt.Errorf("committing container %s: %w", t.Container, err))
+		return "", exit.Backend(fmt.Errorf("committing container %s: %w", t.Container, err))
 	}
 	if err := d.Tag(ctx, res.ID, t.Ref); err != nil {
 		undo(ctx, func(ctx context.Context) error { return d.Remove(ctx, res.ID) })
@@ -108,7 +108,7 @@ func labelChange(labels map[string]string) string {
 // Tag points dst at src.
 func (d *Docker) Tag(ctx context.Context, src, dst string) error {
 	if _, err := d.API.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: dst}); err != nil {
-		return cli.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
+		return exit.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
 	}
 	return nil
 }
@@ -121,10 +121,10 @@ func (d *Docker) Remove(ctx context.Context, ref string) error {
 		return nil
 	}
 	if cerrdefs.IsConflict(err) {
-		return cli.Backend(fmt.Errorf("removing image %s: %w", ref, err),
+		return exit.Backend(fmt.Errorf("removing image %s: %w", ref, err),
 			"a container still uses it: stop the bottle (bb-launch stop SLUG) and try again")
 	}
-	return cli.Backend(fmt.Errorf("removing image %s: %w", ref, err))
+	return exit.Backend(fmt.Errorf("removing image %s: %w", ref, err))
 }
 
 // Exists reports whether the engine has ref.
@@ -134,7 +134,7 @@ func (d *Docker) Exists(ctx context.Context, ref string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+		return false, exit.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
 	}
 	return true, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/freeze/freezetest"
 	"github.com/bb-bottles/bb/lib/names"
@@ -154,8 +154,8 @@ func TestDockerKeepListRemove(t *testing.T) {
 		t.Errorf("latest is %s after removing the newest, want %s", id, recs[1].ID)
 	}
 	_, err = freeze.Remove(t.Context(), st, f, slug, "20991231T000000Z")
-	if !errors.Is(err, freeze.ErrNotFound) || cli.CodeOf(err) != cli.ExitUsage {
-		t.Errorf("Remove of an unknown snapshot = %v (exit %d), want ErrNotFound, exit 2", err, cli.CodeOf(err))
+	if !errors.Is(err, freeze.ErrNotFound) || exit.CodeOf(err) != exit.CodeUsage {
+		t.Errorf("Remove of an unknown snapshot = %v (exit %d), want ErrNotFound, exit 2", err, exit.CodeOf(err))
 	}
 	// By ID, the last one: latest goes with it.
 	if _, err := freeze.Remove(t.Context(), st, f, slug, recs[1].ID); err != nil {
@@ -175,7 +175,7 @@ func TestDockerKeepListRemove(t *testing.T) {
 type failTag struct{ *freeze.Docker }
 
 func (failTag) Tag(context.Context, string, string) error {
-	return cli.Backend(errors.New("tagging: engine gone"))
+	return exit.Backend(errors.New("tagging: engine gone"))
 }
 
 // A failed commit, however it fails, leaves the previous snapshot, latest
@@ -203,10 +203,10 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 		f      freeze.Freezer
 		code   int
 	}{
-		{"cancelled before", -1, f, cli.ExitInterrupted},
-		{"cancelled during", 20 * time.Millisecond, f, cli.ExitInterrupted},
-		{"tag fails", 0, failTag{f}, cli.ExitBackend},
-		{"container gone", 0, f, cli.ExitBackend},
+		{"cancelled before", -1, f, exit.CodeInterrupted},
+		{"cancelled during", 20 * time.Millisecond, f, exit.CodeInterrupted},
+		{"tag fails", 0, failTag{f}, exit.CodeBackend},
+		{"container gone", 0, f, exit.CodeBackend},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +227,7 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 			if err == nil {
 				t.Fatal("Commit succeeded")
 			}
-			if code := cli.CodeOf(err); code != tt.code {
+			if code := exit.CodeOf(err); code != tt.code {
 				t.Errorf("exit %d (%v), want %d", code, err, tt.code)
 			}
 			after, _ := st.ReadMetadata(slug)

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 )
 
@@ -55,7 +55,7 @@ func (s *SmolVM) run(ctx context.Context, args ...string) ([]byte, error) {
 func (s *SmolVM) Path(ref string) (string, error) {
 	slug, tag, ok := splitRef(ref)
 	if !ok || strings.ContainsAny(tag, `/\`) || tag == "." || tag == ".." {
-		return "", cli.Usagef("snapshot reference %q: want bb/<slug>:<tag>", ref)
+		return "", exit.Usagef("snapshot reference %q: want bb/<slug>:<tag>", ref)
 	}
 	return filepath.Join(s.Dir, slug, "images", tag), nil
 }
@@ -72,11 +72,11 @@ type smolMachine struct {
 func (s *SmolVM) Running(ctx context.Context) ([]string, error) {
 	out, err := s.run(ctx, "machine", "ls", "--json")
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var ms []smolMachine
 	if err := json.Unmarshal(out, &ms); err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: reading the machine list: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: reading the machine list: %w", err))
 	}
 	var slugs []string
 	for _, m := range ms {
@@ -100,12 +100,12 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 		return "", fmt.Errorf("committing bottle %s: %w", t.Slug, err)
 	}
 	if _, err := s.run(ctx, "machine", "stop", "--name", t.Container); err != nil {
-		return "", cli.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
 	}
 	defer func() {
 		undo(ctx, func(ctx context.Context) error {
 			if _, serr := s.run(ctx, "machine", "start", "--name", t.Container); serr != nil && err == nil {
-				err = cli.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
+				err = exit.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
 					"the snapshot "+t.Ref+" was made; start the bottle with: smolvm machine start --name "+t.Container)
 			}
 			return nil
@@ -113,7 +113,7 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 	}()
 	if _, err := s.run(ctx, "pack", "create", "--from-vm", t.Container, "--output", path, "--single-file"); err != nil {
 		os.Remove(path)
-		return "", cli.Backend(fmt.Errorf("packing bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("packing bottle %s: %w", t.Slug, err))
 	}
 	return fileID(path)
 }
@@ -121,12 +121,12 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 func fileID(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", cli.Backend(fmt.Errorf("reading the packed snapshot: %w", err))
+		return "", exit.Backend(fmt.Errorf("reading the packed snapshot: %w", err))
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", cli.Backend(fmt.Errorf("reading the packed snapshot %s: %w", path, err))
+		return "", exit.Backend(fmt.Errorf("reading the packed snapshot %s: %w", path, err))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/provider"
@@ -90,7 +90,7 @@ func (o *Options) Check() error {
 	}
 	if o.Canary != "" && !ValidCanary(o.Canary) {
 		// The value is not repeated: whatever it is, it was meant to be secret.
-		return cli.Usage(errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)"),
+		return exit.Usage(errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)"),
 			"leave --canary out to mint a new one")
 	}
 	if strings.IndexFunc(o.Label, unicode.IsControl) >= 0 {
@@ -177,7 +177,7 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	if !prov.Builtin {
 		for _, opt := range sortedKeys(m.Agent.Options) {
 			if provider.IsReserved(opt) {
-				return nil, cli.Usage(fmt.Errorf("agent.options.%s: option %q is reserved to the built-in templates; %q is a plugin",
+				return nil, exit.Usage(fmt.Errorf("agent.options.%s: option %q is reserved to the built-in templates; %q is a plugin",
 					opt, opt, prov.Name), "reserved options reach into the host or widen egress, so only built-in templates may take them")
 			}
 		}
@@ -270,7 +270,7 @@ func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egr
 	}
 	for _, r := range e.Routes {
 		if r.Inject != nil && !declared[r.Inject.Token] {
-			return Egress{}, cli.Usage(
+			return Egress{}, exit.Usage(
 				fmt.Errorf("route %s injects token %s, which neither bottle %s nor template %s declares",
 					r.String(), r.Inject.Token, m.Bottle.Name, prov.Name),
 				fmt.Sprintf("declare it in the bottle's tokens: %s: {env: VARIABLE} or {file: PATH}", r.Inject.Token))

@@ -20,7 +20,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
@@ -98,18 +98,18 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		}},
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
 	}
 	l.sidecarID = res.ID
 	l.mark("created")
 	// The engine (API < 1.44) takes one network at creation; the way out is
 	// joined before the start.
 	if _, err := l.api.NetworkConnect(ctx, l.d.EgressNetwork, client.NetworkConnectOptions{Container: res.ID}); err != nil {
-		return cli.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
+		return exit.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
 	}
 	l.mark("connected")
 	if _, err := l.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
+		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
 	}
 	l.mark("started")
 	timeout := l.o.ReadyTimeout
@@ -128,7 +128,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 func (l *launch) sidecarAddress(ctx context.Context) error {
 	in, err := l.api.ContainerInspect(ctx, l.sidecarID, client.ContainerInspectOptions{})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
+		return exit.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
 	}
 	if ns := in.Container.NetworkSettings; ns != nil {
 		if ep := ns.Networks[l.d.InternalNetwork]; ep != nil && ep.IPAddress.IsValid() {
@@ -136,7 +136,7 @@ func (l *launch) sidecarAddress(ctx context.Context) error {
 		}
 	}
 	if l.sidecarIP == "" {
-		return cli.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
+		return exit.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
 	}
 	return nil
 }
@@ -154,7 +154,7 @@ func chownTree(dir string, uid, gid int) error {
 		return os.Lchown(p, uid, gid)
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
+		return exit.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
 	}
 	return nil
 }
@@ -186,7 +186,7 @@ func checkSecurityOpt(list []string) error {
 			k, v = k2, v2
 		}
 		if v == "unconfined" || (k == "label" && v == "disable") || (k == "no-new-privileges" && v == "false") {
-			return cli.Usagef("plan docker.security_opt %q switches a confinement off", o)
+			return exit.Usagef("plan docker.security_opt %q switches a confinement off", o)
 		}
 	}
 	return nil
@@ -206,7 +206,7 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 	defer cancel()
 	logs, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("reading the sidecar's output: %w", err))
+		return exit.Backend(fmt.Errorf("reading the sidecar's output: %w", err))
 	}
 	defer logs.Close()
 	pr, pw := io.Pipe()
@@ -227,12 +227,12 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 		tail = "its last lines:\n  " + strings.Join(last, "\n  ")
 	}
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return cli.Backend(fmt.Errorf("the sidecar did not listen within %v; %s", timeout, tail))
+		return exit.Backend(fmt.Errorf("the sidecar did not listen within %v; %s", timeout, tail))
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return cli.Backend(fmt.Errorf("the sidecar exited; %s", tail))
+	return exit.Backend(fmt.Errorf("the sidecar exited; %s", tail))
 }
 
 // createAgent creates the agent's container, not started: provisioning
@@ -285,7 +285,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.p.Slug)...)
 	}
 	l.agentID = res.ID
 	return nil
@@ -309,7 +309,7 @@ func (l *launch) startAgent(ctx context.Context) error {
 		}
 	}
 	if _, err := l.api.ContainerStart(ctx, l.agentID, client.ContainerStartOptions{}); err != nil {
-		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
+		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
 	}
 	return nil
 }
@@ -318,7 +318,7 @@ func (l *launch) startAgent(ctx context.Context) error {
 func removeContainer(ctx context.Context, api Engine, id string) error {
 	_, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !isNotFound(err) {
-		return cli.Backend(fmt.Errorf("removing container %s: %w", id, err))
+		return exit.Backend(fmt.Errorf("removing container %s: %w", id, err))
 	}
 	return nil
 }
@@ -332,7 +332,7 @@ func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]con
 	}
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing the containers of bottle %s: %w", slug, err))
+		return nil, exit.Backend(fmt.Errorf("listing the containers of bottle %s: %w", slug, err))
 	}
 	return res.Items, nil
 }
@@ -341,7 +341,7 @@ func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]con
 // a bottle with none is already stopped. Its state is not touched.
 func Stop(ctx context.Context, api Engine, slug string) error {
 	if err := state.CheckSlug(slug); err != nil {
-		return cli.Usage(err)
+		return exit.Usage(err)
 	}
 	cs, err := bottleContainers(ctx, api, slug, "")
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 )
 
 // Images is the part of the engine client that building images needs;
@@ -28,11 +28,11 @@ type Images interface {
 func Connect(ctx context.Context) (*client.Client, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("connecting to docker: %w", err))
+		return nil, exit.Backend(fmt.Errorf("connecting to docker: %w", err))
 	}
 	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		c.Close()
-		return nil, cli.Backend(fmt.Errorf("connecting to docker: %w", err),
+		return nil, exit.Backend(fmt.Errorf("connecting to docker: %w", err),
 			"is the docker engine running, and may this user use its socket?")
 	}
 	return c, nil
@@ -46,7 +46,7 @@ func imageExists(ctx context.Context, api Images, ref string) (bool, map[string]
 		return false, nil, nil
 	}
 	if err != nil {
-		return false, nil, cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+		return false, nil, exit.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
 	}
 	var labels map[string]string
 	if res.Config != nil {

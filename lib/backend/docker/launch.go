@@ -18,8 +18,8 @@ import (
 	"github.com/moby/moby/client"
 	"gopkg.in/yaml.v3"
 
-	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/egress"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/routes"
@@ -279,34 +279,34 @@ func ReadLaunched(st *state.Store, slug string) (Launched, error) {
 func checkPlan(p *plan.Plan) error {
 	switch {
 	case p == nil:
-		return cli.Usagef("no plan")
+		return exit.Usagef("no plan")
 	case p.Kind != plan.Kind:
-		return cli.Usagef("plan kind is %q, want %q", p.Kind, plan.Kind)
+		return exit.Usagef("plan kind is %q, want %q", p.Kind, plan.Kind)
 	case p.Version != plan.Version:
-		return cli.Usagef("plan version is %d, want %d", p.Version, plan.Version)
+		return exit.Usagef("plan version is %d, want %d", p.Version, plan.Version)
 	case p.Backend != names.Docker:
-		return cli.Usagef("plan backend is %q, want %q", p.Backend, names.Docker)
+		return exit.Usagef("plan backend is %q, want %q", p.Backend, names.Docker)
 	case p.Docker == nil:
-		return cli.Usagef("plan has no docker section")
+		return exit.Usagef("plan has no docker section")
 	case !plan.ValidCanary(p.Canary):
-		return cli.Usagef("plan canary is not 43 base64url characters")
+		return exit.Usagef("plan canary is not 43 base64url characters")
 	case p.Agent.User == "" || p.Agent.User == "root" || p.Agent.User == "0" || strings.HasPrefix(p.Agent.User, "0:"):
-		return cli.Usagef("plan agent.user is %q: the agent must run as a non-root user", p.Agent.User)
+		return exit.Usagef("plan agent.user is %q: the agent must run as a non-root user", p.Agent.User)
 	case len(p.Agent.Command) == 0:
-		return cli.Usagef("plan agent.command is empty")
+		return exit.Usagef("plan agent.command is empty")
 	}
 	if err := state.CheckSlug(p.Slug); err != nil {
-		return cli.Usage(fmt.Errorf("plan slug: %w", err))
+		return exit.Usage(fmt.Errorf("plan slug: %w", err))
 	}
 	d := p.Docker
 	for field, v := range map[string]string{"agent_container": d.AgentContainer, "sidecar_container": d.SidecarContainer,
 		"internal_network": d.InternalNetwork, "egress_network": d.EgressNetwork} {
 		if v == "" {
-			return cli.Usagef("plan docker.%s is empty", field)
+			return exit.Usagef("plan docker.%s is empty", field)
 		}
 	}
 	if d.Labels[names.LabelSlug] != p.Slug || d.AgentLabels[names.LabelSlug] != p.Slug || d.SidecarLabels[names.LabelSlug] != p.Slug {
-		return cli.Usagef("plan docker labels: %s is not the slug %s", names.LabelSlug, p.Slug)
+		return exit.Usagef("plan docker labels: %s is not the slug %s", names.LabelSlug, p.Slug)
 	}
 	return checkSecurityOpt(d.SecurityOpt)
 }
@@ -421,7 +421,7 @@ func tokenValue(t plan.Token, env func(string) string) (string, error) {
 	case t.Env != "":
 		v := env(t.Env)
 		if v == "" {
-			return "", cli.Usage(fmt.Errorf("token %s: the host variable %s is not set", t.Name, t.Env),
+			return "", exit.Usage(fmt.Errorf("token %s: the host variable %s is not set", t.Name, t.Env),
 				fmt.Sprintf("export %s before launching, or give the bottle's tokens.%s a file: PATH", t.Env, t.Name))
 		}
 		return v, nil
@@ -430,22 +430,22 @@ func tokenValue(t plan.Token, env func(string) string) (string, error) {
 		if rest, ok := strings.CutPrefix(path, "~/"); ok {
 			home := env("HOME")
 			if home == "" {
-				return "", cli.Usagef("token %s: cannot expand ~ in %s: HOME is not set", t.Name, t.File)
+				return "", exit.Usagef("token %s: cannot expand ~ in %s: HOME is not set", t.Name, t.File)
 			}
 			path = filepath.Join(home, rest)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", cli.Usage(fmt.Errorf("token %s: reading %s: %w", t.Name, path, unwrapPathErr(err)),
+			return "", exit.Usage(fmt.Errorf("token %s: reading %s: %w", t.Name, path, unwrapPathErr(err)),
 				fmt.Sprintf("put the token in %s, or give the bottle's tokens.%s an env: VARIABLE", path, t.Name))
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" || strings.ContainsAny(v, "\r\n\x00") {
-			return "", cli.Usagef("token %s: %s must hold one line, the token", t.Name, path)
+			return "", exit.Usagef("token %s: %s must hold one line, the token", t.Name, path)
 		}
 		return v, nil
 	}
-	return "", cli.Usagef("token %s: the plan says neither env nor file", t.Name)
+	return "", exit.Usagef("token %s: the plan says neither env nor file", t.Name)
 }
 
 func unwrapPathErr(err error) error {
@@ -482,9 +482,9 @@ func (l *launch) writeState(ctx context.Context) error {
 	exists := st.Exists(slug)
 	switch {
 	case l.o.Resume && !exists:
-		return cli.Usage(&state.NotFoundError{Slug: slug, Dir: st.Dir}, "run 'bb-launch ls' to list the bottles")
+		return exit.Usage(&state.NotFoundError{Slug: slug, Dir: st.Dir}, "run 'bb-launch ls' to list the bottles")
 	case !l.o.Resume && exists:
-		return cli.Usage(fmt.Errorf("bottle %s already exists", slug),
+		return exit.Usage(fmt.Errorf("bottle %s already exists", slug),
 			fmt.Sprintf("resume it with 'bb-launch resume %s', or remove it with 'bb-launch stop --rm %s'", slug, slug))
 	}
 	if !l.o.Resume {
@@ -520,7 +520,7 @@ func (l *launch) writeState(ctx context.Context) error {
 	if l.o.UpstreamCA != "" {
 		b, err := os.ReadFile(l.o.UpstreamCA)
 		if err != nil {
-			return cli.Usage(fmt.Errorf("reading --upstream-ca: %w", err))
+			return exit.Usage(fmt.Errorf("reading --upstream-ca: %w", err))
 		}
 		if err := state.WriteFileAtomic(filepath.Join(dir, UpstreamCAFile), b, 0o644); err != nil {
 			return err
@@ -560,7 +560,7 @@ func writeRoutes(path string, rs []routes.Route) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if _, err := routes.Parse(data, path); err != nil {
-		return cli.Usage(fmt.Errorf("the plan's routes: %w", err))
+		return exit.Usage(fmt.Errorf("the plan's routes: %w", err))
 	}
 	return state.WriteFileAtomic(path, data, 0o600)
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -60,7 +60,7 @@ func ImageExists(ctx context.Context, api Engine, ref string) (bool, error) {
 // /etc/hosts follows the sidecar's address. Of o it uses Plan, Store,
 // Attach, ReadyTimeout and Progress. A failure removes nothing: the
 // container is the person's work. A bottle without both containers cannot
-// restart (cli.Usage, with the --discard hint).
+// restart (exit.Usage, with the --discard hint).
 func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err error) {
 	p := o.Plan
 	if err := checkPlan(p); err != nil {
@@ -82,11 +82,11 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 	}
 	switch {
 	case agent == "":
-		return nil, cli.Usagef("bottle %s has no agent container to restart", p.Slug)
+		return nil, exit.Usagef("bottle %s has no agent container to restart", p.Slug)
 	case agentRunning:
-		return nil, cli.Usagef("bottle %s is running", p.Slug)
+		return nil, exit.Usagef("bottle %s is running", p.Slug)
 	case sidecar == "":
-		return nil, cli.Usage(fmt.Errorf("bottle %s's agent container is stopped, but its sidecar is gone", p.Slug),
+		return nil, exit.Usage(fmt.Errorf("bottle %s's agent container is stopped, but its sidecar is gone", p.Slug),
 			fmt.Sprintf("'bb-launch resume --discard %s' removes the container, and what it holds beyond its newest snapshot, and boots the snapshot", p.Slug))
 	}
 	l.agentID, l.sidecarID = agent, sidecar
@@ -97,7 +97,7 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 	}()
 	if !sidecarRunning {
 		if _, err := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); err != nil {
-			return nil, &StepError{Step: "starting the sidecar", Err: cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
+			return nil, &StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
 		}
 		timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
 		if err := waitReady(ctx, api, sidecar, timeout); err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
@@ -452,17 +452,17 @@ func TestLaunchFailureCleanup(t *testing.T) {
 		code     int
 		contains string
 	}{
-		{name: "missing token", step: "reading the tokens", code: cli.ExitUsage, contains: "BB_TEST_NO_SUCH_TOKEN is not set",
+		{name: "missing token", step: "reading the tokens", code: exit.CodeUsage, contains: "BB_TEST_NO_SUCH_TOKEN is not set",
 			edit: func(m *manifest.Manifest) {
 				m.Bottle.Tokens["GITHUB"] = manifest.TokenSource{Env: "BB_TEST_NO_SUCH_TOKEN"}
 			}},
-		{name: "missing token file", step: "reading the tokens", code: cli.ExitUsage, contains: "no such file",
+		{name: "missing token file", step: "reading the tokens", code: exit.CodeUsage, contains: "no such file",
 			edit: func(m *manifest.Manifest) {
 				m.Bottle.Tokens["GITHUB"] = manifest.TokenSource{File: "/nonexistent/token"}
 			}},
-		{name: "failing build", edit: badDockerfile, step: "building the agent image", code: cli.ExitBackend, contains: "false"},
-		{name: "name clash", before: clash, step: "starting the sidecar", code: cli.ExitBackend, contains: "already in use"},
-		{name: "interrupted", cancel: true, step: "starting the agent", code: cli.ExitInterrupted, contains: "canceled"},
+		{name: "failing build", edit: badDockerfile, step: "building the agent image", code: exit.CodeBackend, contains: "false"},
+		{name: "name clash", before: clash, step: "starting the sidecar", code: exit.CodeBackend, contains: "already in use"},
+		{name: "interrupted", cancel: true, step: "starting the agent", code: exit.CodeInterrupted, contains: "canceled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -490,7 +490,7 @@ func TestLaunchFailureCleanup(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.contains) {
 				t.Errorf("error %q does not say %q", err, tt.contains)
 			}
-			if code := cli.CodeOf(err); code != tt.code {
+			if code := exit.CodeOf(err); code != tt.code {
 				t.Errorf("exit code %d, want %d", code, tt.code)
 			}
 			assertGone(t, c, slug)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/moby/moby/api/types/mount"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/provider"
 )
@@ -31,7 +31,7 @@ func (l *launch) checkWorkspace(context.Context) error {
 	if l.o.Resume {
 		ld, err := ReadLaunched(l.o.Store, l.p.Slug)
 		if err != nil {
-			return cli.Usage(err)
+			return exit.Usage(err)
 		}
 		if ld.Workspace != "" {
 			// Wherever the resume runs from: the bottle keeps its folder.
@@ -42,22 +42,22 @@ func (l *launch) checkWorkspace(context.Context) error {
 		ws, from = l.o.Dir, "the current folder (the plan has no workspace)"
 	}
 	if err := plan.CheckWorkspace(ws, l.o.Env); err != nil {
-		return cli.WithHint(fmt.Errorf("%s: %w", from, err))
+		return exit.WithHint(fmt.Errorf("%s: %w", from, err))
 	}
 	real, err := filepath.EvalSymlinks(ws)
 	if err != nil {
-		return cli.Usagef("%s %s: %w", from, ws, unwrapPathErr(err))
+		return exit.Usagef("%s %s: %w", from, ws, unwrapPathErr(err))
 	}
 	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
-		return cli.Usagef("%s %s is not a folder", from, ws)
+		return exit.Usagef("%s %s is not a folder", from, ws)
 	}
 	for _, p := range l.protected() {
 		if plan.Within(real, p.path) {
-			return cli.Usage(fmt.Errorf("refusing %s %s: it holds %s %s, which the agent could read and change", from, ws, p.what, p.path),
+			return exit.Usage(fmt.Errorf("refusing %s %s: it holds %s %s, which the agent could read and change", from, ws, p.what, p.path),
 				plan.WorkspaceHint)
 		}
 		if p.dir && plan.Within(p.path, real) {
-			return cli.Usage(fmt.Errorf("refusing %s %s: it is inside %s %s", from, ws, p.what, p.path), plan.WorkspaceHint)
+			return exit.Usage(fmt.Errorf("refusing %s %s: it is inside %s %s", from, ws, p.what, p.path), plan.WorkspaceHint)
 		}
 	}
 	l.workspace = real
@@ -84,15 +84,15 @@ func (l *launch) checkBuildContext() error {
 	file, dir := plan.ResolvePath(df.Path), plan.ResolvePath(ctxDir)
 	switch {
 	case plan.Within(l.workspace, file):
-		return cli.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where the agent can change it", df.Path, l.workspace), BuildHint)
+		return exit.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where the agent can change it", df.Path, l.workspace), BuildHint)
 	case plan.Within(l.workspace, dir):
-		return cli.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where the agent can change it", ctxDir, l.workspace), BuildHint)
+		return exit.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where the agent can change it", ctxDir, l.workspace), BuildHint)
 	case plan.Within(dir, l.workspace):
-		return cli.Usage(fmt.Errorf("refusing the build context %s: it holds the workspace %s, whose files the agent can change", ctxDir, l.workspace), BuildHint)
+		return exit.Usage(fmt.Errorf("refusing the build context %s: it holds the workspace %s, whose files the agent can change", ctxDir, l.workspace), BuildHint)
 	}
 	for _, p := range l.protected() {
 		if p.build && plan.Within(dir, p.path) {
-			return cli.Usage(fmt.Errorf("refusing the build context %s: it holds %s %s, which would be baked into the image", ctxDir, p.what, p.path),
+			return exit.Usage(fmt.Errorf("refusing the build context %s: it holds %s %s, which would be baked into the image", ctxDir, p.what, p.path),
 				"give the bottle's Dockerfile a folder of its own")
 		}
 	}
@@ -180,10 +180,10 @@ func gitMounts(ws, workdir string) ([]mount.Mount, error) {
 	}
 	hooks := filepath.Join(real, "hooks")
 	if err := os.Mkdir(hooks, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, cli.Backend(fmt.Errorf("making %s: %w", hooks, err))
+		return nil, exit.Backend(fmt.Errorf("making %s: %w", hooks, err))
 	}
 	if fi, err := os.Lstat(hooks); err != nil || !fi.IsDir() {
-		return nil, cli.Usagef("%s is not a folder: the agent could put hooks there", hooks)
+		return nil, exit.Usagef("%s is not a folder: the agent could put hooks there", hooks)
 	}
 	ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: hooks, Target: path.Join(target, "hooks"), ReadOnly: true})
 	return ms, nil

@@ -6,7 +6,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 )
 
@@ -22,7 +22,7 @@ func Reload(ctx context.Context, api Engine, slug string) error {
 		return &ErrNotRunning{Slug: slug, Role: names.RoleEgress}
 	}
 	if _, err := api.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "HUP"}); err != nil {
-		return cli.Backend(fmt.Errorf("signalling the sidecar of bottle %s: %w", slug, err))
+		return exit.Backend(fmt.Errorf("signalling the sidecar of bottle %s: %w", slug, err))
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
 	"github.com/bb-bottles/bb/lib/names"
 )
@@ -111,7 +111,7 @@ func SidecarBinary(selfExe string) (string, error) {
 	if len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("no bb-egress in %s", dir))
 	}
-	return "", cli.WithHint(fmt.Errorf("finding the sidecar binary: %w", errors.Join(errs...)),
+	return "", exit.WithHint(fmt.Errorf("finding the sidecar binary: %w", errors.Join(errs...)),
 		"run 'make images' to build a static linux bb-egress beside the bb binaries")
 }
 
