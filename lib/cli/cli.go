@@ -142,12 +142,50 @@ func Run(ctx context.Context, app *ucli.App, s Streams, args []string) int {
 	app.ExitErrHandler = func(*ucli.Context, error) {}
 	app.OnUsageError = usageError
 	setUsageErrors(app.Commands)
+	app.Action = markAction(app.Action)
+	markActions(app.Commands)
 	if app.Metadata == nil {
 		app.Metadata = map[string]any{}
 	}
 	app.Metadata[streamsKey] = s
 	err := app.RunContext(ctx, args)
+	var ae *actionError
+	switch {
+	case errors.As(err, &ae):
+		err = ae.err
+	case err != nil && !errors.As(err, new(*exit.Error)):
+		// The framework's own refusal of the command line (a required
+		// flag missing): bad usage, where an unclassified error of an
+		// action is a failure.
+		err = Usage(err, "run '"+app.Name+" --help' for usage")
+	}
 	return Report(s.Err, app.Name, err)
+}
+
+// actionError is an error an action returned, told apart from the
+// framework's own.
+type actionError struct{ err error }
+
+func (e *actionError) Error() string { return e.err.Error() }
+func (e *actionError) Unwrap() error { return e.err }
+
+func markAction(a ucli.ActionFunc) ucli.ActionFunc {
+	if a == nil {
+		return nil
+	}
+	return func(c *ucli.Context) error {
+		if err := a(c); err != nil {
+			return &actionError{err}
+		}
+		return nil
+	}
+}
+
+func markActions(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		c.Action = markAction(c.Action)
+		markActions(c.Subcommands)
+	}
 }
 
 const streamsKey = "bb.streams"

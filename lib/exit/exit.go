@@ -18,7 +18,7 @@ const (
 	CodeOK          = 0
 	CodeNegative    = 1 // a negative answer: a secret found, a canary tripped
 	CodeUsage       = 2 // bad usage or bad input
-	CodeBackend     = 3 // the engine or backend failed
+	CodeBackend     = 3 // the engine or backend failed, or any other failure that is not bad input
 	CodeInterrupted = 130
 )
 
@@ -58,15 +58,13 @@ func Status(code int) error { return &Error{Code: code} }
 
 // WithHint adds hints to err, keeping its exit code.
 func WithHint(err error, hints ...string) error {
-	var e *Error
-	if errors.As(err, &e) {
-		return &Error{Code: e.Code, Err: err, Hints: append(append([]string(nil), e.Hints...), hints...)}
-	}
-	return &Error{Code: CodeUsage, Err: err, Hints: hints}
+	return &Error{Code: CodeOf(err), Err: err, Hints: append(append([]string(nil), Hints(err)...), hints...)}
 }
 
 // CodeOf maps an error to the design's exit codes. An error of no known
-// kind is bad input (2): the library reports engine failures as Backend.
+// kind is a failure (3), never bad usage: a full disk or a lost lock file
+// is not the person's input, and a script must not take it for a negative
+// answer (1). Bad input is marked Usage where it is found.
 func CodeOf(err error) int {
 	if err == nil {
 		return CodeOK
@@ -78,7 +76,7 @@ func CodeOf(err error) int {
 	if errors.Is(err, context.Canceled) {
 		return CodeInterrupted
 	}
-	return CodeUsage
+	return CodeBackend
 }
 
 // Hints returns the hints err carries for a person.

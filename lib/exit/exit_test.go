@@ -22,7 +22,10 @@ func TestCodeOf(t *testing.T) {
 		{"status", Status(7), 7},
 		{"wrapped", fmt.Errorf("doing it: %w", Backend(errors.New("x"))), CodeBackend},
 		{"interrupted", fmt.Errorf("starting: %w", context.Canceled), CodeInterrupted},
-		{"hint keeps the code", WithHint(Backend(errors.New("x")), "try again"), CodeBackend},
+		{"hint keeps the code", WithHint(Usage(errors.New("x")), "try again"), CodeUsage},
+		// Not bad usage: nothing says the person's input was wrong.
+		{"unclassified", errors.New("writing metadata.json: no space left on device"), CodeBackend},
+		{"unclassified with a hint", WithHint(errors.New("x"), "try again"), CodeBackend},
 	}
 	for _, tt := range tests {
 		if got := CodeOf(tt.err); got != tt.want {

@@ -78,14 +78,14 @@ type Options struct {
 // error is bad usage (exit 2).
 func (o *Options) Check() error {
 	if o.Backend != "" && !contains(names.Backends, o.Backend) {
-		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(names.Backends))
+		return exit.Usagef("bad --backend %q: want %s", o.Backend, orList(names.Backends))
 	}
 	if o.Slug != "" && !ValidSlug(o.Slug) {
-		return fmt.Errorf("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
+		return exit.Usagef("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
 	}
 	if o.Color != "" {
 		if _, ok := NormalizeColor(o.Color); !ok {
-			return fmt.Errorf("bad --color %q: want %s", o.Color, orList(append(append([]string(nil), Palette...), "#rrggbb")))
+			return exit.Usagef("bad --color %q: want %s", o.Color, orList(append(append([]string(nil), Palette...), "#rrggbb")))
 		}
 	}
 	if o.Canary != "" && !ValidCanary(o.Canary) {
@@ -94,7 +94,7 @@ func (o *Options) Check() error {
 			"leave --canary out to mint a new one")
 	}
 	if strings.IndexFunc(o.Label, unicode.IsControl) >= 0 {
-		return fmt.Errorf("bad --label %q: want no control characters", o.Label)
+		return exit.Usagef("bad --label %q: want no control characters", o.Label)
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func SidecarBinary(selfExe string) (string, error) {
 	if len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("no bb-egress in %s", dir))
 	}
-	return "", exit.WithHint(fmt.Errorf("finding the sidecar binary: %w", errors.Join(errs...)),
+	return "", exit.Usage(fmt.Errorf("finding the sidecar binary: %w", errors.Join(errs...)),
 		"run 'make images' to build a static linux bb-egress beside the bb binaries")
 }
 
