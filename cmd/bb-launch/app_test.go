@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
@@ -58,7 +59,7 @@ func needEngine(t *testing.T) *client.Client {
 	}
 	bin := filepath.Join(filepath.Dir(exe), "bb-egress")
 	if _, err := os.Stat(bin); err != nil {
-		if err := docker.BuildSidecarBinary(t.Context(), "../..", "linux", runtime.GOARCH, bin); err != nil {
+		if err := backend.BuildSidecarBinary(t.Context(), "../..", "linux", runtime.GOARCH, bin); err != nil {
 			t.Fatal(err)
 		}
 	}

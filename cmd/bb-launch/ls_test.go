@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
@@ -19,14 +19,14 @@ import (
 
 var lsCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
 
-var lsList = []docker.Status{
+var lsList = []backend.Listed{
 	{Slug: "claude-implementer-x1y2", Agent: "claude-implementer", Template: "claude", Label: "bob", Color: "red",
-		Display: "bob (claude-implementer)", Status: docker.StatusRunning, Created: lsCreated},
+		Display: "bob (claude-implementer)", Status: backend.StatusRunning, Created: lsCreated},
 	{Slug: "codex-ab12", Agent: "codex", Template: "codex", Label: "fix #42", Color: "#00ff80",
-		Display: "fix #42 (codex)", Status: docker.StatusStopped, Preserved: true, Images: 2, Created: lsCreated},
+		Display: "fix #42 (codex)", Status: backend.StatusStopped, Preserved: true, Images: 2, Created: lsCreated},
 	// Hand-edited metadata: no colour, and a tab in the label.
 	{Slug: "odd-cd34", Agent: "odd", Template: "shell", Label: "a\tb", Display: "a\tb (odd)",
-		Status: docker.StatusMissing, Created: lsCreated},
+		Status: backend.StatusMissing, Created: lsCreated},
 }
 
 const lsPlain = "SLUG                     BOTTLE                    TEMPLATE  STATUS   PRESERVED  IMAGES  CREATED\n" +

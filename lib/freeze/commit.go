@@ -88,11 +88,11 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	id, err := f.Commit(ctx, Target{Slug: slug, Container: names.Agent(slug), Ref: ref, Labels: opts.Labels})
 	if err != nil {
 		// A backend may finish a commit whose request was cancelled.
-		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
+		Undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
 		return Record{}, interrupted(ctx, err)
 	}
 	if err := f.Tag(ctx, ref, latest); err != nil {
-		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
+		Undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
 		return Record{}, interrupted(ctx, err)
 	}
 	prev := md.Images
@@ -108,7 +108,7 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 		err = st.WriteMetadata(slug, md)
 	}
 	if err != nil {
-		undo(ctx, func(ctx context.Context) error {
+		Undo(ctx, func(ctx context.Context) error {
 			if err := restoreLatest(ctx, f, slug, prev); err != nil {
 				return err
 			}
@@ -157,10 +157,10 @@ func restoreLatest(ctx context.Context, f Freezer, slug string, images []state.I
 	return f.Tag(ctx, newest(images).Ref, LatestRef(slug))
 }
 
-// undo runs fn with a context that outlives ctx's cancellation, since an
+// Undo runs fn with a context that outlives ctx's cancellation, since an
 // interrupted commit must still be undone. Its error is dropped: the
 // caller reports the error that made it undo.
-func undo(ctx context.Context, fn func(context.Context) error) {
+func Undo(ctx context.Context, fn func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	_ = fn(ctx)
@@ -245,7 +245,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 	}
 	if err := f.Remove(ctx, im.Ref); err != nil {
 		if isNewest {
-			undo(ctx, func(ctx context.Context) error { return f.Tag(ctx, im.Ref, LatestRef(slug)) })
+			Undo(ctx, func(ctx context.Context) error { return f.Tag(ctx, im.Ref, LatestRef(slug)) })
 		}
 		return state.Image{}, interrupted(ctx, err)
 	}

@@ -21,7 +21,7 @@ var formerBackends = map[string]string{"container": MacOSContainer}
 
 // Backend returns the name of the backend that metadata recorded as name:
 // name itself, or today's name of a former one ("container" is
-// macos-container). An empty name stays empty.
+// macos-container). None stays none (see backend.Of).
 func Backend(name string) string {
 	if now, ok := formerBackends[name]; ok {
 		return now

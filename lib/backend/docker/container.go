@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
@@ -51,19 +52,19 @@ func resources(lim, floor plan.Limits) container.Resources {
 // startSidecar creates, connects and starts the sidecar, and waits until it
 // listens.
 func (l *launch) startSidecar(ctx context.Context) error {
-	dir := l.o.Store.EgressDir(l.p.Slug)
-	e := l.p.Egress
+	dir := l.Store.EgressDir(l.Plan.Slug)
+	e := l.Plan.Egress
 	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
 	// A resumed bottle keeps the upstream CA its first launch copied in.
-	if _, err := os.Stat(filepath.Join(dir, UpstreamCAFile)); err == nil || l.o.UpstreamCA != "" {
-		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, UpstreamCAFile))
+	if _, err := os.Stat(filepath.Join(dir, backend.UpstreamCAFile)); err == nil || l.UpstreamCA != "" {
+		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, backend.UpstreamCAFile))
 	}
-	if l.o.AllowPrivate {
+	if l.AllowPrivate {
 		cmd = append(cmd, "--allow-private")
 	}
 	// The sidecar runs as the invoking user, who owns the egress folder;
 	// never as root, which the engine's root would be on the host's files.
-	uid, gid := l.o.UID, l.o.GID
+	uid, gid := l.UID, l.GID
 	if uid == 0 {
 		uid, gid = SidecarUser, SidecarUser
 		if err := chownTree(dir, uid, gid); err != nil {
@@ -77,7 +78,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			Entrypoint: []string{"/bb-egress", "serve"},
 			Cmd:        cmd,
 			// The token values live here and nowhere else.
-			Env:      l.tokens,
+			Env:      l.Tokens,
 			User:     fmt.Sprintf("%d:%d", uid, gid),
 			Hostname: "bb-egress",
 			Labels:   l.labels(l.d.SidecarLabels),
@@ -98,28 +99,28 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		}},
 	})
 	if err != nil {
-		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.Plan.Slug)...)
 	}
 	l.sidecarID = res.ID
-	l.mark("created")
+	l.Mark("created")
 	// The engine (API < 1.44) takes one network at creation; the way out is
 	// joined before the start.
 	if _, err := l.api.NetworkConnect(ctx, l.d.EgressNetwork, client.NetworkConnectOptions{Container: res.ID}); err != nil {
 		return exit.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
 	}
-	l.mark("connected")
+	l.Mark("connected")
 	if _, err := l.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
 		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
 	}
-	l.mark("started")
-	timeout := l.o.ReadyTimeout
+	l.Mark("started")
+	timeout := l.ReadyTimeout
 	if timeout == 0 {
 		timeout = 20 * time.Second
 	}
 	if err := waitReady(ctx, l.api, res.ID, timeout); err != nil {
 		return err
 	}
-	l.mark("ready")
+	l.Mark("ready")
 	return l.sidecarAddress(ctx)
 }
 
@@ -238,10 +239,19 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 // createAgent creates the agent's container, not started: provisioning
 // copies files into it first.
 func (l *launch) createAgent(ctx context.Context) error {
-	a := l.p.Agent
-	ws := l.workspace // checkWorkspace
-	gits, err := gitMounts(ws, a.Workdir)
+	a := l.Plan.Agent
+	ws := l.Workspace // checked by backend.Launch
+	gits, err := backend.GitMounts(ws, a.Workdir)
 	if err != nil {
+		return err
+	}
+	dir := l.Store.BottleDir(l.Plan.Slug)
+	if err := state.WriteFileAtomic(filepath.Join(dir, ResolvConfFile), []byte(resolvConf), 0o644); err != nil {
+		return err
+	}
+	// The container is created before the sidecar has an address: the
+	// file must exist to be mounted, and gets bb.egress at the start.
+	if err := l.writeHosts(""); err != nil {
 		return err
 	}
 	env := make([]string, 0, len(a.Env))
@@ -258,7 +268,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 			Env:        env,
 			User:       a.User,
 			WorkingDir: a.Workdir,
-			Hostname:   l.p.Slug,
+			Hostname:   l.Plan.Slug,
 			Tty:        true,
 			OpenStdin:  true,
 			Labels:     l.labels(l.d.AgentLabels),
@@ -268,11 +278,11 @@ func (l *launch) createAgent(ctx context.Context) error {
 			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
 			Mounts: append([]mount.Mount{
 				{Type: mount.TypeBind, Source: ws, Target: a.Workdir},
-				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), ResolvConfFile),
+				{Type: mount.TypeBind, Source: filepath.Join(l.Store.BottleDir(l.Plan.Slug), ResolvConfFile),
 					Target: "/etc/resolv.conf", ReadOnly: true},
-				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), HostsFile),
+				{Type: mount.TypeBind, Source: filepath.Join(l.Store.BottleDir(l.Plan.Slug), HostsFile),
 					Target: "/etc/hosts", ReadOnly: true},
-			}, gits...),
+			}, bindMounts(gits)...),
 			// The embedded DNS server (127.0.0.11, still reachable by
 			// address) forwards what it does not know to these servers,
 			// queried from inside the container: loopback, where nothing
@@ -285,7 +295,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.Plan.Slug)...)
 	}
 	l.agentID = res.ID
 	return nil
@@ -296,15 +306,15 @@ func (l *launch) startAgent(ctx context.Context) error {
 	if err := l.writeHosts(l.sidecarIP); err != nil {
 		return err
 	}
-	if l.o.Attach {
+	if l.Attach {
 		s, err := OpenAttach(ctx, l.api, l.agentID)
 		if err != nil {
 			return err
 		}
 		l.session = s // undo closes it if the start fails
 	}
-	if l.o.BeforeStart != nil {
-		if err := l.o.BeforeStart(ctx, l.agentID); err != nil {
+	if l.BeforeStart != nil {
+		if err := l.BeforeStart(ctx, l.agentID); err != nil {
 			return err
 		}
 	}
@@ -312,6 +322,15 @@ func (l *launch) startAgent(ctx context.Context) error {
 		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
 	}
 	return nil
+}
+
+// bindMounts are ms as the engine's bind mounts.
+func bindMounts(ms []backend.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(ms))
+	for i, m := range ms {
+		out[i] = mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+	}
+	return out
 }
 
 // removeContainer force-removes a container; one already gone is no error.

@@ -9,21 +9,10 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 )
-
-// ErrNotRunning says a bottle has no running agent (or sidecar).
-type ErrNotRunning struct {
-	Slug, Role string
-}
-
-func (e *ErrNotRunning) Error() string {
-	if e.Role == names.RoleEgress {
-		return fmt.Sprintf("bottle %s has no running sidecar", e.Slug)
-	}
-	return fmt.Sprintf("bottle %s is not running", e.Slug)
-}
 
 // Exec runs cmd in the bottle's running agent, as the agent's user, in its
 // working folder and environment, with no input, and returns its exit
@@ -34,7 +23,7 @@ func Exec(ctx context.Context, api Engine, slug string, cmd []string, stdout, st
 		return 0, err
 	}
 	if !running {
-		return 0, exit.Usage(&ErrNotRunning{Slug: slug}, "start it with 'bb-launch resume "+slug+"'")
+		return 0, exit.Usage(&backend.NotRunningError{Slug: slug}, "start it with 'bb-launch resume "+slug+"'")
 	}
 	in, err := api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {

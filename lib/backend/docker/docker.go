@@ -5,8 +5,10 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -56,3 +58,20 @@ func imageExists(ctx context.Context, api Images, ref string) (bool, map[string]
 }
 
 func isNotFound(err error) bool { return err != nil && cerrdefs.IsNotFound(err) }
+
+// unwrapPath drops a *fs.PathError's operation and path, which the message
+// around it already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}

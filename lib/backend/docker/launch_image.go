@@ -48,7 +48,7 @@ func AgentSpec(p *plan.Plan, base string, args map[string]string) (AgentImageSpe
 	case df.Path != "":
 		b, err := os.ReadFile(df.Path)
 		if err != nil {
-			return spec, exit.Usage(fmt.Errorf("reading the Dockerfile %s: %w", df.Path, unwrapPathErr(err)))
+			return spec, exit.Usage(fmt.Errorf("reading the Dockerfile %s: %w", df.Path, unwrapPath(err)))
 		}
 		spec.Dockerfile = b
 		ctxDir := df.Context

@@ -8,26 +8,10 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
-	"github.com/bb-bottles/bb/lib/state"
 )
-
-// ResumeImage returns the newest of a bottle's committed images that the
-// engine still has, or "" when it has none of them.
-func ResumeImage(ctx context.Context, api Engine, md state.Metadata) (string, error) {
-	for i := len(md.Images) - 1; i >= 0; i-- {
-		im := md.Images[i]
-		ok, _, err := imageExists(ctx, api, im.Ref)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return im.Ref, nil
-		}
-	}
-	return "", nil
-}
 
 // Leftovers reports whether the engine has any container or network of the
 // bottle, and whether its agent runs.
@@ -61,12 +45,15 @@ func ImageExists(ctx context.Context, api Engine, ref string) (bool, error) {
 // Attach, ReadyTimeout and Progress. A failure removes nothing: the
 // container is the person's work. A bottle without both containers cannot
 // restart (exit.Usage, with the --discard hint).
-func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err error) {
+func Restart(ctx context.Context, api Engine, o backend.LaunchOptions) (rec *backend.Record, err error) {
 	p := o.Plan
+	if err := backend.CheckPlan(p, names.Docker); err != nil {
+		return nil, err
+	}
 	if err := checkPlan(p); err != nil {
 		return nil, err
 	}
-	l := &launch{api: api, o: o, p: p, d: p.Docker}
+	l := &launch{Launching: &backend.Launching{LaunchOptions: o}, api: api, d: p.Docker}
 	unlock, err := o.Store.Lock(ctx, p.Slug)
 	if err != nil {
 		return nil, err
@@ -97,21 +84,24 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 	}()
 	if !sidecarRunning {
 		if _, err := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); err != nil {
-			return nil, &StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
+			return nil, &backend.StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
 		}
 		timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
 		if err := waitReady(ctx, api, sidecar, timeout); err != nil {
-			return nil, &StepError{Step: "starting the sidecar", Err: err}
+			return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
 		}
 	}
 	if err := l.sidecarAddress(ctx); err != nil {
-		return nil, &StepError{Step: "starting the sidecar", Err: err}
+		return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
 	}
 	if err := l.startAgent(ctx); err != nil {
-		return nil, &StepError{Step: "starting the agent", Err: err}
+		return nil, &backend.StepError{Step: "starting the agent", Err: err}
 	}
-	rec = &Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
-		SidecarContainer: l.d.SidecarContainer, AgentID: agent, Session: l.session}
+	rec = &backend.Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
+		SidecarContainer: l.d.SidecarContainer, AgentID: agent}
+	if l.session != nil {
+		rec.Session = l.session
+	}
 	for _, c := range []struct {
 		id  string
 		ref *string

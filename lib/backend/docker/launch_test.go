@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/names"
@@ -294,11 +295,11 @@ func TestLaunch(t *testing.T) {
 		testGatewayUnreachable(t, c, slug, p)
 	})
 	t.Run("ls", func(t *testing.T) {
-		list, err := List(ctx, c, st)
+		list, err := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) })
 		if err != nil || len(list) != 1 {
 			t.Fatalf("List = %v, %v", list, err)
 		}
-		if s := list[0]; s.Slug != slug || s.Status != StatusRunning || s.AgentContainer != rec.AgentContainer {
+		if s := list[0]; s.Slug != slug || s.Status != backend.StatusRunning || s.AgentContainer != rec.AgentContainer {
 			t.Errorf("List = %+v", s)
 		}
 	})
@@ -325,12 +326,12 @@ func TestLaunch(t *testing.T) {
 	if err := Stop(ctx, c, slug); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	if list, _ := List(ctx, c, st); len(list) != 1 || list[0].Status != StatusMissing {
+	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.StatusMissing {
 		t.Errorf("List after stop = %+v", list)
 	}
 	var ran bool
 	var reply []byte
-	if err := Reload(ctx, c, slug); !errors.As(err, new(*ErrNotRunning)) {
+	if err := Reload(ctx, c, slug); !errors.As(err, new(*backend.NotRunningError)) {
 		t.Errorf("Reload of a stopped bottle = %v, want ErrNotRunning", err)
 	}
 	o = launchOptions(t, p, raw, st)
@@ -498,37 +499,6 @@ func TestLaunchFailureCleanup(t *testing.T) {
 				t.Errorf("the state folder the launch created is left: %v", err)
 			}
 		})
-	}
-}
-
-func TestTokenValue(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "tok"), []byte("  s3cret\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "two"), []byte("a\nb\n"), 0o600)
-	env := func(k string) string {
-		return map[string]string{"TOK": "from-env", "HOME": dir}[k]
-	}
-	tests := []struct {
-		tok     plan.Token
-		want    string
-		wantErr string
-	}{
-		{plan.Token{Name: "A", Env: "TOK"}, "from-env", ""},
-		{plan.Token{Name: "A", Env: "UNSET"}, "", "the host variable UNSET is not set"},
-		{plan.Token{Name: "A", File: "~/tok"}, "s3cret", ""},
-		{plan.Token{Name: "A", File: filepath.Join(dir, "tok")}, "s3cret", ""},
-		{plan.Token{Name: "A", File: "~/two"}, "", "must hold one line"},
-		{plan.Token{Name: "A", File: "~/none"}, "", "no such file"},
-		{plan.Token{Name: "A"}, "", "neither env nor file"},
-	}
-	for _, tt := range tests {
-		got, err := tokenValue(tt.tok, env)
-		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("tokenValue(%+v) = %q, %v; want %q, %q", tt.tok, got, err, tt.want, tt.wantErr)
-		}
-		if err != nil && strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("an error names the token's value: %v", err)
-		}
 	}
 }
 

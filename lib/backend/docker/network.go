@@ -55,7 +55,7 @@ func (l *launch) network(ctx context.Context, name string, opts client.NetworkCr
 	// the bottle could join someone else's network.
 	if _, err := l.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err == nil {
 		return "", exit.Backend(fmt.Errorf("a network named %s already exists", name),
-			fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.p.Slug, l.p.Slug))
+			fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.Plan.Slug, l.Plan.Slug))
 	} else if !isNotFound(err) {
 		return "", exit.Backend(fmt.Errorf("inspecting network %s: %w", name, err))
 	}

@@ -46,7 +46,7 @@ type provisioned struct {
 // and the prompt. It needs no root inside: the engine writes the files,
 // owned by the agent's user.
 func (l *launch) provision(ctx context.Context) error {
-	a := l.p.Agent
+	a := l.Plan.Agent
 	uid, gid, home, err := l.lookupUser(ctx, a.User)
 	if err != nil {
 		return err
@@ -58,9 +58,9 @@ func (l *launch) provision(ctx context.Context) error {
 		// Provisioning makes the home the agent's own.
 		return exit.Usagef("the agent's user %q has the home %q: want a folder of its own", a.User, home)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(l.o.Store.EgressDir(l.p.Slug), state.CACertFile))
+	caPEM, err := os.ReadFile(filepath.Join(l.Store.EgressDir(l.Plan.Slug), state.CACertFile))
 	if err != nil {
-		return fmt.Errorf("reading the bottle's CA: %w", unwrapPathErr(err))
+		return fmt.Errorf("reading the bottle's CA: %w", unwrapPath(err))
 	}
 	bundle, err := l.readFile(ctx, SystemCABundle)
 	if err != nil {

@@ -1,4 +1,4 @@
-package freeze
+package macoscontainer
 
 import (
 	"context"
@@ -11,10 +11,11 @@ import (
 	"strings"
 
 	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/names"
 )
 
-// Apple freezes bottles on Apple's container CLI (github.com/apple/container).
+// Freezer freezes bottles on Apple's container CLI (github.com/apple/container).
 //
 // Command lines follow docs/command-reference.md of apple/container, the
 // 1.0.0-era reference that documents `container export` ("Exports a stopped
@@ -25,8 +26,8 @@ import (
 // from a Dockerfile that ADDs the exported tar to an empty image (ADD
 // unpacks a local tar). An export holds the filesystem only: the image's
 // user, environment and command are those bb-launch gives a bottle anyway.
-type Apple struct {
-	Run Runner
+type Freezer struct {
+	Run freeze.Runner
 	// Tool is the CLI's name or path ("container" when empty).
 	Tool string
 	// TempDir holds the export while the image is built (os.TempDir()
@@ -35,19 +36,19 @@ type Apple struct {
 }
 
 // Backend is "macos-container".
-func (a *Apple) Backend() string { return names.MacOSContainer }
+func (a *Freezer) Backend() string { return names.MacOSContainer }
 
 // NeedsStop is true: only a stopped container can be exported.
-func (a *Apple) NeedsStop() bool { return true }
+func (a *Freezer) NeedsStop() bool { return true }
 
-func (a *Apple) tool() string {
+func (a *Freezer) tool() string {
 	if a.Tool == "" {
 		return "container"
 	}
 	return a.Tool
 }
 
-func (a *Apple) run(ctx context.Context, args ...string) ([]byte, error) {
+func (a *Freezer) run(ctx context.Context, args ...string) ([]byte, error) {
 	return a.Run.Run(ctx, a.tool(), args...)
 }
 
@@ -63,7 +64,7 @@ type appleContainer struct {
 
 // Running lists the slugs of running agent containers, from `container
 // list --format json` (running containers only, without --all).
-func (a *Apple) Running(ctx context.Context) ([]string, error) {
+func (a *Freezer) Running(ctx context.Context) ([]string, error) {
 	out, err := a.run(ctx, "list", "--format", "json")
 	if err != nil {
 		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
@@ -86,7 +87,7 @@ func (a *Apple) Running(ctx context.Context) ([]string, error) {
 // Commit stops the container, exports its filesystem, builds t.Ref from the
 // export and starts the container again — also when a step failed, since
 // the person agreed to a stop, not to losing the bottle.
-func (a *Apple) Commit(ctx context.Context, t Target) (id string, err error) {
+func (a *Freezer) Commit(ctx context.Context, t freeze.Target) (id string, err error) {
 	dir, err := os.MkdirTemp(a.TempDir, "bb-freeze-")
 	if err != nil {
 		return "", fmt.Errorf("committing bottle %s: %w", t.Slug, err)
@@ -96,7 +97,7 @@ func (a *Apple) Commit(ctx context.Context, t Target) (id string, err error) {
 		return "", exit.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
 	}
 	defer func() {
-		undo(ctx, func(ctx context.Context) error {
+		freeze.Undo(ctx, func(ctx context.Context) error {
 			if _, serr := a.run(ctx, "start", t.Container); serr != nil && err == nil {
 				err = exit.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
 					"the snapshot "+t.Ref+" was made; start the bottle with: container start "+t.Container)
@@ -124,7 +125,7 @@ func (a *Apple) Commit(ctx context.Context, t Target) (id string, err error) {
 
 // buildArgs is `container build -f DIR/Dockerfile -t REF --label K=V...
 // --progress plain DIR`.
-func (a *Apple) buildArgs(t Target, dir string) []string {
+func (a *Freezer) buildArgs(t freeze.Target, dir string) []string {
 	labels := maps.Clone(t.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -150,7 +151,7 @@ type appleImage struct {
 // find looks ref up in `container image list --format json` and returns its
 // digest. The CLI may show a reference fully qualified
 // (docker.io/bb/x:tag), so a match on the last path elements counts.
-func (a *Apple) find(ctx context.Context, ref string) (id string, ok bool, err error) {
+func (a *Freezer) find(ctx context.Context, ref string) (id string, ok bool, err error) {
 	out, err := a.run(ctx, "image", "list", "--format", "json")
 	if err != nil {
 		return "", false, exit.Backend(fmt.Errorf("listing images: %w", err))
@@ -168,7 +169,7 @@ func (a *Apple) find(ctx context.Context, ref string) (id string, ok bool, err e
 }
 
 // Tag is `container image tag SRC DST`.
-func (a *Apple) Tag(ctx context.Context, src, dst string) error {
+func (a *Freezer) Tag(ctx context.Context, src, dst string) error {
 	if _, err := a.run(ctx, "image", "tag", src, dst); err != nil {
 		return exit.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
 	}
@@ -176,7 +177,7 @@ func (a *Apple) Tag(ctx context.Context, src, dst string) error {
 }
 
 // Remove is `container image delete REF`, when the CLI lists ref.
-func (a *Apple) Remove(ctx context.Context, ref string) error {
+func (a *Freezer) Remove(ctx context.Context, ref string) error {
 	_, ok, err := a.find(ctx, ref)
 	if err != nil || !ok {
 		return err
@@ -188,7 +189,7 @@ func (a *Apple) Remove(ctx context.Context, ref string) error {
 }
 
 // Exists reports whether `container image list` lists ref.
-func (a *Apple) Exists(ctx context.Context, ref string) (bool, error) {
+func (a *Freezer) Exists(ctx context.Context, ref string) (bool, error) {
 	_, ok, err := a.find(ctx, ref)
 	return ok, err
 }

@@ -1,4 +1,4 @@
-package freeze_test
+package docker_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/freeze/freezetest"
@@ -46,7 +47,7 @@ func TestDockerCommit(t *testing.T) {
 	ctr := freezetest.Bottle(t, c, st, slug)
 	freezetest.WriteFile(t, c, ctr, "/home/agent", "work.txt", "state worth keeping\n")
 
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	start := time.Now()
 	rec, err := freeze.Commit(t.Context(), st, f, slug, freeze.Options{Labels: freezetest.Labels, Now: clock()})
 	if err != nil {
@@ -102,7 +103,7 @@ func TestDockerKeepListRemove(t *testing.T) {
 	st := freezetest.Store(t)
 	slug := uniqueSlug("fz-keep")
 	freezetest.Bottle(t, c, st, slug)
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	var recs []freeze.Record
 	for i := range 3 {
@@ -172,7 +173,7 @@ func TestDockerKeepListRemove(t *testing.T) {
 
 // failTag is a Docker freezer whose Tag fails, as an engine can between
 // the commit and the tag.
-type failTag struct{ *freeze.Docker }
+type failTag struct{ *docker.Freezer }
 
 func (failTag) Tag(context.Context, string, string) error {
 	return exit.Backend(errors.New("tagging: engine gone"))
@@ -186,7 +187,7 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 	slug := uniqueSlug("fz-fail")
 	ctr := freezetest.Bottle(t, c, st, slug)
 	freezetest.WriteFile(t, c, ctr, "/home/agent", "v1.txt", "one\n")
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	first, err := freeze.Commit(t.Context(), st, f, slug, freeze.Options{Labels: freezetest.Labels, Now: now})
 	if err != nil {
@@ -286,7 +287,7 @@ func refs(t *testing.T, c *client.Client, slug string) []string {
 // commit here).
 func BenchmarkFreezeCommit(b *testing.B) {
 	c, st, slug := benchBottle(b)
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	var raw time.Duration
 	b.ResetTimer()
