@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/ptytest"
 )
 
 var lsCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
@@ -130,27 +129,4 @@ func TestLsTerminal(t *testing.T) {
 }
 
 // openPTY returns a new pseudo-terminal's controller and its terminal.
-func openPTY(t *testing.T) (ptmx, tty *os.File) {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	rc, _ := ptmx.SyscallConn()
-	var n int
-	rc.Control(func(fd uintptr) {
-		if err = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); err == nil {
-			n, err = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	return ptmx, tty
-}
+func openPTY(t *testing.T) (ptmx, tty *os.File) { return ptytest.Open(t, 0, 0) }
