@@ -13,9 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
-	"github.com/bb-bottles/bb/lib/freeze/freezetest"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
 )

@@ -12,9 +12,9 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/freeze"
-	"github.com/bb-bottles/bb/lib/freeze/freezetest"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )

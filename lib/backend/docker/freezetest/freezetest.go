@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-
 	"io"
 	"os"
 	"strings"
