@@ -182,9 +182,21 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 			}
 		}
 	}
+	if option(m, OptionForwardLogin) {
+		if prov.Login == nil {
+			return nil, exit.Usage(fmt.Errorf("agent.options.forward_login: template %s has no login the sidecar can hold", prov.Name),
+				"give the agent an API key instead (see the README, Providers and plugins)")
+		}
+		// The subscription's token replaces the API key: the agent holds
+		// only the login's placeholder.
+		prov.Routes, prov.Tokens, prov.Placeholders = prov.Login.Routes, prov.Login.Tokens, prov.Login.Placeholders
+	}
 
 	p := &Plan{Kind: Kind, Version: Version, Backend: o.Backend, Slug: o.Slug,
 		Canary: o.Canary, Label: o.Label, Manifest: *m}
+	if p.Manifest.Files == nil {
+		p.Manifest.Files = []manifest.SourceFile{} // a list is a list, also when a manifest from elsewhere has none
+	}
 	if p.Backend == "" {
 		p.Backend = names.Docker
 	}
@@ -233,7 +245,9 @@ func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egr
 		LogFile:    path.Join(EgressDir, state.AuditLogFile),
 	}
 
-	// Tokens: the bottle's, then the provider's it does not declare.
+	// Tokens: the bottle's, then the provider's it does not declare; a
+	// list even when there are none (jq '.egress.tokens[]' must not fail).
+	e.Tokens = []Token{}
 	declared := map[string]bool{}
 	for name, src := range m.Bottle.Tokens {
 		e.Tokens = append(e.Tokens, Token{Name: name, Env: src.Env, File: src.File, From: "bottle"})
@@ -361,8 +375,12 @@ func planAgent(m *manifest.Manifest, prov *provider.Provider, p *Plan, e Egress)
 		}
 		a.Command = append(a.Command, a.Prompt)
 	}
+	held := map[string]string{}
+	for v, tok := range prov.Placeholders {
+		held[v] = placeholderOf(e.Routes, slug, tok)
+	}
 	files, err := prov.Provision(provider.Bottle{Label: p.Label, Slug: slug, Color: p.Color, RGB: RGB(p.Color),
-		Prompt: a.Prompt, Workdir: a.Workdir})
+		Prompt: a.Prompt, Workdir: a.Workdir, Placeholders: held})
 	if err != nil {
 		return Agent{}, fmt.Errorf("provisioning the files of template %s: %w", prov.Name, err)
 	}
