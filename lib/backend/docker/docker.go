@@ -1,6 +1,9 @@
-// Package docker holds the Docker backend: it talks to the engine through
-// its Go client, and builds the images a bottle runs (the egress sidecar and
-// the agent) without any registry.
+// Package docker holds the Docker backend (backend.Backend, with every
+// optional capability): the engine calls of a launch's stages — the images a
+// bottle runs (the egress sidecar and the agent), built without any
+// registry; its networks; the sidecar and the provisioned agent — and of
+// stop, status, exec, attach, reload, restart and freeze, through the
+// engine's Go client. What every backend shares is lib/backend's.
 package docker
 
 import (
