@@ -47,6 +47,11 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 		return err
 	}
 	if o.Remove {
+		if r, ok := b.(backend.Remover); ok {
+			if err := r.Remove(ctx, o.Slug); err != nil {
+				return err
+			}
+		}
 		if err := d.store.Remove(o.Slug); err != nil {
 			return cli.Backend(err)
 		}

@@ -28,7 +28,7 @@ import (
 
 // Backend runs bottles on one engine (Docker, Apple's container, smolvm).
 // Every backend does what this interface has; what some cannot do is an
-// optional capability (Attacher, Reloader, Restarter, Freezable,
+// optional capability (Attacher, Reloader, Restarter, Remover, Freezable,
 // ImageChecker), checked with a type assertion, or an *UnsupportedError.
 type Backend interface {
 	// Name is the name plans and metadata record (lib/names).
@@ -90,6 +90,15 @@ type Restarter interface {
 	// container is the person's work. Of o it uses Plan, Store, Attach,
 	// ReadyTimeout and Progress.
 	Restart(ctx context.Context, o LaunchOptions) (*Record, error)
+}
+
+// Remover is a backend that keeps something of a bottle beyond its
+// containers and networks, which Stop leaves for a resume (a volume holding
+// the agent's own git repository): bb-launch stop --rm removes it too.
+type Remover interface {
+	// Remove removes what the backend keeps of bottle slug; its containers
+	// are stopped first. A bottle with nothing kept is no error.
+	Remove(ctx context.Context, slug string) error
 }
 
 // Freezable is a backend that snapshots bottles (bb-freeze).

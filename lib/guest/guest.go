@@ -91,6 +91,12 @@ type File struct {
 	AppendOnce bool `json:"append_once,omitempty"`
 }
 
+// ReadyLine starts the line the init writes to its log once it has given
+// root up, before the agent's command runs: the launch waits for it.
+const ReadyLine = logPrefix + "running as uid"
+
+const logPrefix = "bb-egress guest: "
+
 // DefaultScrollback is Spec.Scrollback when unset: a screenful or two of a
 // terminal program's drawing.
 const DefaultScrollback = 64 << 10

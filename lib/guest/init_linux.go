@@ -34,7 +34,7 @@ type InitOptions struct {
 func Init(ctx context.Context, o InitOptions) (int, error) {
 	logf := func(format string, a ...any) {
 		if o.Stderr != nil {
-			fmt.Fprintf(o.Stderr, "bb-egress guest: "+format+"\n", a...)
+			fmt.Fprintf(o.Stderr, logPrefix+format+"\n", a...)
 		}
 	}
 	f, err := os.Open(o.SpecPath)
@@ -94,7 +94,7 @@ func Init(ctx context.Context, o InitOptions) (int, error) {
 	if err := dropPrivileges(u); err != nil {
 		return 0, fmt.Errorf("giving up root: %w", err)
 	}
-	logf("running as uid %d gid %d, with no capabilities and no new privileges", u.uid, u.gid)
+	logf("%s %d gid %d, with no capabilities and no new privileges", strings.TrimPrefix(ReadyLine, logPrefix), u.uid, u.gid)
 	// As the agent: its own files.
 	for _, fl := range spec.Files {
 		if fl.Owner != OwnerAgent {

@@ -78,16 +78,16 @@ func labelArgs(labels map[string]string) []string {
 	return out
 }
 
-// sidecarCreate is `container create` of the sidecar: on the default
-// network (its way out), as the person's uid (who owns the egress folder
+// sidecarCreate is `container create` of the sidecar: on network (the
+// default one: its way out), as the person's uid (who owns the egress folder
 // it writes), no capability, its socket published at socket on this
 // machine, the token values inherited from the CLI's environment by name
 // (tokenNames), never on a command line.
 func sidecarCreate(name, image string, labels map[string]string, uid, gid int, lim plan.Limits,
-	egressDir string, e plan.Egress, socket string, tokenNames []string, serve []string) []string {
+	egressDir string, e plan.Egress, network, socket string, tokenNames []string, serve []string) []string {
 	args := []string{"create", "--name", name}
 	args = append(args, labelArgs(labels)...)
-	args = append(args, "--user", fmt.Sprintf("%d:%d", uid, gid), "--cap-drop", "ALL",
+	args = append(args, "--user", fmt.Sprintf("%d:%d", uid, gid), "--cap-drop", "ALL", "--network", network,
 		"--cpus", cpus(lim), "--memory", memory(lim, plan.SidecarLimits),
 		"--volume", egressDir+":"+e.Dir,
 		"--publish-socket", socket+":"+SidecarSocket)
@@ -102,9 +102,9 @@ func sidecarCreate(name, image string, labels map[string]string, uid, gid int, l
 // sidecar's socket is its one way out) and no DNS, the init (bb-egress
 // guest init, run by the runtime's --init, which reaps and forwards
 // signals) as root with agentCaps only, the workspace and mounts, the
-// plan's environment inherited by name (envNames), the plan's limits.
+// plan's environment from envFile, the plan's limits.
 func agentCreate(name, image string, labels map[string]string, a plan.Agent, lim plan.Limits,
-	guestDir, socket string, mounts []mountSpec, envNames []string) []string {
+	guestDir, socket string, mounts []mountSpec, envFile string) []string {
 	args := []string{"create", "--name", name}
 	args = append(args, labelArgs(labels)...)
 	args = append(args, "--user", "0:0", "--workdir", a.Workdir, "--entrypoint", GuestBinary, "--init",
@@ -123,10 +123,7 @@ func agentCreate(name, image string, labels map[string]string, a plan.Agent, lim
 	for _, m := range mounts {
 		args = append(args, "--volume", m.volumeArg())
 	}
-	for _, n := range envNames {
-		args = append(args, "--env", n)
-	}
-	args = append(args, image, "guest", "init", "--spec", SpecFile, "--")
+	args = append(args, "--env-file", envFile, image, "guest", "init", "--spec", SpecFile, "--")
 	return append(args, a.Command...)
 }
 

@@ -517,3 +517,9 @@ func SameRef(listed, ref string) bool {
 	n := strings.TrimPrefix(NormalizeRef(ref), "docker.io/")
 	return strings.HasSuffix(listed, "/"+n) || strings.HasSuffix(listed, "/"+strings.TrimPrefix(n, "library/"))
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}

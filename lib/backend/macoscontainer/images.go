@@ -12,7 +12,9 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/image"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // Labels on the images this backend builds.
@@ -155,7 +157,7 @@ func (im *images) ensureAgent(ctx context.Context, spec AgentImageSpec, progress
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, im.testLabels)
-	labels[labelRole] = roleImage
+	labels[names.LabelRole] = names.RoleImage
 	c := image.Context{Dockerfile: spec.Dockerfile, Files: spec.Files}
 	sum, err := image.Hash(c, spec.BuildArgs, labels)
 	if err != nil {
@@ -184,6 +186,10 @@ func (im *images) ensureSidecar(ctx context.Context, binPath string, uid, gid in
 	if err != nil {
 		return "", fmt.Errorf("reading the sidecar binary: %w", err)
 	}
+	// The image has no libc, and the agent's init is this binary too.
+	if err := backend.CheckStatic(binPath, bin); err != nil {
+		return "", err
+	}
 	sum, err := image.FileHash(bytes.NewReader(bin))
 	if err != nil {
 		return "", err
@@ -194,7 +200,7 @@ func (im *images) ensureSidecar(ctx context.Context, binPath string, uid, gid in
 		"bb-egress":  {Data: bin, Mode: 0o755},
 		"sock/.keep": {Data: nil, Mode: 0o644},
 	}}
-	labels := map[string]string{labelRole: roleEgress, LabelEgressSHA256: sum, LabelEgressLayout: sidecarLayout}
+	labels := map[string]string{names.LabelRole: names.RoleEgress, LabelEgressSHA256: sum, LabelEgressLayout: sidecarLayout}
 	maps.Copy(labels, im.testLabels)
 	tagSum, err := image.Hash(image.Context{Dockerfile: df}, map[string]string{"binary": sum}, labels)
 	if err != nil {

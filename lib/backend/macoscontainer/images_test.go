@@ -60,8 +60,12 @@ func TestEnsureAgentImage(t *testing.T) {
 func TestEnsureSidecarImage(t *testing.T) {
 	f := newFake(t)
 	im := &images{tool: &f.Tool}
-	bin := filepath.Join(t.TempDir(), "bb-egress")
-	os.WriteFile(bin, []byte("\x7fELF static"), 0o755)
+	bin := staticEgress(t)
+	notStatic := filepath.Join(t.TempDir(), "bb-egress")
+	os.WriteFile(notStatic, []byte("#!/bin/sh\n"), 0o755)
+	if _, err := im.ensureSidecar(t.Context(), notStatic, 501, 20, nil); err == nil || !strings.Contains(err.Error(), "not a linux executable") {
+		t.Errorf("a script for the sidecar: %v", err)
+	}
 	ref, err := im.ensureSidecar(t.Context(), bin, 501, 20, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -154,6 +154,7 @@ var Commands = []Command{
 			opt("<user>", "Set the user for the process (format: name|uid[:gid])", secCreate, user, "--user", "-u"),
 			opt("<dir>", "Set the initial working directory inside the container", secCreate, absPath, "--workdir", "-w", "--cwd"),
 			opt("<env>", "Set environment variables (format: key=value, or just key to inherit from host)", secCreate, env, "--env", "-e"),
+			opt("<env-file>", "Read in a file of environment variables (key=value format, ignores # comments and blank lines)", secCreate, absPath, "--env-file"),
 			opt("<cmd>", "Override the entrypoint of the image", secCreate, absPath, "--entrypoint"),
 			opt("<cpus>", "Number of CPUs to allocate to the container", secCreate, positiveInt, "--cpus", "-c"),
 			opt("<memory>", "Amount of memory (1MiByte granularity), with optional K, M, G, T, or P suffix", secCreate, memory, "--memory", "-m"),

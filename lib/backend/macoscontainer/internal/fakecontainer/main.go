@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/bb-bottles/bb/lib/backend/macoscontainer/internal/clispec"
+	"github.com/bb-bottles/bb/lib/guest"
 )
 
 func main() {
@@ -86,8 +87,9 @@ func run(argv []string) int {
 		fmt.Fprintln(os.Stderr, "fakecontainer:", err)
 		return 2
 	}
-	if code, ok := f.fault(argv); ok {
-		return code
+	ft, faulted := f.fault(argv)
+	if faulted && !ft.After {
+		return ft.act()
 	}
 	line, err := clispec.Parse(argv)
 	if err != nil {
@@ -95,6 +97,9 @@ func run(argv []string) int {
 		return 64
 	}
 	err = f.do(line)
+	if faulted {
+		return ft.act()
+	}
 	var code exitCode
 	switch {
 	case err == nil:
@@ -210,35 +215,39 @@ func (f *fake) record(argv []string) error {
 }
 
 // Fault is one entry of faults.json: the first call whose command line
-// (joined with spaces) contains Match fails with Exit and Stderr, or hangs
+// (joined with spaces) contains Match (is Match, with Exact) fails with Exit and Stderr, or hangs
 // until it is signalled; Times (0: always) counts down.
 type Fault struct {
-	Match  string `json:"match"`
+	Match string `json:"match"`
+	// Exact asks for the whole command line to be Match.
+	Exact bool `json:"exact"`
+	// After does the call's work first, then fails or hangs: a command
+	// interrupted after the runtime did what it asked.
+	After  bool   `json:"after"`
 	Exit   int    `json:"exit"`
 	Stderr string `json:"stderr"`
 	Hang   bool   `json:"hang"`
 	Times  int    `json:"times"`
 }
 
-func (f *fake) fault(argv []string) (int, bool) {
+func (f *fake) fault(argv []string) (Fault, bool) {
 	unlock, err := f.lock("faults.lock")
 	if err != nil {
-		return 0, false
+		return Fault{}, false
 	}
+	defer unlock()
 	path := filepath.Join(f.dir, "faults.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		unlock()
-		return 0, false
+		return Fault{}, false
 	}
 	var faults []Fault
 	if json.Unmarshal(b, &faults) != nil {
-		unlock()
-		return 0, false
+		return Fault{}, false
 	}
 	joined := strings.Join(argv, " ")
 	for i, ft := range faults {
-		if !strings.Contains(joined, ft.Match) {
+		if !strings.Contains(joined, ft.Match) || (ft.Exact && joined != ft.Match) {
 			continue
 		}
 		if ft.Times > 0 {
@@ -249,25 +258,27 @@ func (f *fake) fault(argv []string) (int, bool) {
 			b, _ := json.Marshal(faults)
 			os.WriteFile(path, b, 0o600)
 		}
-		unlock()
-		if ft.Hang {
-			// Killed, as a cancelled command is: the caller sees a
-			// signal, and nothing was done.
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-			select {
-			case <-sig:
-			case <-time.After(time.Minute):
-			}
-			return 130, true
-		}
-		if ft.Stderr != "" {
-			fmt.Fprintln(os.Stderr, ft.Stderr)
-		}
-		return ft.Exit, true
+		return ft, true
 	}
-	unlock()
-	return 0, false
+	return Fault{}, false
+}
+
+// act fails or hangs as the fault says.
+func (ft Fault) act() int {
+	if ft.Hang {
+		// Killed, as a cancelled command is: the caller sees a signal.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		select {
+		case <-sig:
+		case <-time.After(time.Minute):
+		}
+		return 130
+	}
+	if ft.Stderr != "" {
+		fmt.Fprintln(os.Stderr, ft.Stderr)
+	}
+	return ft.Exit
 }
 
 func (f *fake) lock(name string) (func(), error) {
@@ -706,6 +717,26 @@ func (f *fake) create(l *clispec.Line) error {
 	}
 	c.Executable, c.Args = argv[0], argv[1:]
 	env := slices.Clone(im.Env)
+	for _, file := range l.Values("--env-file") {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return failf("invalidArgument: %q", "failed to read envfile at "+file)
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			line = strings.TrimLeft(line, " \t")
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if !strings.Contains(line, "=") {
+				v, ok := os.LookupEnv(line)
+				if !ok {
+					continue
+				}
+				line += "=" + v
+			}
+			env = append(env, line)
+		}
+	}
 	for _, e := range l.Values("--env") {
 		if !strings.Contains(e, "=") {
 			v, ok := os.LookupEnv(e)
@@ -857,6 +888,11 @@ func (f *fake) start(l *clispec.Line) error {
 			}
 		}
 		c.Log = append(c.Log, "bb-egress: listening on "+listenOn+" (CA /bb/egress/ca/ca.pem)")
+	}
+	if strings.HasSuffix(c.Executable, "bb-egress") && len(c.Args) > 1 && c.Args[0] == "guest" && c.Args[1] == "init" {
+		// What the guest's init logs once it has given root up (tested
+		// for real in lib/guest).
+		c.Log = append(c.Log, guest.ReadyLine+" 1000 gid 1000, with no capabilities and no new privileges")
 	}
 	fmt.Println(c.ID)
 	return nil
@@ -1272,6 +1308,7 @@ func (f *fake) exec(l *clispec.Line) error {
 		return failf("invalidState: %q", "container "+c.ID+" is not running")
 	}
 	argv := l.Args[1:]
+	attach := false
 	if len(argv) > 2 && strings.HasSuffix(argv[0], "/bb-egress") && argv[1] == "guest" {
 		switch argv[2] {
 		case "run":
@@ -1286,6 +1323,7 @@ func (f *fake) exec(l *clispec.Line) error {
 				return failf("fakecontainer: the container's init has no agent command after --")
 			}
 			argv = c.Args[i+1:]
+			attach = true
 		}
 	}
 	if !l.Has("--interactive") {
@@ -1318,9 +1356,31 @@ func (f *fake) exec(l *clispec.Line) error {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return exitCode(128 + int(ws.Signal()))
 		}
+	}
+	if attach {
+		// The agent's command ended by itself: its init exits with it,
+		// and the container stops.
+		f.stopAfterAgent(c.ID)
+	}
+	if errors.As(err, &ee) {
 		return exitCode(ee.ExitCode())
 	}
 	return err
+}
+
+func (f *fake) stopAfterAgent(id string) {
+	unlock, err := f.lock("state.lock")
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if f.load() != nil {
+		return
+	}
+	if c := f.findContainer(id); c != nil && c.State == "running" {
+		f.halt(c)
+		f.save()
+	}
 }
 
 func printJSON(v any) error {

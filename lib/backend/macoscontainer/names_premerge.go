@@ -1,8 +1,0 @@
-package macoscontainer
-
-// Until lib/names (the backend seam) is on this branch.
-const (
-	labelRole  = "bb.role"
-	roleImage  = "image"
-	roleEgress = "egress"
-)
