@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 )
@@ -242,9 +241,3 @@ func (e *ExitError) Error() string { return fmt.Sprintf("the agent exited with s
 
 // ErrNotLinux is every entry point's error where the guest cannot run.
 var ErrNotLinux = errors.New("bb-egress guest runs only inside a Linux bottle")
-
-// exists reports whether p exists (not following a last symlink).
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}

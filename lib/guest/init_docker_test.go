@@ -94,10 +94,9 @@ func TestMain(m *testing.M) {
 
 // bottle is one agent container of a test, and its host folder.
 type bottle struct {
-	c    *moby.Client
-	id   string
-	dir  string
-	logs bytes.Buffer
+	c   *moby.Client
+	id  string
+	dir string
 }
 
 // newBottle creates (and starts) the agent's container, whose init runs as

@@ -47,7 +47,7 @@ func Init(ctx context.Context, o InitOptions) (int, error) {
 		return 0, err
 	}
 	if len(o.Command) == 0 {
-		return 0, errors.New("no command for the agent: want bb-egress guest init --spec FILE -- CMD...")
+		return 0, errors.New("no command for the agent: want bb-egress guest init --spec FILE -- CMD [ARG...]")
 	}
 	if os.Geteuid() != 0 {
 		return 0, errors.New("the guest init must start as root (it gives root up before the agent runs)")

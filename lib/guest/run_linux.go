@@ -14,7 +14,7 @@ import (
 // through it).
 func Run(argv, env []string) error {
 	if len(argv) == 0 {
-		return errors.New("no command: want bb-egress guest run -- CMD...")
+		return errors.New("no command: want bb-egress guest run -- CMD [ARG...]")
 	}
 	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
 		return fmt.Errorf("setting no new privileges: %w", e)

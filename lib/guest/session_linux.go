@@ -276,7 +276,7 @@ func (h *hub) serve(c *client) {
 	// The first client's frames go out after the backlog: both under the
 	// lock, so no output slips between them.
 	c.send(frameOutput, backlog)
-	size := winsize{Cols: hi.Cols, Rows: hi.Rows}
+	size := winsize(hi)
 	if !h.started {
 		h.started = true
 		if size.Cols == 0 || size.Rows == 0 {
