@@ -445,6 +445,10 @@ func TestLaunchRefuses(t *testing.T) {
 			bt.p.MacOSContainer.AgentNetwork = "default"
 			bt.raw, _ = json.Marshal(bt.p)
 		}, 2, []string{`agent_network is "default"`}},
+		{"the workspace over bb's mounts", func(bt *bottleTest) {
+			bt.p.Agent.Workdir = "/bb"
+			bt.raw, _ = json.Marshal(bt.p)
+		}, 2, []string{`plan agent.workdir "/bb"`}},
 		{"containers named otherwise", func(bt *bottleTest) {
 			bt.p.MacOSContainer.AgentContainer = "mine"
 			bt.raw, _ = json.Marshal(bt.p)

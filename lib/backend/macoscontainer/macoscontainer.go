@@ -73,7 +73,9 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,6 +166,11 @@ func checkPlan(p *plan.Plan) error {
 	if m.AgentNetwork != "none" {
 		return exit.Usage(fmt.Errorf("plan macos_container.agent_network is %q: the agent's machine has no network, "+
 			"its only way out is the sidecar's socket", m.AgentNetwork), "plan it again with bb-plan, which says none")
+	}
+	if w := p.Agent.Workdir; !path.IsAbs(w) || path.Clean(w) != w || w == "/" || w == "/bb" || strings.HasPrefix(w, "/bb/") {
+		// The workspace is mounted there, over what the image has; bb's
+		// own mounts are under /bb.
+		return exit.Usagef("plan agent.workdir %q: want a clean absolute folder of its own, not / nor under /bb", w)
 	}
 	if m.Labels[names.LabelSlug] != p.Slug {
 		return exit.Usagef("plan macos_container.labels: %s is not the slug %s", names.LabelSlug, p.Slug)
