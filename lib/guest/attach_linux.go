@@ -9,11 +9,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/bb-bottles/bb/lib/terminal"
 )
 
 // Attach joins the terminal in/out to the agent's session at socket: in is
@@ -27,6 +25,8 @@ func Attach(ctx context.Context, socket string, in *os.File, out io.Writer) (int
 	if err != nil {
 		return 0, fmt.Errorf("joining the agent's terminal: %w", err)
 	}
+	// Closing it tells the init this client is done: once the status
+	// came, the init waits for that before it ends the container.
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -36,11 +36,16 @@ func Attach(ctx context.Context, socket string, in *os.File, out io.Writer) (int
 	}()
 
 	size := winsize{}
-	if ws, err := getSize(in); err == nil {
-		size = ws
-		if restore, err := makeRaw(in); err == nil {
-			defer restore()
+	term, err := terminal.New(in)
+	if err == nil {
+		if sz, err := term.Size(); err == nil {
+			size = winsize{Cols: uint16(sz.Width), Rows: uint16(sz.Height)}
 		}
+		if term.MakeRaw() == nil {
+			defer term.Restore() //nolint:errcheck // the exec's terminal goes away with it
+		}
+	} else {
+		term = nil
 	}
 	hi, _ := json.Marshal(hello(size))
 	if err := writeFrame(conn, frameHello, hi); err != nil {
@@ -52,22 +57,14 @@ func Attach(ctx context.Context, socket string, in *os.File, out io.Writer) (int
 		defer wmu.Unlock()
 		return writeFrame(conn, typ, p)
 	}
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
-	defer signal.Stop(winch)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-winch:
-				if ws, err := getSize(in); err == nil {
-					b, _ := json.Marshal(ws)
-					send(frameResize, b)
-				}
+	if term != nil {
+		go func() {
+			for sz := range term.Resizes(ctx) {
+				b, _ := json.Marshal(winsize{Cols: uint16(sz.Width), Rows: uint16(sz.Height)})
+				send(frameResize, b) //nolint:errcheck // the session's end says it
 			}
-		}
-	}()
+		}()
+	}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -99,48 +96,12 @@ func Attach(ctx context.Context, socket string, in *os.File, out io.Writer) (int
 			if len(p) != 4 {
 				return 255, errors.New("a malformed exit status")
 			}
+			if term != nil {
+				term.Restore() //nolint:errcheck // before the connection closes: the init ends soon after
+			}
 			return int(binary.BigEndian.Uint32(p)), nil
 		case frameError:
 			return 255, fmt.Errorf("the agent did not start: %s", p)
 		}
 	}
-}
-
-func getSize(f *os.File) (winsize, error) {
-	var ws *unix.Winsize
-	err := control(f, func(fd int) (err error) {
-		ws, err = unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
-		return err
-	})
-	if err != nil {
-		return winsize{}, err
-	}
-	return winsize{Cols: ws.Col, Rows: ws.Row}, nil
-}
-
-// makeRaw puts the terminal f in raw mode: keys reach the agent as typed
-// (Ctrl-C too, which the agent's terminal turns into its signal).
-func makeRaw(f *os.File) (restore func(), err error) {
-	var old *unix.Termios
-	err = control(f, func(fd int) error {
-		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
-		}
-		old = t
-		raw := *t
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-		return unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		control(f, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, old) })
-	}, nil
 }

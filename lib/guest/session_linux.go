@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
 
 // Session is the agent's side of the guest once the init has given up
@@ -131,7 +131,7 @@ func closeWrite(c net.Conn) {
 }
 
 func (s *Session) runAgent(ctx context.Context, h *hub, size winsize) (int, error) {
-	ptmx, tty, err := openPTY()
+	ptmx, tty, err := pty.Open()
 	if err != nil {
 		return 0, fmt.Errorf("opening the agent's terminal: %w", err)
 	}
@@ -229,6 +229,7 @@ type hub struct {
 type client struct {
 	conn net.Conn
 	mu   sync.Mutex
+	gone chan struct{} // closed once the client has left
 }
 
 func (c *client) send(typ byte, p []byte) error {
@@ -251,7 +252,7 @@ func (h *hub) accept(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		go h.serve(&client{conn: conn})
+		go h.serve(&client{conn: conn, gone: make(chan struct{})})
 	}
 }
 
@@ -291,17 +292,19 @@ func (h *hub) serve(c *client) {
 		h.mu.Lock()
 		delete(h.clients, c)
 		h.mu.Unlock()
+		close(c.gone)
 	}()
 	for {
 		typ, p, err := readFrame(c.conn)
 		if err != nil {
 			return
 		}
-		// Keys typed while the agent starts wait for its terminal.
+		// Keys typed while the agent starts wait for its terminal; after
+		// its end they go nowhere, until the client leaves.
 		select {
 		case <-h.ready:
 		case <-h.done:
-			return
+			continue
 		}
 		h.mu.Lock()
 		ptmx := h.ptmx
@@ -330,15 +333,22 @@ func (h *hub) output(p []byte) {
 	}
 }
 
+// end tells every client how the agent ended, and waits (a few seconds at
+// most) for each to leave: the init's exit stops the container, which
+// would end a client before it passed the status on.
 func (h *hub) end(typ byte, p []byte) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.ended, h.endType = p, typ
 	close(h.done)
+	var clients []*client
 	for c := range h.clients {
 		c.send(typ, p)
-		c.conn.Close()
-		delete(h.clients, c)
+		c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		<-c.gone
 	}
 }
 
@@ -350,51 +360,6 @@ func (h *hub) exit(code int) {
 
 func (h *hub) fail(msg string) { h.end(frameError, []byte(msg)) }
 
-// openPTY opens a new pseudo-terminal: its controller and its terminal.
-func openPTY() (ptmx, tty *os.File, err error) {
-	ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	var n int
-	err = control(ptmx, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return fmt.Errorf("unlocking the terminal: %w", err)
-		}
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		if err != nil {
-			return fmt.Errorf("naming the terminal: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		ptmx.Close()
-		return nil, nil, err
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		ptmx.Close()
-		return nil, nil, err
-	}
-	return ptmx, tty, nil
-}
-
 func setSize(f *os.File, ws winsize) {
-	control(f, func(fd int) error {
-		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Col: ws.Cols, Row: ws.Rows})
-	})
-}
-
-// control runs fn on f's descriptor without f.Fd(), which would make reads
-// of it blocking (and Close unable to end one).
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+	pty.SetSize(f, ws.Cols, ws.Rows) //nolint:errcheck // a size is a nicety
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
@@ -70,11 +72,11 @@ func startSession(t *testing.T, spec *Spec, cmd ...string) (*Session, chan int, 
 	return s, done, cancel
 }
 
-// terminal is a pseudo-terminal standing for a person's: the test types
+// personTerminal is a pseudo-terminal standing for a person's: the test types
 // into keys, and the attach client reads tty.
-func terminal(t *testing.T, cols, rows uint16) (keys, tty *os.File) {
+func personTerminal(t *testing.T, cols, rows uint16) (keys, tty *os.File) {
 	t.Helper()
-	keys, tty, err := openPTY()
+	keys, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
@@ -117,7 +119,7 @@ func (a *attached) wait(t *testing.T) (int, error) {
 func TestAttachStartsTheAgentAndPassesItsStatus(t *testing.T) {
 	sess, done, _ := startSession(t, &Spec{WaitAttach: true}, "sh", "-c",
 		`trap 'echo got-interrupt' INT; stty size; until read line; do :; done; echo "got:$line"; exit 7`)
-	keys, tty := terminal(t, 100, 30)
+	keys, tty := personTerminal(t, 100, 30)
 	a := attach(t, t.Context(), sess.Spec.Socket, tty)
 	waitFor(t, &a.out, "30 100")
 	keys.Write([]byte{0x03})
@@ -138,7 +140,7 @@ func TestAttachStartsTheAgentAndPassesItsStatus(t *testing.T) {
 func TestDetachAndAttachAgain(t *testing.T) {
 	sess, done, _ := startSession(t, &Spec{WaitAttach: true}, "sh", "-c",
 		`echo one; read a; echo "two:$a"; stty size; read b; exit 0`)
-	_, tty := terminal(t, 80, 24)
+	_, tty := personTerminal(t, 80, 24)
 	ctx, leave := context.WithCancel(t.Context())
 	a := attach(t, ctx, sess.Spec.Socket, tty)
 	waitFor(t, &a.out, "one")
@@ -147,7 +149,7 @@ func TestDetachAndAttachAgain(t *testing.T) {
 		t.Error("a detached client reported no error")
 	}
 
-	keys2, tty2 := terminal(t, 120, 40)
+	keys2, tty2 := personTerminal(t, 120, 40)
 	b := attach(t, t.Context(), sess.Spec.Socket, tty2)
 	waitFor(t, &b.out, "one") // the scrollback
 	keys2.Write([]byte("x\r"))
@@ -194,7 +196,20 @@ func TestAttachProtocol(t *testing.T) {
 	if !strings.Contains(out.String(), "31 91") {
 		t.Errorf("output %q: the resize did not reach the agent's terminal", out.String())
 	}
-	<-done
+	// The init waits for the client to leave before it ends (and with it
+	// the container, which would end the client before it passed the
+	// status on).
+	select {
+	case <-done:
+		t.Error("the session ended before its client left")
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Error("the session did not end once its client left")
+	}
 	// A frame too big for the protocol is refused, not allocated.
 	if _, _, err := readFrame(bytes.NewReader([]byte{frameInput, 0xff, 0xff, 0xff, 0xff})); err == nil {
 		t.Error("a 4 GiB frame was read")
@@ -206,7 +221,7 @@ func TestAttachProtocol(t *testing.T) {
 func TestTheAgentRunsWithoutAClient(t *testing.T) {
 	sess, done, _ := startSession(t, &Spec{Scrollback: 16}, "sh", "-c", `echo 0123456789abcdefSTART; read x; exit 3`)
 	time.Sleep(300 * time.Millisecond)
-	keys, tty := terminal(t, 80, 24)
+	keys, tty := personTerminal(t, 80, 24)
 	a := attach(t, t.Context(), sess.Spec.Socket, tty)
 	waitFor(t, &a.out, "fSTART")
 	if strings.Contains(a.out.String(), "0123") {

@@ -5,17 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"syscall"
 	"time"
 
 	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
-
-// DetachKeys leave an attached agent running: Ctrl-P then Ctrl-Q, as on
-// Docker.
-var DetachKeys = []byte{0x10, 0x11}
 
 // Session is a terminal's connection to a bottle's agent. The container
 // CLI attaches only to a container it starts itself, so the agent's init
@@ -39,13 +35,13 @@ func (s *Session) Close() {}
 // person types DetachKeys (detached), or ctx is done. The terminal is raw
 // meanwhile and restored however Run ends.
 func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, detached bool, err error) {
-	ptmx, tty, err := openPTY()
+	ptmx, tty, err := pty.Open()
 	if err != nil {
 		return 0, false, err
 	}
 	defer ptmx.Close()
 	if sz, err := term.Size(); err == nil {
-		setSize(ptmx, uint16(sz.Width), uint16(sz.Height))
+		pty.SetSize(ptmx, uint16(sz.Width), uint16(sz.Height)) //nolint:errcheck // a size is a nicety
 	}
 	if err := term.MakeRaw(); err != nil {
 		tty.Close()
@@ -65,7 +61,7 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	defer cancel()
 	go func() {
 		for sz := range term.Resizes(rctx) {
-			setSize(ptmx, uint16(sz.Width), uint16(sz.Height))
+			pty.SetSize(ptmx, uint16(sz.Width), uint16(sz.Height)) //nolint:errcheck // the next resize tries again
 		}
 	}()
 	copied := make(chan struct{})
@@ -75,7 +71,7 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	}()
 	term.File().SetReadDeadline(time.Time{}) //nolint:errcheck // not every terminal has deadlines
 	input := make(chan error, 1)
-	go func() { input <- copyInput(ptmx, term) }()
+	go func() { input <- terminal.CopyInput(ptmx, term) }()
 	defer term.File().SetReadDeadline(time.Now()) //nolint:errcheck
 
 	hangUp := func() {
@@ -121,48 +117,5 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 			return 0, true, nil
 		}
 		return code, false, nil
-	}
-}
-
-var errDetached = errors.New("detached")
-
-// copyInput copies keys from term to w until DetachKeys are typed (then
-// errDetached) or term ends. A Ctrl-P is held until the next key shows
-// whether it starts the sequence.
-func copyInput(w io.Writer, term io.Reader) error {
-	buf := make([]byte, 1024)
-	held := false
-	for {
-		n, err := term.Read(buf)
-		out := make([]byte, 0, n+1)
-		for _, b := range buf[:n] {
-			switch {
-			case held && b == DetachKeys[1]:
-				return errDetached
-			case held:
-				out = append(out, DetachKeys[0])
-				held = false
-				if b == DetachKeys[0] {
-					held = true
-					continue
-				}
-				out = append(out, b)
-			case b == DetachKeys[0]:
-				held = true
-			default:
-				out = append(out, b)
-			}
-		}
-		if len(out) > 0 {
-			if _, werr := w.Write(out); werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil
-			}
-			return err
-		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
 
 type lockedBuffer struct {
@@ -37,11 +38,11 @@ func (l *lockedBuffer) String() string {
 // keys and reads what reaches the screen.
 func person(t *testing.T) (keys *os.File, screen *lockedBuffer, term *terminal.Terminal) {
 	t.Helper()
-	keys, tty, err := openPTY()
+	keys, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
-	setSize(keys, 100, 30)
+	pty.SetSize(keys, 100, 30)
 	t.Cleanup(func() { keys.Close(); tty.Close() })
 	term, err = terminal.New(tty)
 	if err != nil {
@@ -128,7 +129,7 @@ func TestSessionDetaches(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	keys.Write([]byte{0x10, 'a'})
 	waitScreen(t, screen, "10 61")
-	keys.Write(DetachKeys)
+	keys.Write(terminal.DetachKeys)
 	select {
 	case detached := <-done:
 		if !detached {

@@ -1,4 +1,4 @@
-package macoscontainer
+package pty
 
 import (
 	"fmt"
@@ -7,8 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openPTY opens a pseudo-terminal: its controller and its terminal.
-func openPTY() (ptmx, tty *os.File, err error) {
+// Open opens a new pseudo-terminal: its controller and its terminal, the
+// terminal not made the caller's controlling one.
+func Open() (ptmx, tty *os.File, err error) {
 	ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -16,10 +17,13 @@ func openPTY() (ptmx, tty *os.File, err error) {
 	var n int
 	err = control(ptmx, func(fd int) error {
 		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return err
+			return fmt.Errorf("unlocking it: %w", err)
 		}
 		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
+		if err != nil {
+			return fmt.Errorf("naming it: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		ptmx.Close()

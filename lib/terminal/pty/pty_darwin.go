@@ -1,4 +1,4 @@
-package macoscontainer
+package pty
 
 import (
 	"bytes"
@@ -9,10 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openPTY opens a pseudo-terminal: its controller and its terminal, as
-// posix_openpt(3), grantpt(3), unlockpt(3) and ptsname(3) do on macOS (the
-// TIOCPTYGRANT, TIOCPTYUNLK and TIOCPTYGNAME ioctls of <sys/ttycom.h>).
-func openPTY() (ptmx, tty *os.File, err error) {
+// Open opens a new pseudo-terminal: its controller and its terminal, the
+// terminal not made the caller's controlling one. It does what
+// posix_openpt(3), grantpt(3), unlockpt(3) and ptsname(3) do on macOS: the
+// TIOCPTYGRANT, TIOCPTYUNLK and TIOCPTYGNAME ioctls of <sys/ttycom.h>, the
+// last filling a 128-byte buffer with the name.
+func Open() (ptmx, tty *os.File, err error) {
 	ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err
