@@ -17,15 +17,15 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
-	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
 // SystemCABundle is where Debian-like images keep the CAs that curl, git
 // and OpenSSL trust with no variable set.
-const SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+const SystemCABundle = backend.SystemCABundle
 
 // PromptFile is where the agent finds its prompt, under its home.
 const PromptFile = ".bb/prompt.md"
@@ -78,7 +78,7 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: SystemCABundle, data: bundle, mode: 0o644},
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
-		{path: path.Join(home, ".gitconfig"), data: gitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
 	}
 	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
 	if err != nil {
@@ -208,26 +208,6 @@ func parsePasswd(passwd []byte, name string) (uid, gid int, home string, found b
 		return u, g, f[5], true
 	}
 	return 0, 0, "", false
-}
-
-// gitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
-// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
-// where it injects the git token).
-func gitConfig(u *manifest.GitUser) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by bb-launch.\n")
-	if u != nil {
-		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
-	}
-	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
-	return []byte(b.String())
-}
-
-// gitQuote quotes a git config value: inside double quotes only " and \
-// are special, and a line break cannot be written at all.
-func gitQuote(s string) string {
-	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
-	return "\"" + s + "\""
 }
 
 // tarOf writes files as a tar to extract at /, each owned as it says.

@@ -7,11 +7,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/backend/macoscontainer/internal/clispec"
 	"github.com/bb-bottles/bb/lib/guest"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/provider"
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
@@ -168,7 +170,7 @@ func TestGuestSpecFromThePlan(t *testing.T) {
 	if f := byPath[p.Agent.CAFile]; f.Owner != guest.OwnerRoot || !strings.Contains(string(f.Content), "CA") {
 		t.Errorf("the CA file: %+v", f)
 	}
-	if f := byPath[SystemCABundle]; !f.AppendOnce || f.Owner != guest.OwnerRoot {
+	if f := byPath[backend.SystemCABundle]; !f.AppendOnce || f.Owner != guest.OwnerRoot {
 		t.Errorf("the system bundle: %+v", f)
 	}
 	if f := byPath["~/.gitconfig"]; !strings.Contains(string(f.Content), `name = "Test \"Bot\""`) || f.Owner != guest.OwnerAgent {
@@ -176,7 +178,7 @@ func TestGuestSpecFromThePlan(t *testing.T) {
 	}
 	prompt := false
 	for _, f := range s.Files {
-		if strings.HasSuffix(f.Path, PromptFile) && string(f.Content) == "look around" {
+		if strings.HasSuffix(f.Path, provider.PromptFile) && string(f.Content) == "look around" {
 			prompt = true
 		}
 		if f.Owner == guest.OwnerAgent && strings.Contains(string(f.Content), p.Canary) {

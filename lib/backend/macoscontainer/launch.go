@@ -33,10 +33,6 @@ const ReadyLine = "bb-egress: listening on"
 // else: the egress folder, with the CA's key, is the sidecar's alone.
 const GuestFolder = "guest"
 
-// SidecarUser is the uid and gid the sidecar runs as when bb-launch runs as
-// root.
-const SidecarUser = 65532
-
 // launch is the backend's half of one launch: what it made so far, to
 // undo.
 type launch struct {
@@ -136,7 +132,7 @@ func (l *launch) sidecarImage(ctx context.Context) error {
 // folder; never root.
 func sidecarIDs(uid, gid int) (int, int) {
 	if uid == 0 {
-		return SidecarUser, SidecarUser
+		return backend.SidecarUser, backend.SidecarUser
 	}
 	return uid, gid
 }
@@ -188,7 +184,7 @@ func startSidecar(ctx context.Context, b *Backend, o *backend.Launching, m *plan
 	}
 	uid, gid := sidecarIDs(o.UID, o.GID)
 	if o.UID == 0 {
-		if err := chownTree(dir, uid, gid); err != nil {
+		if err := backend.ChownTree(dir, uid, gid); err != nil {
 			return err
 		}
 	}
@@ -233,20 +229,6 @@ func removeSocket(p string) {
 	if st, err := os.Lstat(p); err == nil && st.Mode().Type() == fs.ModeSocket {
 		os.Remove(p)
 	}
-}
-
-// chownTree gives dir and everything in it to uid:gid.
-func chownTree(dir string, uid, gid int) error {
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		return exit.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
-	}
-	return nil
 }
 
 // waitLog reads the container's log until a line starts with ready. If the

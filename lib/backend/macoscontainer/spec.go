@@ -6,17 +6,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/guest"
-	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/provider"
 )
-
-// SystemCABundle is where Debian-like images keep the CAs that curl, git
-// and OpenSSL trust with no variable set.
-const SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
-
-// PromptFile is where the agent finds its prompt, under its home.
-const PromptFile = ".bb/prompt.md"
 
 // guestSpec is what the agent's init carries out before the agent's
 // command starts, from the plan: the bottle's CA at the plan's ca_file and
@@ -30,8 +24,8 @@ func guestSpec(p *plan.Plan, caPEM []byte, attach bool) (guest.Spec, error) {
 		Home: a.Home,
 		Files: []guest.File{
 			{Path: a.CAFile, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM},
-			{Path: SystemCABundle, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM, AppendOnce: true},
-			{Path: "~/.gitconfig", Mode: 0o644, Owner: guest.OwnerAgent, Content: gitConfig(a.GitUser)},
+			{Path: backend.SystemCABundle, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM, AppendOnce: true},
+			{Path: "~/.gitconfig", Mode: 0o644, Owner: guest.OwnerAgent, Content: backend.GitConfig(a.GitUser)},
 		},
 		Hosts:      []string{"127.0.0.1 " + p.Egress.Host},
 		Relay:      guest.Relay{Listen: "127.0.0.1:" + strconv.Itoa(p.Egress.Port), Socket: AgentSocket, Mode: 0o666},
@@ -52,33 +46,13 @@ func guestSpec(p *plan.Plan, caPEM []byte, attach bool) (guest.Spec, error) {
 		}
 		s.Files = append(s.Files, guest.File{Path: f.Path, Mode: uint32(mode.Perm()), Owner: guest.OwnerAgent,
 			Content: []byte(f.Content), Keep: f.Keep})
-		hasPrompt = hasPrompt || (a.Home != "" && f.Path == path.Join(a.Home, PromptFile))
+		hasPrompt = hasPrompt || (a.Home != "" && f.Path == path.Join(a.Home, provider.PromptFile))
 	}
 	if a.Prompt != "" && !hasPrompt {
-		s.Files = append(s.Files, guest.File{Path: "~/" + PromptFile, Mode: 0o644, Owner: guest.OwnerAgent, Content: []byte(a.Prompt)})
+		s.Files = append(s.Files, guest.File{Path: "~/" + provider.PromptFile, Mode: 0o644, Owner: guest.OwnerAgent, Content: []byte(a.Prompt)})
 	}
 	if err := s.Check(); err != nil {
 		return guest.Spec{}, fmt.Errorf("the agent's guest spec: %w", err)
 	}
 	return s, nil
-}
-
-// gitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
-// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
-// where it injects the git token). As the docker backend writes it.
-func gitConfig(u *manifest.GitUser) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by bb-launch.\n")
-	if u != nil {
-		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
-	}
-	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
-	return []byte(b.String())
-}
-
-// gitQuote quotes a git config value: inside double quotes only " and \
-// are special, and a line break cannot be written at all.
-func gitQuote(s string) string {
-	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
-	return "\"" + s + "\""
 }
