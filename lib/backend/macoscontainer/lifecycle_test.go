@@ -263,6 +263,19 @@ func TestLifeCycle(t *testing.T) {
 	if slugs, err := fr.Running(ctx); err != nil || !slices.Equal(slugs, []string{bt.slug}) {
 		t.Errorf("running = %v, %v", slugs, err)
 	}
+	// A second one with --keep 1: the first image goes, latest follows.
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	frec2, err := freeze.Commit(ctx, bt.st, fr, bt.slug, freeze.Options{Keep: 1, Now: later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fr.Exists(ctx, frec.Image); ok {
+		t.Errorf("--keep 1 left %s", frec.Image)
+	}
+	if ok, _ := fr.Exists(ctx, frec2.Image); !ok {
+		t.Errorf("the new snapshot %s is gone", frec2.Image)
+	}
+	frec = frec2
 
 	if err := backend.StopLocked(ctx, bt.b, bt.st, bt.slug); err != nil {
 		t.Fatal(err)
