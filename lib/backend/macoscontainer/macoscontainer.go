@@ -274,6 +274,18 @@ func (b *Backend) Stop(ctx context.Context, slug string) error {
 		return err
 	}
 	slices.SortFunc(cs, func(x, y Container) int { return roleOrder(x) - roleOrder(y) })
+	// A stop first, so that the sidecar drains and ends its audit log as
+	// on a SIGTERM; the delete then removes them whatever state they are
+	// in.
+	var running []string
+	for _, c := range cs {
+		if c.Running() {
+			running = append(running, c.ID)
+		}
+	}
+	if len(running) > 0 {
+		b.tool.Output(ctx, append([]string{"stop", "--time", "5"}, running...)...) //nolint:errcheck // the delete --force follows
+	}
 	var errs []error
 	for _, c := range cs {
 		if err := b.removeContainer(ctx, c.ID); err != nil {
@@ -293,8 +305,8 @@ func roleOrder(c Container) int {
 	return 1
 }
 
-// removeContainer stops (5 s, then a kill) and deletes a container; one
-// already gone is no error.
+// removeContainer deletes a container, running or not; one already gone
+// is no error.
 func (b *Backend) removeContainer(ctx context.Context, id string) error {
 	if _, err := b.tool.Output(ctx, "delete", "--force", id); err != nil && !notFound(err) {
 		return fmt.Errorf("removing container %s: %w", id, err)
