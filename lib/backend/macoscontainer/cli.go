@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/bb-bottles/bb/lib/backend/macoscontainer/internal/clispec"
 )
@@ -188,7 +189,7 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r`)
 // (swift-argument-parser prints the error so), else its last line, without
 // terminal control sequences and cut at 1 KiB.
 func said(stderr string) string {
-	stderr = ansi.ReplaceAllString(stderr, "")
+	stderr = printable(stderr)
 	var errLines, all []string
 	for l := range strings.SplitSeq(stderr, "\n") {
 		l = strings.TrimSpace(l)
@@ -208,6 +209,22 @@ func said(stderr string) string {
 		s = s[:1024] + "…"
 	}
 	return s
+}
+
+// printable is s without terminal control sequences, every other control
+// or unprintable character but line breaks and tabs turned into '?': what
+// the CLI prints may quote a container's log, which an agent writes.
+func printable(s string) string {
+	s = ansi.ReplaceAllString(s, "")
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return r
+		}
+		if !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // tail keeps the last max bytes written.

@@ -216,6 +216,9 @@ func TestToolRunErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "K=V") {
 		t.Error("an option value is in the error")
 	}
+	if got := said("Error: log says \x1b]0;pwned\x07\x1b[31mred\x07\x08x\n"); got != "log says red??x" {
+		t.Errorf("said = %q: a terminal's control characters got through", got)
+	}
 
 	missing := &Tool{Path: filepath.Join(t.TempDir(), "nope")}
 	if _, err := missing.Output(t.Context(), "list"); !errors.Is(err, ErrNoTool) {

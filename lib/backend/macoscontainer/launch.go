@@ -270,7 +270,7 @@ func (b *Backend) waitLog(ctx context.Context, name, ready string, timeout time.
 func lastLines(lines []string) string {
 	var kept []string
 	for _, l := range lines {
-		if l = strings.TrimSpace(ansi.ReplaceAllString(l, "")); l != "" {
+		if l = strings.TrimSpace(printable(l)); l != "" {
 			kept = append(kept, l)
 		}
 	}
@@ -329,28 +329,29 @@ func prepareGuest(st *state.Store, p *plan.Plan, binary string, attach bool) err
 	return state.WriteFileAtomic(filepath.Join(dir, "spec.json"), append(b, '\n'), 0o644)
 }
 
-// copyBinary puts the static bb-egress at dst (a hard link where it can),
-// replacing what was there by rename.
+// copyBinary puts a copy of the static bb-egress at dst, replacing what was
+// there by rename. A copy, not a link: the agent's container mounts it,
+// and the original is the one every bottle's sidecar image is built from.
 func copyBinary(src, dst string) error {
 	tmp := dst + ".new"
 	os.Remove(tmp)
-	if err := os.Link(src, tmp); err != nil {
-		in, err := os.Open(src)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
