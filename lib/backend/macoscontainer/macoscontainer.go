@@ -96,7 +96,7 @@ var MinVersion = Version{1, 0, 0}
 var LiveExportVersion = Version{1, 2, 1}
 
 // InstallHint is where a person gets the CLI.
-const InstallHint = "install Apple's container " + "1.0.0 or later (https://github.com/apple/container/releases) on a Mac with Apple silicon, then run 'container system start'"
+const InstallHint = "install Apple's container 1.0.0 or later (https://github.com/apple/container/releases) on a Mac with Apple silicon, then run 'container system start'"
 
 // Driver registers the backend. Opening it finds the CLI; it asks the CLI
 // nothing until a bottle of its is touched.
