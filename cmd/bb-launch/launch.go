@@ -134,7 +134,8 @@ func start(ctx context.Context, d *deps, b backend.Backend, o startOptions,
 		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
 		// Opened before the agent starts, so nothing it prints first is
 		// lost; a launch that fails closes it.
-		Attach: term != nil,
+		Attach:  term != nil,
+		Confirm: d.confirm(),
 	}
 	// A plan the backend refuses is said before the rest is looked for.
 	if err := backend.Check(b, lo); err != nil {

@@ -38,6 +38,12 @@ type Engine interface {
 	ExecAttach(ctx context.Context, execID string, opts client.ExecAttachOptions) (client.ExecAttachResult, error)
 	ExecInspect(ctx context.Context, execID string, opts client.ExecInspectOptions) (client.ExecInspectResult, error)
 	ContainerCommit(ctx context.Context, container string, opts client.ContainerCommitOptions) (client.ContainerCommitResult, error)
+	VolumeCreate(ctx context.Context, opts client.VolumeCreateOptions) (client.VolumeCreateResult, error)
+	VolumeInspect(ctx context.Context, name string, opts client.VolumeInspectOptions) (client.VolumeInspectResult, error)
+	VolumeRemove(ctx context.Context, name string, opts client.VolumeRemoveOptions) (client.VolumeRemoveResult, error)
+	VolumeList(ctx context.Context, opts client.VolumeListOptions) (client.VolumeListResult, error)
+	ImageList(ctx context.Context, opts client.ImageListOptions) (client.ImageListResult, error)
+	Info(ctx context.Context, opts client.InfoOptions) (client.SystemInfoResult, error)
 	ImageTag(ctx context.Context, opts client.ImageTagOptions) (client.ImageTagResult, error)
 }
 
@@ -65,6 +71,7 @@ type launch struct {
 	sidecarIP  string
 	agentID    string
 	session    *Session
+	gitNew     bool // this launch made the bottle's git repository: provisioning seeds it, undo removes it
 }
 
 // Stages are the Docker steps of a launch, after the state is written.
@@ -101,6 +108,9 @@ func (l *launch) Undo(ctx context.Context, interrupted bool) {
 		if id != "" {
 			removeContainer(ctx, l.api, id) //nolint:errcheck // best effort
 		}
+	}
+	if l.gitNew {
+		l.api.VolumeRemove(ctx, names.GitVolume(l.Plan.Slug), client.VolumeRemoveOptions{Force: true}) //nolint:errcheck // best effort
 	}
 	l.sweep(ctx)
 	if interrupted {
