@@ -53,6 +53,13 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 	if err := backend.StopLocked(ctx, b, d.store, o.Slug); err != nil {
 		return err
 	}
+	// What the agent left that git on the host would run: repositories
+	// nested in the workspace are the agent's whole (its own is not).
+	if ld, err := backend.ReadLaunched(d.store, o.Slug); err == nil && ld.Workspace != "" {
+		if note := backend.NestedRepos(ld.Workspace); note != "" {
+			fmt.Fprintf(d.Err, "bb-launch: note: %s\n", note)
+		}
+	}
 	if o.Remove {
 		return removeBottle(ctx, d, b, o.Slug)
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +52,7 @@ func asPerson(t *testing.T, exe, dir string, env []string, stdin string, args ..
 	t.Helper()
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = dir
-	cmd.Env = append([]string{"BB_LAUNCH_TEST_MAIN=1", "PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Env = append([]string{"BB_LAUNCH_TEST_MAIN=1", "PATH=" + os.Getenv("PATH"), docker.TestRunEnv + "=" + testRun}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: personUID, Gid: personUID,
 		Groups: []uint32{dockerGID(t)}}}
 	cmd.Stdin = strings.NewReader(stdin)
@@ -143,15 +142,10 @@ func TestAgentLeavesNothingThatRuns(t *testing.T) {
 	json.Unmarshal([]byte(planJSON), &p)
 	p.Agent.Workspace = ws
 	raw, _ := json.Marshal(p)
-	code, _, errs := asPerson(t, exe, ws, env, string(raw), "--detach", "--build-arg", "INSTALL_CLI=0")
+	code, out, errs := asPerson(t, exe, ws, env, string(raw), "--detach", "--build-arg", "INSTALL_CLI=0")
 	if code != 0 {
-		t.Fatalf("launch as the person: exit %d\n%s", code, errs)
+		t.Fatalf("launch as the person: exit %d\n%s%s", code, out, errs)
 	}
-	t.Cleanup(func() {
-		for _, ref := range []string{"bb-agent-shell", "bb-egress"} {
-			_ = ref // images are swept by the test run's labels (TestMain)
-		}
-	})
 	exec_ := func(script string) string {
 		t.Helper()
 		var out, errb bytes.Buffer
@@ -212,8 +206,13 @@ true`)
 
 	// The person resumes the bottle: only the workspace, its own
 	// repository and bb's two files are mounted; the routes are as they were.
-	if code, _, errs := asPerson(t, exe, home, env, "", "stop", slug); code != 0 {
+	code, _, errs = asPerson(t, exe, home, env, "", "stop", slug)
+	if code != 0 {
 		t.Fatalf("stop: %d %s", code, errs)
+	}
+	// The repository the agent nested in the workspace is named.
+	if !strings.Contains(errs, "holds git repositories the agent could write whole") || !strings.Contains(errs, "nested") {
+		t.Errorf("stop does not warn of the nested repository:\n%s", errs)
 	}
 	if code, _, errs := asPerson(t, exe, home, env, "", "resume", slug, "--detach"); code != 0 {
 		t.Fatalf("resume: %d %s", code, errs)
@@ -252,7 +251,7 @@ true`)
 		t.Fatal(err)
 	}
 	wraw, _ := json.Marshal(wide)
-	code, out, errs := asPerson(t, exe, ws, env, string(wraw), "--detach")
+	code, out, errs = asPerson(t, exe, ws, env, string(wraw), "--detach")
 	if code != 2 || !strings.Contains(errs, "refusing the manifest file "+filepath.Join(ws, "bb.yaml")) ||
 		!strings.Contains(errs, "bb-manifest --trust") {
 		t.Errorf("a bottle from the agent's bb.yaml: exit %d\n%s%s", code, out, errs)
@@ -260,5 +259,4 @@ true`)
 	if _, err := os.Stat(filepath.Join(stateDir, wide.Slug)); !os.IsNotExist(err) {
 		t.Errorf("the refused bottle left state: %v", err)
 	}
-	_ = io.Discard
 }
