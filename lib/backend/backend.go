@@ -157,6 +157,9 @@ type Status struct {
 	// AgentName is the backend's name of the agent's container or VM; ""
 	// when it has none.
 	AgentName string
+	// ExitCode is the stopped agent's exit status (Agent StatusStopped),
+	// -1 when the backend cannot tell.
+	ExitCode int
 	// SidecarRunning says whether the sidecar runs.
 	SidecarRunning bool
 	// Leftovers says whether the backend has anything of the bottle:

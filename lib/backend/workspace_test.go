@@ -172,3 +172,34 @@ func TestLaunchRefusesCredentialFolders(t *testing.T) {
 		t.Errorf("~/.ssh as the workspace: %v", err)
 	}
 }
+
+// Every token that cannot be used is said at once, before anything is
+// made: missing, too short for the sidecar to guard, or twice the same.
+func TestLaunchTokensCheckedFirst(t *testing.T) {
+	st := &state.Store{Dir: t.TempDir()}
+	p, _ := memPlan(t, "mem-k001")
+	p.Egress.Tokens = []plan.Token{{Name: "SHORT", Env: "T_SHORT"}, {Name: "MISSING", Env: "T_MISSING"},
+		{Name: "ONE", Env: "T_ONE"}, {Name: "TWO", Env: "T_TWO"}}
+	raw, _ := json.Marshal(p)
+	o := memOptions(t, p, raw, st)
+	o.Env = func(k string) string {
+		return map[string]string{"T_SHORT": "abc", "T_ONE": "same-value-1234", "T_TWO": "same-value-1234"}[k]
+	}
+	b := newMem()
+	_, err := Launch(t.Context(), b, o)
+	if err == nil || exit.CodeOf(err) != exit.CodeUsage {
+		t.Fatalf("Launch = %v", err)
+	}
+	for _, want := range []string{"3 tokens cannot be used", "token SHORT is 3 characters long", "T_MISSING is not set",
+		"token TWO has the same value as token ONE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "abc") || strings.Contains(err.Error(), "same-value") {
+		t.Errorf("the error shows a token's value: %v", err)
+	}
+	if len(b.steps) != 0 || st.Exists("mem-k001") {
+		t.Errorf("something was made: %q", b.steps)
+	}
+}

@@ -3,6 +3,8 @@ package docker
 import (
 	"context"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -102,7 +104,7 @@ func (b *Backend) Status(ctx context.Context, slug string) (backend.Status, erro
 		switch c.Labels[names.LabelRole] {
 		case names.RoleAgent:
 			if s.AgentName == "" || running {
-				s.Agent = backend.StatusStopped
+				s.Agent, s.ExitCode = backend.StatusStopped, exitCode(c.Status)
 				if running {
 					s.Agent = backend.StatusRunning
 				}
@@ -158,4 +160,18 @@ func (b *Backend) Freezer() freeze.Freezer { return &Freezer{API: b.api} }
 // ImageExists reports whether the engine has the image ref.
 func (b *Backend) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return ImageExists(ctx, b.api, ref)
+}
+
+// exitCode reads an exited container's status from the engine's summary of
+// it ("Exited (137) 2 minutes ago"); -1 when it says none.
+func exitCode(status string) int {
+	rest, ok := strings.CutPrefix(status, "Exited (")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(rest[:max(0, strings.IndexByte(rest, ')'))])
+	if err != nil {
+		return -1
+	}
+	return n
 }

@@ -352,7 +352,7 @@ func TestLaunch(t *testing.T) {
 	if err := Stop(ctx, c, slug); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.StatusMissing {
+	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.ListStopped {
 		t.Errorf("List after stop = %+v", list)
 	}
 	var ran bool
