@@ -92,7 +92,7 @@ func runLaunch(ctx context.Context, d *deps, o launchOptions) error {
 // decodePlan decodes a plan strictly and checks that it can launch here.
 func decodePlan(raw []byte, label string) (*plan.Plan, error) {
 	var p plan.Plan
-	if err := cli.DecodeJSON(strings.NewReader(string(raw)), label, &p); err != nil {
+	if err := cli.DecodeDoc(strings.NewReader(string(raw)), label, plan.Kind, &p); err != nil {
 		return nil, err
 	}
 	if p.Kind != plan.Kind {
