@@ -53,7 +53,7 @@ func TestTmuxMacOSContainer(t *testing.T) {
 	// The agent exited: the bottle was stopped (it is not preserved).
 	p3 := tm.start(t, dir, "bb-launch ls --format json", env...)
 	p3.waitRC(0, 20*time.Second)
-	if sc := p3.screen(); !strings.Contains(sc, `"status": "missing"`) {
+	if sc := p3.screen(); !strings.Contains(sc, `"status": "stopped"`) {
 		t.Errorf("after the agent's exit, ls shows:\n%s", sc)
 	}
 }

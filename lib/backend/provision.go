@@ -26,6 +26,10 @@ func GitConfig(u *manifest.GitUser) []byte {
 		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
 	}
 	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
+	// The workspace belongs to the person's uid, not the agent's: git
+	// would refuse it as of "dubious ownership". Everything in the bottle
+	// is the agent's to work in; the person's .git is not in it.
+	b.WriteString("[safe]\n\tdirectory = *\n")
 	return []byte(b.String())
 }
 

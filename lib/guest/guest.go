@@ -37,6 +37,11 @@ type Spec struct {
 	User string `json:"user"`
 	// Home, when set, is the agent's home instead of /etc/passwd's.
 	Home string `json:"home,omitempty"`
+	// AgentDirs are folders the init makes (when missing) and gives to
+	// the agent as root, besides its home: a fresh repository's volume,
+	// whose root a new filesystem gives to root. The agent's files may be
+	// in them.
+	AgentDirs []string `json:"agent_dirs,omitempty"`
 	// Files are written before the agent starts: root's first, as root,
 	// then the agent's, as the agent.
 	Files []File `json:"files"`
@@ -74,8 +79,10 @@ const (
 // File is one file the init writes.
 type File struct {
 	// Path is absolute, or starts with "~/" for the agent's home. An
-	// agent's file must lie in its home.
+	// agent's file must lie in its home or one of AgentDirs.
 	Path string `json:"path"`
+	// Dir makes a folder (of Mode), not a file.
+	Dir bool `json:"dir,omitempty"`
 	// Mode is the file's permission bits (0644).
 	Mode uint32 `json:"mode"`
 	// Owner is OwnerRoot or OwnerAgent.
@@ -134,6 +141,11 @@ func (s *Spec) Check() error {
 	case s.Scrollback < 0:
 		return errors.New("scrollback: negative")
 	}
+	for i, d := range s.AgentDirs {
+		if !cleanAbs(d) || d == "/" {
+			return fmt.Errorf("agent_dirs[%d]: %q is not a clean absolute folder", i, d)
+		}
+	}
 	for i, f := range s.Files {
 		p := f.Path
 		if rest, ok := strings.CutPrefix(p, "~/"); ok {
@@ -148,6 +160,8 @@ func (s *Spec) Check() error {
 			return fmt.Errorf("files[%d]: mode %o: want permission bits only", i, f.Mode)
 		case f.AppendOnce && f.Keep:
 			return fmt.Errorf("files[%d]: append_once and keep together", i)
+		case f.Dir && (f.AppendOnce || len(f.Content) > 0):
+			return fmt.Errorf("files[%d]: a folder with content", i)
 		}
 	}
 	for i, h := range s.Hosts {

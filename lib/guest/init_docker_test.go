@@ -246,10 +246,15 @@ func guestSpec() Spec {
 			{Path: "~/.gitconfig", Mode: 0o644, Owner: OwnerAgent, Content: []byte("[user]\n\tname = Bot\n")},
 			{Path: "~/.bb/prompt.md", Mode: 0o600, Owner: OwnerAgent, Content: []byte("do the thing\n")},
 			{Path: "~/.claude/state.json", Mode: 0o644, Owner: OwnerAgent, Content: []byte("{}\n"), Keep: true},
+			{Path: "/srv/repo/refs", Mode: 0o755, Owner: OwnerAgent, Dir: true},
+			{Path: "/srv/repo/HEAD", Mode: 0o644, Owner: OwnerAgent, Content: []byte("ref: refs/heads/main\n")},
 		},
-		Hosts:  []string{"127.0.0.1 bb.egress"},
-		Relay:  Relay{Listen: "127.0.0.1:3128", Socket: "/bb/egress.sock", Mode: 0o666},
-		Socket: "/run/bb/attach.sock",
+		// A fresh volume's root is root's: the init gives it to the agent,
+		// who then has its seed.
+		AgentDirs: []string{"/srv/repo"},
+		Hosts:     []string{"127.0.0.1 bb.egress"},
+		Relay:     Relay{Listen: "127.0.0.1:3128", Socket: "/bb/egress.sock", Mode: 0o666},
+		Socket:    "/run/bb/attach.sock",
 	}
 }
 
@@ -262,7 +267,7 @@ func TestInitGivesRootUpAndProvisions(t *testing.T) {
 		grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status
 		echo "home $HOME user $USER canary $BOT_BOTTLE_CANARY"
 		cat ~/.gitconfig ~/.bb/prompt.md ~/.claude/state.json
-		stat -c 'owner %U %a %n' ~ ~/.gitconfig ~/.bb ~/.bb/prompt.md /usr/local/share/ca-certificates/bb-egress.crt /run/bb /run/bb/attach.sock
+		stat -c 'owner %U %a %n' ~ ~/.gitconfig ~/.bb ~/.bb/prompt.md /usr/local/share/ca-certificates/bb-egress.crt /run/bb /run/bb/attach.sock /srv/repo /srv/repo/refs /srv/repo/HEAD
 		tail -n 1 /etc/ssl/certs/ca-certificates.crt
 		grep -c 'BB CA' /etc/ssl/certs/ca-certificates.crt
 		grep bb.egress /etc/hosts
@@ -288,6 +293,7 @@ func TestInitGivesRootUpAndProvisions(t *testing.T) {
 		"owner agent 755 /home/agent\n", "owner agent 644 /home/agent/.gitconfig\n", "owner agent 755 /home/agent/.bb\n",
 		"owner agent 600 /home/agent/.bb/prompt.md\n", "owner root 644 /usr/local/share/ca-certificates/bb-egress.crt\n",
 		"owner agent 700 /run/bb\n",
+		"owner agent 755 /srv/repo\n", "owner agent 755 /srv/repo/refs\n", "owner agent 644 /srv/repo/HEAD\n",
 		"BB CA\n1\n", "127.0.0.1 bb.egress\n",
 		"devices lo \n", "/etc is not mine\n",
 		"sidecar saw GET http://example.com/x\n",

@@ -83,6 +83,11 @@ func Init(ctx context.Context, o InitOptions) (int, error) {
 	if err := r.ownDir(u.home, u, 0o755); err != nil {
 		return 0, fmt.Errorf("making the agent's home %s: %w", u.home, err)
 	}
+	for _, d := range spec.AgentDirs {
+		if err := r.ownDir(d, u, 0o755); err != nil {
+			return 0, fmt.Errorf("giving %s to the agent: %w", d, err)
+		}
+	}
 	if err := r.ownDir(path.Dir(spec.Socket), u, 0o700); err != nil {
 		return 0, fmt.Errorf("making the attach socket's folder: %w", err)
 	}
@@ -100,7 +105,7 @@ func Init(ctx context.Context, o InitOptions) (int, error) {
 		if fl.Owner != OwnerAgent {
 			continue
 		}
-		if err := r.writeAgentFile(fl, u.home); err != nil {
+		if err := r.writeAgentFile(fl, u.home, spec.AgentDirs); err != nil {
 			return 0, fmt.Errorf("provisioning %s: %w", fl.Path, err)
 		}
 	}
@@ -325,14 +330,25 @@ func (r *rooted) ownDir(d string, u *account, mode os.FileMode) error {
 	return os.Chmod(p, mode)
 }
 
-// writeAgentFile writes an agent's file, as the agent, in its home.
-func (r *rooted) writeAgentFile(fl File, home string) error {
+// writeAgentFile writes an agent's file (or folder), as the agent, in its
+// home or one of dirs.
+func (r *rooted) writeAgentFile(fl File, home string, dirs []string) error {
 	p := fl.Path
 	if rest, ok := strings.CutPrefix(p, "~/"); ok {
 		p = path.Join(home, rest)
 	}
-	if !strings.HasPrefix(p, home+"/") {
+	inside := strings.HasPrefix(p, home+"/")
+	for _, d := range dirs {
+		inside = inside || strings.HasPrefix(p, d+"/")
+	}
+	if !inside {
 		return fmt.Errorf("not in the agent's home %s", home)
+	}
+	if fl.Dir {
+		if err := os.MkdirAll(r.at(p), os.FileMode(fl.Mode)); err != nil {
+			return err
+		}
+		return os.Chmod(r.at(p), os.FileMode(fl.Mode))
 	}
 	return writeFile(r.at(p), fl, 0, 0, false)
 }

@@ -150,7 +150,7 @@ func TestCommandLinesAreDocumented(t *testing.T) {
 
 func TestGuestSpecFromThePlan(t *testing.T) {
 	p := testPlan(t, "demo-1a2b")
-	s, err := guestSpec(p, []byte("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"), true)
+	s, err := guestSpec(p, []byte("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"), true, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestGuestSpecFromThePlan(t *testing.T) {
 	}
 
 	p.Agent.Files = append(p.Agent.Files, plan.File{Path: "/etc/passwd", Mode: "0644", Content: "x"})
-	if _, err := guestSpec(p, nil, false); err == nil || !strings.Contains(err.Error(), "not in the agent's home") {
+	if _, err := guestSpec(p, nil, false, "", nil); err == nil || !strings.Contains(err.Error(), "not in the agent's home") {
 		t.Errorf("a plan file outside the home: %v", err)
 	}
 }

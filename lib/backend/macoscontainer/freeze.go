@@ -130,7 +130,7 @@ func (f *Freezer) restart(ctx context.Context, t freeze.Target) error {
 		if raw, err := f.b.store.ReadPlan(t.Slug); err == nil {
 			var p plan.Plan
 			if jsonUnmarshal(raw, &p) == nil {
-				if err := prepareGuest(f.b.store, &p, "", false); err != nil {
+				if err := prepareGuest(f.b.store, &p, "", false, "", nil); err != nil {
 					return err
 				}
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
+	"github.com/bb-bottles/bb/lib/workspace"
 )
 
 // ReadyLine is what bb-egress serve prints on stderr once it listens.
@@ -44,6 +45,7 @@ type launch struct {
 	socket               string
 	created              []string // containers, by name
 	session              *Session
+	gitNew               bool // this launch made the bottle's git repository: the init seeds it, undo removes it
 }
 
 // Stages are the backend's steps of a launch, after the state is written.
@@ -81,6 +83,9 @@ func (l *launch) Undo(ctx context.Context, interrupted bool) {
 	}
 	if l.socket != "" {
 		removeSocket(l.socket)
+	}
+	if l.gitNew {
+		l.b.tool.Output(ctx, "volume", "delete", names.GitVolume(l.Plan.Slug)) //nolint:errcheck // best effort
 	}
 }
 
@@ -298,13 +303,60 @@ func (b *Backend) stopped(ctx context.Context, name string) (bool, error) {
 	return false, nil
 }
 
-// prepare writes the bottle's guest folder: the static bb-egress the
-// agent's init is, and its spec.
-func (l *launch) prepare(context.Context) error {
-	return prepareGuest(l.Store, l.Plan, l.SidecarBinary, l.Attach)
+// prepare makes the bottle's own git repository when it has none, and
+// writes the bottle's guest folder: the static bb-egress the agent's init
+// is, and its spec.
+func (l *launch) prepare(ctx context.Context) error {
+	if err := l.gitVolume(ctx); err != nil {
+		return err
+	}
+	var gitDir string
+	var seed []workspace.File
+	if l.gitNew {
+		var err error
+		if seed, err = l.GitSeed(); err != nil {
+			return err
+		}
+		gitDir = path.Join(l.Plan.Agent.Workdir, ".git")
+	}
+	return prepareGuest(l.Store, l.Plan, l.SidecarBinary, l.Attach, gitDir, seed)
 }
 
-func prepareGuest(st *state.Store, p *plan.Plan, binary string, attach bool) error {
+// gitVolume makes the bottle's own git repository, a volume labelled as
+// the bottle's, when it has none yet (a resumed bottle keeps its
+// repository: the agent's commits), and the workspace's .git for it to be
+// mounted on, where there is none.
+func (l *launch) gitVolume(ctx context.Context) error {
+	if !l.Git.OwnRepo {
+		return nil
+	}
+	name := names.GitVolume(l.Plan.Slug)
+	vs, err := l.b.volumes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		if v.Name == name {
+			return nil
+		}
+	}
+	labels := map[string]string{names.LabelSlug: l.Plan.Slug, names.LabelRole: names.RoleGit,
+		names.LabelAgent: l.Plan.Agent.Name, names.LabelLaunch: l.ID}
+	maps.Copy(labels, l.b.Labels)
+	args := append([]string{"volume", "create"}, labelArgs(labels)...)
+	if _, err := l.b.tool.Output(ctx, append(args, name)...); err != nil {
+		return exit.Backend(fmt.Errorf("making the bottle's git repository %s: %w", name, err))
+	}
+	l.gitNew = true
+	made, err := l.MakeGitMountpoint()
+	if err != nil {
+		return err
+	}
+	l.MadeGitDir = l.MadeGitDir || made
+	return nil
+}
+
+func prepareGuest(st *state.Store, p *plan.Plan, binary string, attach bool, gitDir string, seed []workspace.File) error {
 	dir := filepath.Join(st.BottleDir(p.Slug), GuestFolder)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return exit.Backend(fmt.Errorf("making the agent's guest folder: %w", err))
@@ -318,7 +370,7 @@ func prepareGuest(st *state.Store, p *plan.Plan, binary string, attach bool) err
 	if err != nil {
 		return exit.Backend(fmt.Errorf("reading the bottle's CA: %w", err))
 	}
-	spec, err := guestSpec(p, ca, attach)
+	spec, err := guestSpec(p, ca, attach, gitDir, seed)
 	if err != nil {
 		return exit.Usage(err)
 	}
@@ -363,12 +415,8 @@ func copyBinary(src, dst string) error {
 func (l *launch) createAgent(ctx context.Context) error {
 	a := l.Plan.Agent
 	mounts := []mountSpec{{Source: l.Workspace, Target: a.Workdir}}
-	gits, err := backend.GitMounts(l.Workspace, a.Workdir)
-	if err != nil {
-		return err
-	}
-	for _, g := range gits {
-		mounts = append(mounts, mountSpec{Source: g.Source, Target: g.Target, ReadOnly: g.ReadOnly})
+	for _, g := range l.GitMounts() {
+		mounts = append(mounts, mountSpec{Source: g.Source, Target: g.Target, ReadOnly: g.ReadOnly, Volume: g.Volume})
 	}
 	envFile, err := writeEnvFile(l.Store.BottleDir(l.Plan.Slug), a.Env)
 	if err != nil {
@@ -479,7 +527,7 @@ func (b *Backend) Restart(ctx context.Context, o backend.LaunchOptions) (*backen
 			return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
 		}
 	}
-	if err := prepareGuest(o.Store, p, o.SidecarBinary, o.Attach); err != nil {
+	if err := prepareGuest(o.Store, p, o.SidecarBinary, o.Attach, "", nil); err != nil {
 		return nil, &backend.StepError{Step: "preparing the agent", Err: err}
 	}
 	rec := &backend.Record{Slug: p.Slug, Backend: names.MacOSContainer, AgentContainer: m.AgentContainer,

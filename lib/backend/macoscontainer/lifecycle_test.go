@@ -323,8 +323,9 @@ func TestLifeCycle(t *testing.T) {
 		t.Errorf("resume of a running bottle: %v", err)
 	}
 
-	// stop --rm: the volumes labelled with the bottle go too.
-	bt.f.run(t, "volume", "create", "--label", names.LabelSlug+"="+bt.slug, names.Agent(bt.slug)+"-git")
+	// stop --rm: the bottle's own repository and any volume labelled as
+	// its go too; another bottle's stays.
+	bt.f.run(t, "volume", "create", "--label", names.LabelSlug+"="+bt.slug, names.Agent(bt.slug)+"-extra")
 	bt.f.run(t, "volume", "create", "--label", names.LabelSlug+"=other-b1c2", "other")
 	if err := backend.StopLocked(ctx, bt.b, bt.st, bt.slug); err != nil {
 		t.Fatal(err)

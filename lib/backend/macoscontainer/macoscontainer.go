@@ -110,7 +110,7 @@ var Driver = backend.Driver{Name: names.MacOSContainer, Open: func(_ context.Con
 
 // Backend is the macos-container backend. It has every optional
 // capability: Attacher, Reloader, Restarter, Freezable, ImageChecker,
-// Remover.
+// Remover, GitExporter.
 type Backend struct {
 	tool  *Tool
 	store *state.Store
@@ -130,6 +130,7 @@ var (
 	_ backend.Freezable    = (*Backend)(nil)
 	_ backend.ImageChecker = (*Backend)(nil)
 	_ backend.Remover      = (*Backend)(nil)
+	_ backend.GitExporter  = (*Backend)(nil)
 )
 
 // New returns the backend driving tool, with bb's state in store.
@@ -252,7 +253,9 @@ func (b *Backend) Status(ctx context.Context, slug string) (backend.Status, erro
 	if err != nil {
 		return backend.Status{}, err
 	}
-	s := backend.Status{Agent: backend.StatusMissing, Leftovers: len(cs) > 0}
+	// The CLI's list has no exit status (ContainerStatus: state, networks,
+	// startedDate).
+	s := backend.Status{Agent: backend.StatusMissing, Leftovers: len(cs) > 0, ExitCode: -1}
 	if a := role(cs, names.RoleAgent); a != nil {
 		s.AgentName, s.Agent = a.ID, backend.StatusStopped
 		if a.Running() || a.State == "stopping" {
@@ -319,24 +322,49 @@ func notFound(err error) bool {
 	return errors.As(err, &te) && (containsFold(te.Said, "not found") || containsFold(te.Said, "notFound"))
 }
 
-// Remove removes the volumes of bottle slug (its own git repository), for
-// stop --rm: its containers are gone by then.
-func (b *Backend) Remove(ctx context.Context, slug string) error {
+// volumes lists the CLI's volumes.
+func (b *Backend) volumes(ctx context.Context) ([]Volume, error) {
 	out, err := b.tool.Output(ctx, "volume", "list", "--format", "json")
 	if err != nil {
-		return exit.Backend(fmt.Errorf("listing volumes: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing volumes: %w", err))
 	}
 	vs, err := DecodeVolumes(out)
 	if err != nil {
-		return exit.Backend(err)
+		return nil, exit.Backend(err)
+	}
+	return vs, nil
+}
+
+// Remove removes what the CLI keeps of bottle slug beyond its containers,
+// for stop --rm: its own git repository (and any volume labelled as its)
+// and its snapshot images.
+func (b *Backend) Remove(ctx context.Context, slug string) error {
+	vs, err := b.volumes(ctx)
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for _, v := range vs {
-		if v.Labels[names.LabelSlug] != slug {
+		if v.Name != names.GitVolume(slug) && v.Labels[names.LabelSlug] != slug {
 			continue
 		}
 		if _, err := b.tool.Output(ctx, "volume", "delete", v.Name); err != nil && !notFound(err) {
-			errs = append(errs, fmt.Errorf("removing volume %s: %w", v.Name, err))
+			errs = append(errs, fmt.Errorf("removing bottle %s's volume %s: %w", slug, v.Name, err))
+		}
+	}
+	out, err := b.tool.Output(ctx, "image", "list", "--format", "json")
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listing bottle %s's snapshots: %w", slug, err))
+	} else if ims, err := DecodeImages(out); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, im := range ims {
+			if im.Labels[names.LabelSlug] != slug || im.Labels[names.LabelRole] != names.RoleSnapshot {
+				continue
+			}
+			if _, err := b.tool.Output(ctx, "image", "delete", im.Name); err != nil && !notFound(err) {
+				errs = append(errs, fmt.Errorf("removing bottle %s's snapshot %s: %w", slug, im.Name, err))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/bb-bottles/bb/lib/guest"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/workspace"
 )
 
 // guestSpec is what the agent's init carries out before the agent's
@@ -17,7 +18,11 @@ import (
 // in the system's bundle (root's), the git configuration, the plan's files
 // and the prompt (the agent's, in its home), bb.egress on loopback, where
 // the relay to the sidecar's socket listens.
-func guestSpec(p *plan.Plan, caPEM []byte, attach bool) (guest.Spec, error) {
+//
+// seed, when the bottle's own git repository is new, is its first files,
+// at gitDir (its volume's mount point): the init gives the folder to the
+// agent, who then writes them.
+func guestSpec(p *plan.Plan, caPEM []byte, attach bool, gitDir string, seed []workspace.File) (guest.Spec, error) {
 	a := p.Agent
 	s := guest.Spec{
 		User: a.User,
@@ -50,6 +55,13 @@ func guestSpec(p *plan.Plan, caPEM []byte, attach bool) (guest.Spec, error) {
 	}
 	if a.Prompt != "" && !hasPrompt {
 		s.Files = append(s.Files, guest.File{Path: "~/" + provider.PromptFile, Mode: 0o644, Owner: guest.OwnerAgent, Content: []byte(a.Prompt)})
+	}
+	if gitDir != "" {
+		s.AgentDirs = append(s.AgentDirs, gitDir)
+		for _, f := range seed {
+			s.Files = append(s.Files, guest.File{Path: path.Join(gitDir, f.Path), Mode: uint32(f.Mode.Perm()),
+				Owner: guest.OwnerAgent, Dir: f.Mode.IsDir(), Content: f.Data})
+		}
 	}
 	if err := s.Check(); err != nil {
 		return guest.Spec{}, fmt.Errorf("the agent's guest spec: %w", err)

@@ -95,6 +95,7 @@ const (
 	secImageTag     = "container image tag"
 	secImageDelete  = "container image delete (rm)"
 	secCreate       = "container create"
+	secRun          = "container run"
 	secStart        = "container start"
 	secStop         = "container stop"
 	secKill         = "container kill"
@@ -174,6 +175,24 @@ var Commands = []Command{
 			opt("<volume>", "Bind mount a volume into the container", secCreate, volume, "--volume", "-v"),
 			opt("<spec>", "Publish a socket from container to host (format: host_path:container_path)", secCreate, publishSocket, "--publish-socket"),
 			opt("<limit>", "Set resource limits (format: `<type>=<soft>[:<hard>]`)", secCreate, ulimit, "--ulimit"),
+		},
+	},
+	{
+		Path: []string{"run"}, Args: []string{"<image>", "[<arguments>...]"}, Rest: true,
+		Source: ref(secRun, "container run [<options>] <image> [<arguments> ...]"),
+		Options: []Option{
+			flag("Remove the container after it stops", secRun, "--rm", "--remove"),
+			opt("<label>", "Add a key=value label to the container", secRun, keyValue, "--label", "-l"),
+			opt("<user>", "Set the user for the process (format: name|uid[:gid])", secRun, user, "--user", "-u"),
+			opt("<cmd>", "Override the entrypoint of the image", secRun, absPath, "--entrypoint"),
+			opt("<cpus>", "Number of CPUs to allocate to the container", secRun, positiveInt, "--cpus", "-c"),
+			opt("<memory>", "Amount of memory (1MiByte granularity), with optional K, M, G, T, or P suffix", secRun, memory, "--memory", "-m"),
+			opt("<cap>", "Drop a Linux capability (e.g. `CAP_NET_RAW`, `NET_RAW`, or `ALL`)", secRun, capability, "--cap-drop"),
+			{Names: []string{"--network"}, Value: "<network>", Check: network,
+				Source: Source{File: "Sources/Services/ContainerAPIService/Client/Utility.swift", Section: "containerConfigFromFlags",
+					Says: `(noNetworkName = "none"); ` + Reference + ", " + secRun + ": Attach the container to a network"}},
+			flag("Do not configure DNS in the container", secRun, "--no-dns"),
+			opt("<volume>", "Bind mount a volume into the container", secRun, volume, "--volume", "-v"),
 		},
 	},
 	{

@@ -330,6 +330,9 @@ func (f *fake) do(l *clispec.Line) error {
 		// call the CLI itself.
 		return f.exec(l)
 	}
+	if name == "run" {
+		return f.run(l)
+	}
 	unlock, err := f.lock("state.lock")
 	if err != nil {
 		return err
@@ -798,6 +801,7 @@ func (f *fake) create(l *clispec.Line) error {
 			m.Type = "volume"
 			if f.findVolume(m.Source) == nil {
 				f.st.Volumes = append(f.st.Volumes, &volume{Name: m.Source, Labels: map[string]string{}, Created: time.Now().UTC()})
+				os.MkdirAll(f.volDir(m.Source), 0o700)
 				fmt.Fprintf(os.Stderr, "warning: named volume was automatically created volume=%s\n", m.Source)
 			}
 		}
@@ -854,6 +858,9 @@ func parseMemory(s string) int64 {
 }
 
 func (f *fake) fsDir(id string) string { return filepath.Join(f.dir, "fs", id) }
+
+// volDir is a volume's content, on this machine.
+func (f *fake) volDir(name string) string { return filepath.Join(f.dir, "vols", name) }
 
 func (f *fake) start(l *clispec.Line) error {
 	c := f.findContainer(l.Args[0])
@@ -1239,6 +1246,9 @@ func (f *fake) volumeCreate(l *clispec.Line) error {
 		return failf("volume '%s' already exists", name)
 	}
 	v := &volume{Name: name, Labels: map[string]string{}, Created: time.Now().UTC()}
+	if err := os.MkdirAll(f.volDir(name), 0o700); err != nil {
+		return err
+	}
 	for _, lb := range l.Values("--label") {
 		k, val, _ := strings.Cut(lb, "=")
 		v.Labels[k] = val
@@ -1267,6 +1277,7 @@ func (f *fake) volumeDelete(l *clispec.Line) error {
 			continue
 		}
 		f.st.Volumes = slices.DeleteFunc(f.st.Volumes, func(o *volume) bool { return o == v })
+		os.RemoveAll(f.volDir(name))
 		fmt.Println(name)
 	}
 	if len(errs) > 0 {
@@ -1284,6 +1295,76 @@ func (f *fake) volumeList() error {
 			"creationDate": v.Created.Format(time.RFC3339), "labels": v.Labels, "options": map[string]any{}}})
 	}
 	return printJSON(out)
+}
+
+// run is `container run --rm`: the command on this machine, its mounts'
+// paths in its arguments turned into their folders here (a volume's
+// content is vols/NAME), /tmp a folder of the run's own. Nothing of it
+// stays.
+func (f *fake) run(l *clispec.Line) error {
+	if !l.Has("--rm") {
+		return failf("fakecontainer models run --rm only")
+	}
+	unlock, err := f.lock("state.lock")
+	if err != nil {
+		return err
+	}
+	if err := f.load(); err != nil {
+		unlock()
+		return err
+	}
+	im := f.findImage(l.Args[0])
+	paths := map[string]string{}
+	for _, v := range l.Values("--volume") {
+		parts := strings.Split(v, ":")
+		src := parts[0]
+		if !strings.Contains(src, "/") {
+			if f.findVolume(src) == nil {
+				unlock()
+				return failf("notFound: %q", "volume "+src+" not found")
+			}
+			src = f.volDir(src)
+		} else if _, err := os.Stat(src); err != nil {
+			unlock()
+			return failf("invalidArgument: %q", "path '"+src+"' does not exist")
+		}
+		paths[parts[1]] = src
+	}
+	unlock()
+	if im == nil {
+		return failf("notFound: %q", "image "+normalize(l.Args[0])+" not found")
+	}
+	tmp, err := os.MkdirTemp(f.dir, "run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	paths["/tmp"] = tmp
+	targets := slices.Sorted(maps.Keys(paths))
+	slices.SortFunc(targets, func(a, b string) int { return len(b) - len(a) })
+	var pairs []string
+	for _, t := range targets {
+		pairs = append(pairs, t, paths[t])
+	}
+	rewrite := strings.NewReplacer(pairs...).Replace // one pass: a folder here may be under /tmp too
+	argv := slices.Clone(im.Entrypoint)
+	if v, ok := l.Value("--entrypoint"); ok {
+		argv = []string{v}
+	}
+	argv = append(argv, l.Args[1:]...)
+	for i := range argv {
+		argv[i] = rewrite(argv[i])
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = tmp
+	cmd.Env = append(slices.Clone(im.Env), "PATH="+os.Getenv("PATH"), "HOME="+tmp)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitCode(ee.ExitCode())
+	}
+	return err
 }
 
 // exec runs the command on this machine, in the container's folder, with
