@@ -1,0 +1,459 @@
+package gitgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/bb-bottles/bb/lib/detect"
+	"github.com/bb-bottles/bb/lib/routes"
+)
+
+// Limits bound what the gate reads of one push; past each, the push is
+// refused with a message that names it. Zero fields take the defaults.
+// Memory is about 60 bytes per object of the pack, plus a few buffers of
+// ScanWhole and MaxMeta, whatever the objects' sizes: contents stream, and
+// what deltas are based on is kept in a scratch file.
+type Limits struct {
+	MaxPack         int64 // the request body (2 GiB)
+	MaxObjects      int   // objects in the pack (1,000,000)
+	MaxObject       int64 // one object, resolved (512 MiB)
+	MaxMeta         int64 // a commit, tree or tag, read whole (16 MiB)
+	MaxResolved     int64 // every object resolved, and every blob decompressed, together (8 GiB)
+	MaxDecompressed int64 // one gzip or zlib blob, decompressed (256 MiB)
+	ScanWhole       int64 // blobs up to this size are searched whole, through every view the detector has (1 MiB)
+	MaxCommands     int   // refs one push updates (10,000)
+	MaxDepth        int   // a delta chain (4095, git's own maximum)
+	MaxWalk         int   // commits walked to decide a fast-forward (1,000,000)
+	MaxText         int   // ref names, push options and capabilities together (4 MiB)
+}
+
+// SetDefaults fills the zero fields.
+func (l *Limits) SetDefaults() {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defi := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxPack, 2<<30)
+	defi(&l.MaxObjects, 1_000_000)
+	def(&l.MaxObject, 512<<20)
+	def(&l.MaxMeta, 16<<20)
+	def(&l.MaxResolved, 8<<30)
+	def(&l.MaxDecompressed, 256<<20)
+	def(&l.ScanWhole, 1<<20)
+	defi(&l.MaxCommands, 10_000)
+	defi(&l.MaxDepth, 4095)
+	defi(&l.MaxWalk, 1_000_000)
+	defi(&l.MaxText, 4<<20)
+}
+
+// Upstream is what the gate can learn of the upstream repository beyond a
+// push: the history a fast-forward is decided against, and the bases of a
+// thin pack. A Mirror is one.
+type Upstream interface {
+	// Parents returns the parents of commit id; ok is false when the
+	// upstream has no such commit.
+	Parents(ctx context.Context, id Hash) (parents []Hash, ok bool, err error)
+	// Object writes the content of object id to w and returns its type;
+	// ok is false when the upstream has no such object.
+	Object(ctx context.Context, id Hash, w io.Writer) (typ uint8, ok bool, err error)
+}
+
+// Gate judges the pushes to one repository of a git route.
+type Gate struct {
+	// Detector finds the secrets; nil finds none.
+	Detector *detect.Detector
+	// Git is the route's git field: which refs may be pushed.
+	Git *routes.Git
+	// Repo is the repository, for messages.
+	Repo   string
+	Limits Limits
+	// Dir is where the gate keeps a push's scratch file.
+	Dir string
+	// Upstream is the upstream's history and objects; nil when the gate
+	// has no view of it (a fast-forward is then decided within the pack
+	// alone, and a thin pack refused).
+	Upstream Upstream
+}
+
+// Verdict is the gate's answer to one push.
+type Verdict struct {
+	// Update is the push's head; nil when it did not parse.
+	Update *Update
+	// Objects and PackBytes describe its pack.
+	Objects   int
+	PackBytes int64
+	// Refusal says why the push must not go upstream; nil when it may.
+	Refusal *Refusal
+}
+
+// Refusal is why a push is refused, in the forms the client and the log
+// need.
+type Refusal struct {
+	// Hit is the secret found, when that is why (a block, not a deny).
+	Hit *detect.Hit
+	// Reason is one line for the log.
+	Reason string
+	// PerRef is the ng reason of each ref at fault; Others that of the
+	// rest of the push's refs.
+	PerRef map[string]string
+	Others string
+	// Messages are for people: remote: lines.
+	Messages []string
+}
+
+func (g *Gate) refuse(reason string, perRef map[string]string) *Refusal {
+	r := &Refusal{Reason: reason, PerRef: perRef, Others: "bb-egress: refused with the rest of the push: " + reason}
+	if len(perRef) == 0 {
+		r.Others = "bb-egress: " + reason
+	}
+	r.Messages = []string{
+		"bb-egress: push to " + g.Repo + " refused; nothing was sent upstream",
+		"bb-egress: " + reason,
+	}
+	return r
+}
+
+// Check reads a receive-pack request body of size bytes and decides
+// whether it may go upstream as it is. Only a failure to read body, or ctx
+// ending, is an error; every refusal is in the Verdict.
+func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdict, error) {
+	g.Limits.SetDefaults()
+	v := &Verdict{}
+	u, err := ReadUpdate(io.NewSectionReader(body, 0, size),
+		UpdateLimits{MaxCommands: g.Limits.MaxCommands, MaxOptions: g.Limits.MaxCommands, MaxText: g.Limits.MaxText})
+	if err != nil {
+		var pe *errPkt
+		var ee *EndpointError
+		var le *LimitError
+		if !errors.As(err, &pe) && !errors.As(err, &ee) && !errors.As(err, &le) {
+			return nil, err
+		}
+		v.Refusal = g.refuse(err.Error(), nil)
+		return v, nil
+	}
+	v.Update = u
+	if hit, ok := g.search(u.Text); ok {
+		r := g.refuse(fmt.Sprintf("secret %s in a ref name, push option or capability", hit.Secret), nil)
+		r.Hit = &hit
+		v.Refusal = r
+		return v, nil
+	}
+	if u.Probe() {
+		if u.HeadLen != size {
+			v.Refusal = g.refuse("data after an empty command list", nil)
+		}
+		return v, nil
+	}
+	if r := g.policy(u); r != nil {
+		v.Refusal = r
+		return v, nil
+	}
+	v.PackBytes = size - u.HeadLen
+	if v.PackBytes == 0 {
+		v.Refusal = g.refuse("the push updates refs but sends no pack", nil)
+		return v, nil
+	}
+	if v.PackBytes > g.Limits.MaxPack {
+		v.Refusal = g.refuse(fmt.Sprintf("the pack is %d bytes, over the gate's %d", v.PackBytes, g.Limits.MaxPack), nil)
+		return v, nil
+	}
+	st, err := newStore(g.Dir, g.Limits.MaxResolved)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	sc := newScanner(g.Detector, &g.Limits)
+	var extern externalFunc
+	if g.Upstream != nil {
+		extern = func(ctx context.Context, id Hash, w io.Writer) (uint8, bool, error) {
+			if sc.found != nil {
+				// A secret is found already: the rest is only read to say
+				// where, never worth a fetch.
+				return 0, false, nil
+			}
+			return g.Upstream.Object(ctx, id, w)
+		}
+	}
+	p, err := readPack(ctx, io.NewSectionReader(body, u.HeadLen, v.PackBytes), v.PackBytes, st, &g.Limits, sc.visit, extern)
+	if p != nil {
+		v.Objects = len(p.entries)
+	}
+	if sc.found != nil {
+		// The secret is the reason, whether the rest parsed or not.
+		h := sc.found
+		where := "a " + h.What
+		if p != nil {
+			h.ID = p.entries[h.Object].hash
+			where = g.locate(p, sc, h)
+		}
+		r := g.refuse(fmt.Sprintf("secret %s (%s) in %s", h.Hit.Secret, h.Hit.Encoding, where), nil)
+		r.Hit = &h.Hit
+		v.Refusal = r
+		return v, nil
+	}
+	if err != nil {
+		var le *LimitError
+		var pe *PackError
+		switch {
+		case errors.As(err, &le):
+			v.Refusal = g.refuse(le.Msg, nil)
+		case errors.As(err, &pe):
+			v.Refusal = g.refuse(pe.Error(), nil)
+		default:
+			return nil, err
+		}
+		return v, nil
+	}
+	v.Objects = len(p.entries)
+	if r, err := g.fastForwards(ctx, u, p, sc); err != nil || r != nil {
+		v.Refusal = r
+		return v, err
+	}
+	return v, nil
+}
+
+func (g *Gate) search(b []byte) (detect.Hit, bool) {
+	if g.Detector == nil {
+		return detect.Hit{}, false
+	}
+	return g.Detector.Search(b)
+}
+
+// policy refuses a push that deletes a ref, updates one outside the
+// route's push list, moves a tag, or names a ref git would not take.
+func (g *Gate) policy(u *Update) *Refusal {
+	per := map[string]string{}
+	first := ""
+	add := func(ref, why string) {
+		if _, ok := per[ref]; !ok {
+			per[ref] = "bb-egress: " + why
+		}
+		if first == "" {
+			first = why
+		}
+	}
+	for _, c := range u.Commands {
+		switch {
+		case !routes.ValidRefName(c.Ref):
+			add(c.Ref, fmt.Sprintf("%q is not a valid ref name", c.Ref))
+		case c.Delete():
+			add(c.Ref, fmt.Sprintf("deleting %s is refused: the gate never deletes a ref", c.Ref))
+		case g.Git.ReadOnly():
+			add(c.Ref, fmt.Sprintf("%s is read-only: its route's git lists no refs to push", g.Repo))
+		case g.Git.PushAllowed(c.Ref) == "":
+			add(c.Ref, fmt.Sprintf("%s is not a ref the route lets the agent push (push: %s)", c.Ref, strings.Join(g.Git.Push, ", ")))
+		case strings.HasPrefix(c.Ref, "refs/tags/") && !c.Create():
+			add(c.Ref, fmt.Sprintf("%s exists: the gate never moves a tag", c.Ref))
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return g.refuse(first, per)
+}
+
+// fastForwards refuses an update whose old commit is not an ancestor of
+// its new one (git merge-base --is-ancestor old new), walking the pack's
+// commits and then the upstream's history.
+func (g *Gate) fastForwards(ctx context.Context, u *Update, p *pack, sc *scanner) (*Refusal, error) {
+	commits := make(map[Hash]commitInfo, len(sc.commits))
+	for i, c := range sc.commits {
+		commits[p.entries[i].hash] = c
+	}
+	per := map[string]string{}
+	first := ""
+	for _, c := range u.Commands {
+		if c.Create() {
+			continue
+		}
+		old, nu := hashOf(c.Old), hashOf(c.New)
+		ok, why, err := g.isAncestor(ctx, old, nu, commits)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			reason := fmt.Sprintf("%s: not a fast-forward: %s %s (the gate refuses rewritten history)", c.Ref, short(c.Old), why)
+			per[c.Ref] = "bb-egress: " + reason
+			if first == "" {
+				first = reason
+			}
+		}
+	}
+	if first == "" {
+		return nil, nil
+	}
+	return g.refuse(first, per), nil
+}
+
+// isAncestor walks new's history for old; why says what it found when the
+// answer is no.
+func (g *Gate) isAncestor(ctx context.Context, old, nu Hash, commits map[Hash]commitInfo) (bool, string, error) {
+	g.Limits.SetDefaults()
+	if old == nu {
+		return true, "", nil
+	}
+	seen := map[Hash]bool{nu: true}
+	queue := []Hash{nu}
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		parents, found, err := g.parents(ctx, c, commits)
+		if err != nil {
+			return false, "", err
+		}
+		if !found {
+			if c == nu {
+				return false, "is not a commit the pack or the upstream has, or " + short(nu.String()) + " is not a commit", nil
+			}
+			return false, "cannot be told an ancestor: commit " + short(c.String()) + " of the new history is neither in the pack nor upstream", nil
+		}
+		for _, p := range parents {
+			if p == old {
+				return true, "", nil
+			}
+			if !seen[p] {
+				if len(seen) >= g.Limits.MaxWalk {
+					return false, fmt.Sprintf("cannot be told an ancestor within %d commits", g.Limits.MaxWalk), nil
+				}
+				seen[p] = true
+				queue = append(queue, p)
+			}
+		}
+		if len(seen)%4096 == 0 && ctx.Err() != nil {
+			return false, "", ctx.Err()
+		}
+	}
+	return false, "is not an ancestor of " + short(nu.String()), nil
+}
+
+func (g *Gate) parents(ctx context.Context, id Hash, commits map[Hash]commitInfo) ([]Hash, bool, error) {
+	if c, ok := commits[id]; ok {
+		return c.parents, true, nil
+	}
+	if g.Upstream == nil {
+		return nil, false, nil
+	}
+	return g.Upstream.Parents(ctx, id)
+}
+
+// locate says where a secret was: the path of the blob (or of the tree
+// whose entry name held it) in the commit of the push that brought it in,
+// or the commit or tag.
+func (g *Gate) locate(p *pack, sc *scanner, h *HitError) string {
+	switch h.Type {
+	case objCommit:
+		return "commit " + short(h.ID.String())
+	case objTag:
+		return "tag object " + short(h.ID.String())
+	}
+	type answer struct {
+		path string
+		ok   bool
+	}
+	memo := map[Hash]answer{}
+	budget := 100_000 // trees read, at most
+	// find returns where h is below tree, as a path relative to it.
+	var find func(tree Hash) answer
+	find = func(tree Hash) answer {
+		if tree == h.ID && h.Type == objTree {
+			return answer{"", true}
+		}
+		if a, ok := memo[tree]; ok {
+			return a
+		}
+		memo[tree] = answer{}
+		if budget--; budget < 0 {
+			return answer{}
+		}
+		j := p.find(tree)
+		if j < 0 || p.entries[j].rtyp != objTree {
+			return answer{} // not new in this push: the secret is not below it
+		}
+		r, _, err := p.read(j)
+		if err != nil {
+			return answer{}
+		}
+		b, err := io.ReadAll(io.LimitReader(r, g.Limits.MaxMeta))
+		if err != nil {
+			return answer{}
+		}
+		var a answer
+		eachTreeEntry(b, func(e treeEntry) error { //nolint:errcheck // the first pass parsed it
+			switch {
+			case a.ok:
+			case e.id == h.ID && h.Type == objBlob:
+				a = answer{string(e.name), true}
+			case isTreeMode(e.mode):
+				if sub := find(e.id); sub.ok {
+					a = answer{path.Join(string(e.name), sub.path), true}
+				}
+			}
+			return nil
+		})
+		memo[tree] = a
+		return a
+	}
+	byID := make(map[Hash]commitInfo, len(sc.commits))
+	idx := make([]int32, 0, len(sc.commits))
+	for i, c := range sc.commits {
+		byID[p.entries[i].hash] = c
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	// The commit that brought it in: one that holds it while none of its
+	// parents in the push does.
+	var holder *int32
+	var where string
+	for _, i := range idx {
+		a := find(sc.commits[i].tree)
+		if !a.ok {
+			continue
+		}
+		introduced := true
+		for _, par := range sc.commits[i].parents {
+			if c, ok := byID[par]; ok && find(c.tree).ok {
+				introduced = false
+			}
+		}
+		if holder == nil || introduced {
+			holder, where = &i, a.path
+		}
+		if introduced {
+			break
+		}
+	}
+	if holder == nil {
+		return "a " + h.What + " (" + short(h.ID.String()) + ")"
+	}
+	commit := " of commit " + short(p.entries[*holder].hash.String())
+	if h.Type == objTree {
+		if where == "" {
+			return "a file name at the top" + commit
+		}
+		return "a file name in " + where + "/" + commit
+	}
+	return where + commit
+}
+
+func hashOf(hex string) Hash {
+	h, _ := hexHash([]byte(hex))
+	return h
+}
+
+func short(id string) string {
+	if len(id) > 7 {
+		return id[:7]
+	}
+	return id
+}

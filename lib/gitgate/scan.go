@@ -1,0 +1,244 @@
+package gitgate
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/bb-bottles/bb/lib/detect"
+)
+
+// HitError is a known secret found in a push: in which object (its index
+// in the pack, -1 for the push's ref names and options), of what type,
+// and what held it ("blob", "commit", "tree entry name", "tag", "ref name
+// or push option").
+type HitError struct {
+	Hit    detect.Hit
+	Object int32
+	ID     Hash
+	Type   uint8
+	What   string
+}
+
+func (e *HitError) Error() string {
+	return fmt.Sprintf("secret %s (%s) in a %s", e.Hit.Secret, e.Hit.Encoding, e.What)
+}
+
+// maxCompressedDepth is how many layers of gzip or zlib in a blob are
+// opened (a .tar.gz of .gz files is two).
+const maxCompressedDepth = 3
+
+// scanner is the visitor that runs the secret detector over every object
+// of a pushed pack, and keeps the commits' trees and parents.
+type scanner struct {
+	det     *detect.Detector
+	lim     *Limits
+	whole   [maxCompressedDepth + 1][]byte // a buffer per layer, ScanWhole+1 bytes
+	meta    []byte
+	commits map[int32]commitInfo
+	budget  *atomic.Int64 // decompressed bytes left for the whole push
+	// found is the first secret found: the rest of the pack is still read
+	// (not scanned), so that the message can say which path of which
+	// commit held it.
+	found *HitError
+}
+
+func newScanner(det *detect.Detector, lim *Limits) *scanner {
+	s := &scanner{det: det, lim: lim, commits: map[int32]commitInfo{}, budget: new(atomic.Int64)}
+	s.budget.Store(lim.MaxResolved)
+	return s
+}
+
+func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
+	if typ == objBlob {
+		if s.found != nil {
+			return nil
+		}
+		hit, ok, err := s.scanStream(r, 0)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.found = &HitError{Hit: hit, Object: i, Type: typ, What: "blob"}
+		}
+		return nil
+	}
+	b, err := s.readMeta(r, size)
+	if err != nil {
+		return err
+	}
+	var names []byte
+	switch typ {
+	case objCommit:
+		c, err := parseCommit(b)
+		if err != nil {
+			return packErr("%v", err)
+		}
+		s.commits[i] = c
+	case objTree:
+		// The names, a line each: a secret split over two names is
+		// found in the flattened view.
+		err := eachTreeEntry(b, func(e treeEntry) error {
+			names = append(append(names, e.name...), '\n')
+			return nil
+		})
+		if err != nil {
+			return packErr("%v", err)
+		}
+	}
+	if s.det == nil || s.found != nil {
+		return nil
+	}
+	what, text := typeName(typ), b
+	if typ == objTree {
+		what, text = "tree entry name", names
+	}
+	if hit, ok := s.det.Search(text); ok {
+		s.found = &HitError{Hit: hit, Object: i, Type: typ, What: what}
+	}
+	return nil
+}
+
+// readMeta reads a commit, tree or tag whole (index checked its size).
+func (s *scanner) readMeta(r io.Reader, size int64) ([]byte, error) {
+	if int64(cap(s.meta)) < size {
+		s.meta = make([]byte, size)
+	}
+	b := s.meta[:size]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// scanStream runs the detector over r: whole, through every view, when
+// it is ScanWhole bytes or less; streamed through the flattening guard
+// when longer. gzip or zlib data (by its first bytes) is also scanned
+// decompressed, up to maxCompressedDepth layers, within the push's
+// budget; data that turns out not to decompress is only scanned as is.
+func (s *scanner) scanStream(r io.Reader, depth int) (detect.Hit, bool, error) {
+	if s.det == nil {
+		_, err := io.Copy(io.Discard, r)
+		return detect.Hit{}, false, err
+	}
+	if s.whole[depth] == nil {
+		s.whole[depth] = make([]byte, s.lim.ScanWhole+1)
+	}
+	buf := s.whole[depth]
+	n, err := io.ReadFull(r, buf)
+	head := buf[:n]
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if hit, ok := s.det.Search(head); ok {
+			return hit, true, nil
+		}
+		enc := sniffCompressed(head)
+		if enc == "" || depth >= maxCompressedDepth {
+			return detect.Hit{}, false, nil
+		}
+		return s.scanDecompressed(bytes.NewReader(head), enc, depth)
+	}
+	if err != nil {
+		return detect.Hit{}, false, err
+	}
+	var rest io.Reader = io.MultiReader(bytes.NewReader(head), r)
+	enc := ""
+	if depth < maxCompressedDepth {
+		enc = sniffCompressed(head)
+	}
+	type result struct {
+		hit detect.Hit
+		ok  bool
+		err error
+	}
+	var inner chan result
+	var pw *io.PipeWriter
+	if enc != "" {
+		// The decompressed stream is scanned beside the raw one, in step.
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		inner = make(chan result, 1)
+		go func() {
+			hit, ok, err := s.scanDecompressed(pr, enc, depth)
+			io.Copy(io.Discard, pr) //nolint:errcheck // only to let the raw scan go on
+			inner <- result{hit, ok, err}
+		}()
+		rest = io.TeeReader(rest, pw)
+	}
+	_, err = io.Copy(io.Discard, s.det.GuardFlat(rest))
+	if pw != nil {
+		pw.Close()
+		res := <-inner
+		if res.err != nil || res.ok {
+			return res.hit, res.ok, res.err
+		}
+	}
+	if hit, ok := detect.IsHit(err); ok {
+		return hit, true, nil
+	}
+	return detect.Hit{}, false, err
+}
+
+// scanDecompressed scans r decompressed as enc. Data that does not
+// decompress is no error (a text may start like zlib); more than the
+// push's budget or MaxDecompressed is.
+func (s *scanner) scanDecompressed(r io.Reader, enc string, depth int) (detect.Hit, bool, error) {
+	var dr io.Reader
+	var err error
+	switch enc {
+	case "gzip":
+		dr, err = gzip.NewReader(r)
+	case "zlib":
+		dr, err = zlib.NewReader(r)
+	}
+	if err != nil {
+		return detect.Hit{}, false, nil
+	}
+	lr := &budgetReader{r: dr, left: s.lim.MaxDecompressed, budget: s.budget}
+	hit, ok, err := s.scanStream(lr, depth+1)
+	if ok {
+		hit.Encoding = enc + "/" + hit.Encoding
+		return hit, true, nil
+	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return detect.Hit{}, false, err
+	}
+	return detect.Hit{}, false, nil // not compressed after all, or cut: what decoded was scanned
+}
+
+// budgetReader fails with a LimitError past left bytes, or past what the
+// push's budget has left.
+type budgetReader struct {
+	r      io.Reader
+	left   int64
+	budget *atomic.Int64
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, &LimitError{"a blob decompresses to more bytes than the gate scans (MaxDecompressed)"}
+	}
+	if b.budget.Add(-int64(n)) < 0 {
+		return n, &LimitError{"the push's blobs decompress to more bytes than the gate scans"}
+	}
+	return n, err
+}
+
+// sniffCompressed names the compression b starts like: gzip's magic, or a
+// zlib header (which text can start like too: a caller takes a failure to
+// decompress as "not compressed").
+func sniffCompressed(b []byte) string {
+	switch {
+	case len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8:
+		return "gzip"
+	case len(b) >= 2 && b[0]&0x0f == 8 && b[0]>>4 <= 7 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0:
+		return "zlib"
+	}
+	return ""
+}
