@@ -46,7 +46,7 @@ func WriteRefusal(w io.Writer, u *Update, messages []string, perRef map[string]s
 			if !ok {
 				reason = others
 			}
-			line := fmt.Sprintf("ng %s %s\n", c.Ref, oneLine(reason))
+			line := fmt.Sprintf("ng %s %s\n", oneLine(c.Ref), oneLine(reason))
 			if len(line)+4 > MaxPktLine {
 				line = line[:MaxPktLine-5] + "\n"
 			}
