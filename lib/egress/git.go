@@ -462,7 +462,7 @@ func (m *mirrorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := m.s.transport.RoundTrip(out)
 	e := audit.Entry{Time: start.UTC(), Method: req.Method, Host: m.t.host, Path: req.URL.Path, Query: req.URL.RawQuery,
 		Route: m.rt.String(), Client: Hostname, Decision: audit.Allow,
-		Git: &audit.Git{Repo: m.repo, Service: "upload-pack"},
+		Git:    &audit.Git{Repo: m.repo, Service: "upload-pack"},
 		Reason: "the git gate's own fetch into its mirror of " + m.repo + ", to judge a push"}
 	if err != nil {
 		e.Reason += ": " + err.Error()
