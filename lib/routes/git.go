@@ -197,9 +197,10 @@ func IsGitPath(p string) bool {
 	return strings.HasSuffix(l, ".git") || strings.HasSuffix(l, "/head")
 }
 
-// checkGitHosts refuses two git routes for one host: which repositories
-// and refs the host allows must be in one place.
-func checkGitHosts(rs []Route) error {
+// CheckGitHosts refuses two git routes for one host: which repositories
+// and refs the host allows must be in one place. It returns a *FieldError
+// whose Field is "[i].git".
+func CheckGitHosts(rs []Route) error {
 	seen := map[string]int{}
 	for i := range rs {
 		if rs[i].Git == nil {

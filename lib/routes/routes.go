@@ -211,7 +211,7 @@ func ValidateAll(rs []Route) error {
 			return &FieldError{Field: fmt.Sprintf("[%d].%s", i, fe.Field), Msg: fe.Msg}
 		}
 	}
-	return checkGitHosts(rs)
+	return CheckGitHosts(rs)
 }
 
 // CanonicalHost lower-cases h and strips a trailing dot and brackets, so
