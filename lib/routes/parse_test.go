@@ -64,7 +64,7 @@ func TestParseErrors(t *testing.T) {
 		{"port as a string", "- host: example.com\n  ports: [\"443\"]\n", `routes.yaml:2:11: [0].ports[0]: must be an integer, not a string`},
 		{"a mapping, not a list", "routes:\n  - host: example.com\n", `routes.yaml:1:1: must be a list, not a mapping`},
 		{"two git routes for a host", "- host: github.com\n  git: {repos: [a/b]}\n- host: github.com\n  git: {repos: [a/c]}\n",
-			`routes.yaml:4:3: [1].git: host github.com already has a git route ([0]): list all its repositories in one`},
+			`routes.yaml:4:8: [1].git: host github.com already has a git route ([0]): list all its repositories in one`},
 		{"a bad push glob", "- host: github.com\n  git: {repos: [a/b], push: [\"refs/heads/a b\"]}\n",
 			`routes.yaml:2:30: [0].git.push[0]: "refs/heads/a b" is not a valid ref name pattern (see git check-ref-format)`},
 		{"duplicate key", "- host: a.example.com\n  host: b.example.com\n", `routes.yaml:2:3: [0].host: duplicate key "host" (first at line 1)`},
