@@ -1,6 +1,7 @@
 package gitgate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -155,13 +156,12 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 		}
 		return v, nil
 	}
-	if r := g.policy(u); r != nil {
-		v.Refusal = r
-		return v, nil
-	}
+	// A push the policy refuses is still read: a secret in it is named in
+	// the log (the canary is proof of an attempt, whatever else is wrong).
+	pol := g.policy(u)
 	v.PackBytes = size - u.HeadLen
 	if v.PackBytes == 0 {
-		v.Refusal = g.refuse("the push updates refs but sends no pack", nil)
+		v.Refusal = cmp.Or(pol, g.refuse("the push updates refs but sends no pack", nil))
 		return v, nil
 	}
 	if v.PackBytes > g.Limits.MaxPack {
@@ -175,7 +175,7 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 	defer st.Close()
 	sc := newScanner(g.Detector, &g.Limits)
 	var extern externalFunc
-	if g.Upstream != nil {
+	if g.Upstream != nil && pol == nil {
 		extern = func(ctx context.Context, id Hash, w io.Writer) (uint8, bool, error) {
 			if sc.found != nil {
 				// A secret is found already: the rest is only read to say
@@ -200,6 +200,10 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 		r := g.refuse(fmt.Sprintf("secret %s (%s) in %s", h.Hit.Secret, h.Hit.Encoding, where), nil)
 		r.Hit = &h.Hit
 		v.Refusal = r
+		return v, nil
+	}
+	if pol != nil {
+		v.Refusal = pol
 		return v, nil
 	}
 	if err != nil {

@@ -391,3 +391,23 @@ func TestCheckMalformed(t *testing.T) {
 		t.Errorf("a packet of 65520 bytes: %+v", v.Refusal)
 	}
 }
+
+// A push refused by the ref policy is still read: a secret in it makes it
+// a block, so that the log names the secret (the canary is proof of an
+// attempt, whatever else is wrong with the push).
+func TestPolicyRefusalStillScans(t *testing.T) {
+	r := newRepo(t)
+	c0 := r.commit("base", map[string][]byte{"README": []byte("hello\n")})
+	c1 := r.commit("one", map[string][]byte{"notes": []byte(testCanary)})
+	pack := r.pack(c1 + "\n^" + c0)
+	v := check(t, testGate(t, nil), body(caps, []Command{create("refs/heads/main", c1)}, pack))
+	if v.Refusal == nil || v.Refusal.Hit == nil || v.Refusal.Hit.Secret != "CANARY" {
+		t.Fatalf("refused as %+v", v.Refusal)
+	}
+	// And one with nothing wrong in its pack is refused for its ref.
+	c2 := r.commit("two", map[string][]byte{"notes": []byte("fine")})
+	v = check(t, testGate(t, nil), body(caps, []Command{create("refs/heads/main", c2)}, r.pack(c2+"\n^"+c1)))
+	if v.Refusal == nil || v.Refusal.Hit != nil || !strings.Contains(v.Refusal.Reason, "refs/heads/main is not a ref") {
+		t.Fatalf("refused as %+v", v.Refusal)
+	}
+}

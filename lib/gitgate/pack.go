@@ -83,15 +83,18 @@ type pack struct {
 }
 
 // readPack reads the pack of size bytes in r (seekable) through both
-// passes, visiting every object; st holds what deltas need.
+// passes, visiting every object; st holds what deltas need. On an error it
+// still returns the pack as far as it was read.
 func readPack(ctx context.Context, r io.ReadSeeker, size int64, st *store, lim *Limits, visit visitFunc, extern externalFunc) (*pack, error) {
 	p := &pack{sc: packfile.NewScanner(r), size: size, st: st, lim: lim, visit: visit, extern: extern,
 		refBase: map[int32]Hash{}, ext: map[Hash]stored{}, win: make([]byte, 64<<10)}
+	// What was read is returned with the error: where a secret found
+	// before it was is still told.
 	if err := p.index(ctx); err != nil {
-		return nil, err
+		return p, err
 	}
 	if err := p.resolve(ctx); err != nil {
-		return nil, err
+		return p, err
 	}
 	return p, nil
 }
