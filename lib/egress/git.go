@@ -159,30 +159,47 @@ func (s *Server) gitPush(w http.ResponseWriter, r *http.Request, snap *snapshot,
 
 	lim := s.cfg.Git.Limits
 	lim.SetDefaults()
-	spool, size, fail := s.spoolPush(w, r, g.spool, lim.MaxPack+int64(lim.MaxText)+(1<<16))
-	if spool != nil {
-		defer os.Remove(spool.Name())
-		defer spool.Close()
-	}
+	spool, fail := s.spoolPush(w, r, g.spool, lim.MaxPack+int64(lim.MaxText)+(1<<16))
 	if fail != "" {
-		s.refuse(w, r, snap, e, http.StatusRequestEntityTooLarge, audit.Deny, fail, "bb-egress: "+fail+"\n")
+		s.refuse(w, r, snap, e, http.StatusUnsupportedMediaType, audit.Deny, fail, "bb-egress: "+fail+"\n")
 		return
 	}
+	defer spool.Close()
 
 	base := (&url.URL{Scheme: t.scheme, Host: t.hostport(), Path: strings.TrimSuffix(r.URL.Path, "/"+gitgate.ReceivePack)}).String()
 	m := s.gitMirror(g, rt, t, ep.Repo, snap)
 	sess, err := m.Session(base)
 	if err != nil {
+		spool.Size() //nolint:errcheck // the body is read whole before any answer
 		s.refuse(w, r, snap, e, http.StatusInternalServerError, audit.Deny, err.Error(), "bb-egress: "+err.Error()+"\n")
 		return
 	}
 	defer sess.Close()
 	gate := &gitgate.Gate{Detector: snap.detectorFor(rt), Git: rt.Git, Repo: t.host + "/" + ep.Repo,
 		Limits: lim, Dir: g.spool, Upstream: sess}
-	v, err := gate.Check(r.Context(), spool, size)
-	if err != nil {
+	v, err := gate.CheckBody(r.Context(), spool)
+	// The answer waits for the whole body, whatever the gate made of it:
+	// git reads no answer before it has sent everything.
+	size, berr := spool.Size()
+	if berr != nil && err == nil && v.Refusal != nil && v.Refusal.Hit != nil {
+		berr = nil // a secret was found: that is what the log must say
+	}
+	if berr != nil {
 		if r.Context().Err() != nil {
 			return // the client went away
+		}
+		status := http.StatusBadRequest
+		var le *gitgate.LimitError
+		if errors.As(berr, &le) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		reason := "reading the push: " + berr.Error()
+		s.refuse(w, r, snap, e, status, audit.Deny, reason, "bb-egress: "+reason+"; nothing was sent upstream\n")
+		return
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
 		}
 		reason := "judging the push: " + err.Error()
 		s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Deny, reason, "bb-egress: "+reason+"; nothing was sent upstream\n")
@@ -213,38 +230,55 @@ func (s *Server) gitPush(w http.ResponseWriter, r *http.Request, snap *snapshot,
 	s.gitRelay(w, r, snap, e, resp, resp.Body, reason)
 }
 
-// spoolPush writes the request body, decoded, to a file of the spool:
-// what the gate judges and what goes upstream are then the same bytes.
-func (s *Server) spoolPush(w http.ResponseWriter, r *http.Request, dir string, max int64) (*os.File, int64, string) {
+// spoolPush starts writing the request body, decoded, to a spool file as
+// it arrives, at most max bytes: what the gate judges and what goes
+// upstream are then the same bytes, and the gate reads them while they
+// come.
+func (s *Server) spoolPush(w http.ResponseWriter, r *http.Request, dir string, max int64) (*gitgate.Spool, string) {
 	// Each read from the client must bring something within the timeout:
 	// a stalled push must not hold its turn.
 	rc := http.NewResponseController(w)
-	defer rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not every connection has deadlines
 	var body io.Reader = &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		// git-http-backend takes these two, and no other.
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, 0, "the push does not decode as gzip: " + err.Error()
-		}
-		body = zr
+		// git-http-backend takes these two, and no other. The gzip
+		// header is read in the spooling goroutine, with the rest.
+		body = &lazyGzip{r: body}
 	default:
-		return nil, 0, fmt.Sprintf("a push with content-encoding %q: git's server takes gzip only", enc)
+		return nil, fmt.Sprintf("a push with content-encoding %q: git's server takes gzip only", enc)
 	}
 	f, err := os.CreateTemp(dir, "push-*")
 	if err != nil {
-		return nil, 0, "spooling the push: " + err.Error()
+		return nil, "spooling the push: " + err.Error()
 	}
-	n, err := io.Copy(f, io.LimitReader(body, max+1))
-	if err != nil {
-		return f, 0, "reading the push: " + err.Error()
+	sp := gitgate.NewSpool(f)
+	go func() {
+		defer rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not every connection has deadlines
+		n, err := io.Copy(sp, io.LimitReader(body, max+1))
+		if err == nil && n > max {
+			err = &gitgate.LimitError{Msg: fmt.Sprintf("the push is over the gate's %d bytes", max)}
+		}
+		sp.Finish(err)
+	}()
+	return sp, ""
+}
+
+// lazyGzip decodes gzip, reading the header on the first Read.
+type lazyGzip struct {
+	r  io.Reader
+	zr *gzip.Reader
+}
+
+func (l *lazyGzip) Read(p []byte) (int, error) {
+	if l.zr == nil {
+		zr, err := gzip.NewReader(l.r)
+		if err != nil {
+			return 0, fmt.Errorf("the push does not decode as gzip: %w", err)
+		}
+		l.zr = zr
 	}
-	if n > max {
-		return f, 0, fmt.Sprintf("the push is over the gate's %d bytes", max)
-	}
-	return f, n, ""
+	return l.zr.Read(p)
 }
 
 // pushLine is the log's git line of a push.

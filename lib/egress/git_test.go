@@ -624,7 +624,7 @@ func TestGitRawPushes(t *testing.T) {
 		}
 		req, _ = http.NewRequest("POST", b.url+".git/git-receive-pack", strings.NewReader("0000"))
 		req.Header.Set("Content-Encoding", "br")
-		if st, resp, _ := b.h.do(c, req); st != 413 || !strings.Contains(resp, `content-encoding "br"`) {
+		if st, resp, _ := b.h.do(c, req); st != 415 || !strings.Contains(resp, `content-encoding "br"`) {
 			t.Errorf("br: %d %q", st, resp)
 		}
 	})

@@ -31,9 +31,16 @@ type deltaReader struct {
 }
 
 // newDeltaReader reads the delta's header from delta and checks that its
-// source size is the base's.
-func newDeltaReader(delta io.Reader, base io.ReaderAt, baseSize int64) (*deltaReader, error) {
-	d := &deltaReader{d: bufio.NewReaderSize(delta, 32<<10), base: base, baseSize: baseSize}
+// source size is the base's. br, when not nil, is a buffer to read the
+// delta through (reset onto it): one per delta would be most of what the
+// gate allocates on a push of many small changes.
+func newDeltaReader(delta io.Reader, base io.ReaderAt, baseSize int64, br *bufio.Reader) (*deltaReader, error) {
+	if br == nil {
+		br = bufio.NewReaderSize(delta, 32<<10)
+	} else {
+		br.Reset(delta)
+	}
+	d := &deltaReader{d: br, base: base, baseSize: baseSize}
 	src, err := d.varint()
 	if err != nil {
 		return nil, err

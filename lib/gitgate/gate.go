@@ -129,10 +129,36 @@ func (g *Gate) refuse(reason string, perRef map[string]string) *Refusal {
 // whether it may go upstream as it is. Only a failure to read body, or ctx
 // ending, is an error; every refusal is in the Verdict.
 func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdict, error) {
+	return g.CheckBody(ctx, whole{body, size})
+}
+
+// CheckBody is Check on a body that may still be arriving (a Spool): the
+// gate reads it as it comes, so most of the work is done by the time the
+// client has sent the last byte. An error from the body itself (it ended
+// short) is returned as is.
+func (g *Gate) CheckBody(ctx context.Context, body Body) (*Verdict, error) {
+	v, err := g.checkBody(ctx, body)
+	if err == nil && v.Refusal != nil && v.Refusal.Hit == nil {
+		// What did not parse may just be a body that ended short: that is
+		// the body's error, not the push's fault. (A secret found is the
+		// push's, however the body ended.)
+		if _, berr := body.Size(); berr != nil {
+			return nil, berr
+		}
+	}
+	return v, err
+}
+
+func (g *Gate) checkBody(ctx context.Context, body Body) (*Verdict, error) {
 	g.Limits.SetDefaults()
 	v := &Verdict{}
-	u, err := ReadUpdate(io.NewSectionReader(body, 0, size),
+	const open = 1 << 62 // the body's end: where reads of it stop
+	u, err := ReadUpdate(io.NewSectionReader(body, 0, open),
 		UpdateLimits{MaxCommands: g.Limits.MaxCommands, MaxOptions: g.Limits.MaxCommands, MaxText: g.Limits.MaxText})
+	if errors.Is(err, errShort) {
+		_, err = body.Size()
+		return nil, err
+	}
 	if err != nil {
 		var pe *errPkt
 		var ee *EndpointError
@@ -151,6 +177,10 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 		return v, nil
 	}
 	if u.Probe() {
+		size, err := body.Size()
+		if err != nil {
+			return nil, err
+		}
 		if u.HeadLen != size {
 			v.Refusal = g.refuse("data after an empty command list", nil)
 		}
@@ -159,14 +189,25 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 	// A push the policy refuses is still read: a secret in it is named in
 	// the log (the canary is proof of an attempt, whatever else is wrong).
 	pol := g.policy(u)
-	v.PackBytes = size - u.HeadLen
-	if v.PackBytes == 0 {
+	var first [1]byte
+	if n, err := body.ReadAt(first[:], u.HeadLen); n == 0 {
+		if errors.Is(err, errShort) {
+			_, err = body.Size()
+			return nil, err
+		}
 		v.Refusal = cmp.Or(pol, g.refuse("the push updates refs but sends no pack", nil))
 		return v, nil
 	}
-	if v.PackBytes > g.Limits.MaxPack {
-		v.Refusal = g.refuse(fmt.Sprintf("the pack is %d bytes, over the gate's %d", v.PackBytes, g.Limits.MaxPack), nil)
-		return v, nil
+	packSize := func() (int64, error) {
+		size, err := body.Size()
+		if err != nil {
+			return 0, err
+		}
+		v.PackBytes = size - u.HeadLen
+		if v.PackBytes > g.Limits.MaxPack {
+			return 0, &LimitError{fmt.Sprintf("the pack is %d bytes, over the gate's %d", v.PackBytes, g.Limits.MaxPack)}
+		}
+		return v.PackBytes, nil
 	}
 	st, err := newStore(g.Dir, g.Limits.MaxResolved)
 	if err != nil {
@@ -185,7 +226,11 @@ func (g *Gate) Check(ctx context.Context, body io.ReaderAt, size int64) (*Verdic
 			return g.Upstream.Object(ctx, id, w)
 		}
 	}
-	p, err := readPack(ctx, io.NewSectionReader(body, u.HeadLen, v.PackBytes), v.PackBytes, st, &g.Limits, sc.visit, extern)
+	p, err := readPack(ctx, io.NewSectionReader(body, u.HeadLen, open), packSize, st, &g.Limits, sc.visit, extern)
+	if errors.Is(err, errShort) {
+		_, err = body.Size()
+		return nil, err
+	}
 	if p != nil {
 		v.Objects = len(p.entries)
 	}

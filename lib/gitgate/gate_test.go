@@ -5,10 +5,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bb-bottles/bb/lib/detect"
 	"github.com/bb-bottles/bb/lib/routes"
@@ -409,5 +412,41 @@ func TestPolicyRefusalStillScans(t *testing.T) {
 	v = check(t, testGate(t, nil), body(caps, []Command{create("refs/heads/main", c2)}, r.pack(c2+"\n^"+c1)))
 	if v.Refusal == nil || v.Refusal.Hit != nil || !strings.Contains(v.Refusal.Reason, "refs/heads/main is not a ref") {
 		t.Fatalf("refused as %+v", v.Refusal)
+	}
+}
+
+// The gate reads a push as it arrives; a body that ends short is the
+// body's error, not a verdict.
+func TestCheckBodyStreams(t *testing.T) {
+	r := newRepo(t)
+	c0 := r.commit("base", map[string][]byte{"README": []byte("hello\n")})
+	c1 := r.commit("one", map[string][]byte{"a": []byte(strings.Repeat("a line\n", 10000))})
+	b := body(caps, []Command{create("refs/heads/agent/x", c1)}, r.pack(c1+"\n^"+c0))
+	for _, short := range []bool{false, true} {
+		f, err := os.CreateTemp(t.TempDir(), "spool")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := NewSpool(f)
+		go func() {
+			for i := 0; i < len(b); i += 97 {
+				if short && i > len(b)/2 {
+					sp.Finish(errors.New("the client went away"))
+					return
+				}
+				sp.Write(b[i:min(i+97, len(b))])
+				time.Sleep(time.Microsecond)
+			}
+			sp.Finish(nil)
+		}()
+		v, err := testGate(t, nil).CheckBody(context.Background(), sp)
+		if short {
+			if err == nil || err.Error() != "the client went away" {
+				t.Errorf("a body cut short: %v %+v", err, v)
+			}
+		} else if err != nil || v.Refusal != nil || v.PackBytes == 0 {
+			t.Errorf("a body in pieces: %v %+v", err, v)
+		}
+		sp.Close()
 	}
 }

@@ -342,7 +342,7 @@ func (s *Session) materialize(pk *mirrorPack, off int64, depth int) (stored, err
 	defer rc.Close()
 	w := s.st.writer()
 	if isDelta(typ) {
-		dr, err := newDeltaReader(rc, newWindowReaderAt(s.st.reader(base), base.size, s.win), base.size)
+		dr, err := newDeltaReader(rc, newWindowReaderAt(s.st.reader(base), base.size, s.win), base.size, nil)
 		if err != nil {
 			return stored{}, fmt.Errorf("reading the mirror: %w", err)
 		}
@@ -430,7 +430,7 @@ func (m *Mirror) fetch(ctx context.Context, base, filter string) error {
 		return err
 	}
 	defer st.Close()
-	p, err := readPack(ctx, io.NewSectionReader(tmp, 0, size), size, st, &m.Limits, discardVisit, nil)
+	p, err := readPack(ctx, io.NewSectionReader(tmp, 0, size), func() (int64, error) { return size, nil }, st, &m.Limits, discardVisit, nil)
 	if err != nil {
 		return fmt.Errorf("reading the upstream's pack: %w", err)
 	}

@@ -1,6 +1,7 @@
 package gitgate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ type externalFunc func(ctx context.Context, id Hash, w io.Writer) (typ uint8, ok
 // second that resolves the deltas, each against a base held in the store.
 type pack struct {
 	sc      *packfile.Scanner
-	size    int64
+	size    func() (int64, error) // the pack's bytes, waited for once its trailer is read
 	entries []entry
 	refBase map[int32]Hash  // a REF delta's base id
 	byHash  map[Hash]int32  // resolved objects by id, kept when REF deltas need them
@@ -78,16 +79,18 @@ type pack struct {
 	visit   visitFunc
 	extern  externalFunc
 	win     []byte
-	total   int64 // bytes resolved, against MaxResolved
+	dbuf    *bufio.Reader // a delta's reader, reused
+	total   int64         // bytes resolved, against MaxResolved
 	deltas  int
 }
 
-// readPack reads the pack of size bytes in r (seekable) through both
-// passes, visiting every object; st holds what deltas need. On an error it
-// still returns the pack as far as it was read.
-func readPack(ctx context.Context, r io.ReadSeeker, size int64, st *store, lim *Limits, visit visitFunc, extern externalFunc) (*pack, error) {
+// readPack reads the pack in r (seekable, and possibly still arriving: size
+// says how long it turned out to be) through both passes, visiting every
+// object; st holds what deltas need. On an error it still returns the pack
+// as far as it was read.
+func readPack(ctx context.Context, r io.ReadSeeker, size func() (int64, error), st *store, lim *Limits, visit visitFunc, extern externalFunc) (*pack, error) {
 	p := &pack{sc: packfile.NewScanner(r), size: size, st: st, lim: lim, visit: visit, extern: extern,
-		refBase: map[int32]Hash{}, ext: map[Hash]stored{}, win: make([]byte, 64<<10)}
+		refBase: map[int32]Hash{}, ext: map[Hash]stored{}, win: make([]byte, 64<<10), dbuf: bufio.NewReaderSize(nil, 32<<10)}
 	// What was read is returned with the error: where a secret found
 	// before it was is still told.
 	if err := p.index(ctx); err != nil {
@@ -101,9 +104,6 @@ func readPack(ctx context.Context, r io.ReadSeeker, size int64, st *store, lim *
 
 // index is the first pass.
 func (p *pack) index(ctx context.Context) error {
-	if p.size < 32 {
-		return packErr("%d bytes is too short for a pack", p.size)
-	}
 	_, n, err := p.sc.Header()
 	if err != nil {
 		return packErr("%v", err)
@@ -111,12 +111,9 @@ func (p *pack) index(ctx context.Context) error {
 	if int64(n) > int64(p.lim.MaxObjects) {
 		return &LimitError{fmt.Sprintf("the pack has %d objects, over the gate's %d", n, p.lim.MaxObjects)}
 	}
-	// Each object takes at least a byte of header and eight of zlib: a
-	// count beyond what the bytes can hold is a lie.
-	if int64(n)*9 > p.size-32 {
-		return packErr("it claims %d objects in %d bytes", n, p.size)
-	}
-	p.entries = make([]entry, 0, n)
+	// The count may be a lie: the objects are there, or the pack ends
+	// short of them. What is allocated grows with what is read.
+	p.entries = make([]entry, 0, min(n, 1<<16))
 	for i := int32(0); i < int32(n); i++ {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -136,10 +133,25 @@ func (p *pack) index(ctx context.Context) error {
 			if err != nil {
 				return packErr("object %d: %v", i+1, err)
 			}
-			e.hash, err = p.hashVisit(i, e.typ, h.Length, rc, nil, p.visit)
+			// A small object is kept as it goes by: it is likely some
+			// delta's base, and then need not be inflated again.
+			var sw *storeWriter
+			var w io.Writer
+			if h.Length <= keepSmall {
+				sw = p.st.writer()
+				w = sw
+			}
+			e.hash, err = p.hashVisit(i, e.typ, h.Length, rc, w, p.visit)
 			rc.Close()
 			if err != nil {
 				return err
+			}
+			if sw != nil {
+				s, err := sw.done(e.typ)
+				if err != nil {
+					return err
+				}
+				e.store = s.off + 1
 			}
 		case objOFS:
 			b := sort.Search(len(p.entries), func(j int) bool { return p.entries[j].off >= h.OffsetReference })
@@ -155,6 +167,15 @@ func (p *pack) index(ctx context.Context) error {
 			}
 			if e.typ == objREF {
 				p.refBase[i] = h.Reference
+			}
+			if e.typ == objOFS && p.entries[e.base].store != 0 {
+				// Its base is at hand: resolved now, its delta inflated
+				// once.
+				p.entries = append(p.entries, e)
+				if err := p.resolveNow(i, h.Length); err != nil {
+					return err
+				}
+				continue
 			}
 			// The delta is read again when its base is at hand.
 			m, _, err := p.sc.NextObject(io.Discard)
@@ -179,10 +200,61 @@ func (p *pack) index(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if end != p.size {
-		return packErr("%d bytes follow the pack's trailer", p.size-end)
+	size, err := p.size()
+	if err != nil {
+		return err
+	}
+	if end != size {
+		return packErr("%d bytes follow the pack's trailer", size-end)
 	}
 	return nil
+}
+
+// keepSmall is the size up to which an object is kept in the store as the
+// first pass resolves it.
+const keepSmall = 512 << 10
+
+// resolveNow resolves OFS delta i, whose base is in the store, in the
+// first pass: from its stream at the scanner's position.
+func (p *pack) resolveNow(i int32, length int64) error {
+	e := &p.entries[i]
+	base := stored{off: p.entries[e.base].store - 1, size: p.entries[e.base].rsize, typ: p.entries[e.base].rtyp}
+	rc, err := p.sc.ReadObject()
+	if err != nil {
+		return packErr("object %d: %v", i+1, err)
+	}
+	defer rc.Close()
+	// Its size is known only from the delta's header: kept when small.
+	sw := p.st.writer()
+	cw := &capWriter{w: sw, left: keepSmall}
+	if err := p.applyFrom(i, rc, length, base, cw, true); err != nil {
+		return err
+	}
+	if !cw.over {
+		s, err := sw.done(e.rtyp)
+		if err != nil {
+			return err
+		}
+		e.store = s.off + 1
+	}
+	return nil
+}
+
+// capWriter passes at most left bytes to w, then notes it is over and
+// drops the rest: what it passed is left unused in the store.
+type capWriter struct {
+	w    io.Writer
+	left int64
+	over bool
+}
+
+func (c *capWriter) Write(b []byte) (int, error) {
+	if c.over || int64(len(b)) > c.left {
+		c.over = true
+		return len(b), nil
+	}
+	c.left -= int64(len(b))
+	return c.w.Write(b)
 }
 
 func (p *pack) checkSize(typ uint8, size int64) error {
@@ -265,6 +337,9 @@ func (p *pack) resolve(ctx context.Context) error {
 	waitHash := map[Hash][]int32{}
 	for i := range p.entries {
 		e := &p.entries[i]
+		if e.rtyp != 0 {
+			continue // resolved in the first pass
+		}
 		switch e.typ {
 		case objOFS:
 			if p.entries[e.base].rtyp != 0 {
@@ -378,8 +453,7 @@ func (p *pack) resolveDelta(ctx context.Context, i int32) error {
 // the visitor (when visit) and w; it records the target's type, size and
 // id in the entry.
 func (p *pack) apply(i int32, base stored, w io.Writer, visit bool) error {
-	e := &p.entries[i]
-	h, err := p.sc.SeekObjectHeader(e.off)
+	h, err := p.sc.SeekObjectHeader(p.entries[i].off)
 	if err != nil {
 		return packErr("object %d: %v", i+1, err)
 	}
@@ -388,8 +462,14 @@ func (p *pack) apply(i int32, base stored, w io.Writer, visit bool) error {
 		return packErr("object %d: %v", i+1, err)
 	}
 	defer rc.Close()
+	return p.applyFrom(i, rc, h.Length, base, w, visit)
+}
+
+// applyFrom is apply with the delta's stream (of length bytes) at hand.
+func (p *pack) applyFrom(i int32, rc io.Reader, length int64, base stored, w io.Writer, visit bool) error {
+	e := &p.entries[i]
 	delta := &countReader{r: rc}
-	dr, err := newDeltaReader(delta, newWindowReaderAt(p.st.reader(base), base.size, p.win), base.size)
+	dr, err := newDeltaReader(delta, newWindowReaderAt(p.st.reader(base), base.size, p.win), base.size, p.dbuf)
 	if err != nil {
 		return packErr("object %d: %v", i+1, err)
 	}
@@ -412,8 +492,8 @@ func (p *pack) apply(i int32, base stored, w io.Writer, visit bool) error {
 		return err
 	}
 	// The delta's zlib stream must end where the delta does.
-	if _, err := io.Copy(io.Discard, delta); err != nil || delta.n != h.Length {
-		return packErr("object %d: its delta is %d bytes, its header says %d (%v)", i+1, delta.n, h.Length, err)
+	if _, err := io.Copy(io.Discard, delta); err != nil || delta.n != length {
+		return packErr("object %d: its delta is %d bytes, its header says %d (%v)", i+1, delta.n, length, err)
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func readAll(t testing.TB, pack []byte, up Upstream, lim *Limits) (map[string]gi
 	if up != nil {
 		ext = up.Object
 	}
-	p, err := readPack(context.Background(), bytes.NewReader(pack), int64(len(pack)), st, lim, discardVisit, ext)
+	p, err := readPack(context.Background(), bytes.NewReader(pack), func() (int64, error) { return int64(len(pack)), nil }, st, lim, discardVisit, ext)
 	if err != nil {
 		return nil, err
 	}
@@ -145,12 +145,12 @@ func TestPackRefused(t *testing.T) {
 		lim  Limits
 		want string
 	}{
-		{"empty", nil, Limits{}, "too short"},
+		{"empty", nil, Limits{}, "empty packfile"},
 		{"not a pack", append([]byte("KCAP"), pack[4:]...), Limits{}, "malformed pack file signature"},
 		{"version 3", append([]byte("PACK\x00\x00\x00\x03"), pack[8:]...), Limits{}, "unsupported packfile version"},
 		{"a count one too many", setCount(pack, n+1), Limits{}, "object"},
 		{"a count one too few", setCount(pack, n-1), Limits{}, ""},
-		{"a count beyond its bytes", setCount(pack, 1<<30), Limits{MaxObjects: 1 << 31}, "claims 1073741824 objects"},
+		{"a count beyond its bytes", setCount(pack, 1<<30), Limits{MaxObjects: 1 << 31}, "object"},
 		{"a second pack after it", append(append([]byte(nil), pack...), pack...), Limits{}, "follow the pack's trailer"},
 		{"a byte after it", append(append([]byte(nil), pack...), 0), Limits{}, "1 bytes follow the pack's trailer"},
 		{"cut short", pack[:len(pack)-30], Limits{}, ""},
@@ -218,7 +218,7 @@ func TestDeltaReader(t *testing.T) {
 		if err != nil || !bytes.Equal(want, target) {
 			t.Fatalf("go-git's own delta does not apply: %v", err)
 		}
-		dr, err := newDeltaReader(bytes.NewReader(delta), newWindowReaderAt(bytes.NewReader(base), int64(len(base)), make([]byte, 4096)), int64(len(base)))
+		dr, err := newDeltaReader(bytes.NewReader(delta), newWindowReaderAt(bytes.NewReader(base), int64(len(base)), make([]byte, 4096)), int64(len(base)), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func TestDeltaReader(t *testing.T) {
 		"size over 2^63":      {10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
 		"copy offset too far": {10, 1, 0x9f, 0xff, 0xff, 0xff, 0xff, 1},
 	} {
-		dr, err := newDeltaReader(bytes.NewReader(delta), bytes.NewReader(base), int64(len(base)))
+		dr, err := newDeltaReader(bytes.NewReader(delta), bytes.NewReader(base), int64(len(base)), nil)
 		if err == nil {
 			_, err = io.ReadAll(dr)
 		}
