@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"slices"
 	"strings"
 
 	"github.com/bb-bottles/bb/lib/detect"
@@ -21,15 +20,15 @@ import (
 // what deltas are based on is kept in a scratch file.
 type Limits struct {
 	MaxPack         int64 // the request body (2 GiB)
-	MaxObjects      int   // objects in the pack (1,000,000)
+	MaxObjects      int   // objects in the pack (500,000)
 	MaxObject       int64 // one object, resolved (512 MiB)
 	MaxMeta         int64 // a commit, tree or tag, read whole (16 MiB)
 	MaxResolved     int64 // every object resolved, and every blob decompressed, together (8 GiB)
 	MaxDecompressed int64 // one gzip or zlib blob, decompressed (256 MiB)
-	ScanWhole       int64 // blobs up to this size are searched whole, through every view the detector has (1 MiB)
+	ScanWhole       int64 // blobs up to this size are searched whole, through every view the detector has (4 MiB)
 	MaxCommands     int   // refs one push updates (10,000)
 	MaxDepth        int   // a delta chain (4095, git's own maximum)
-	MaxWalk         int   // commits walked to decide a fast-forward (1,000,000)
+	MaxWalk         int   // commits walked to decide a fast-forward (500,000)
 	MaxText         int   // ref names, push options and capabilities together (4 MiB)
 }
 
@@ -46,15 +45,15 @@ func (l *Limits) SetDefaults() {
 		}
 	}
 	def(&l.MaxPack, 2<<30)
-	defi(&l.MaxObjects, 1_000_000)
+	defi(&l.MaxObjects, 500_000)
 	def(&l.MaxObject, 512<<20)
 	def(&l.MaxMeta, 16<<20)
 	def(&l.MaxResolved, 8<<30)
 	def(&l.MaxDecompressed, 256<<20)
-	def(&l.ScanWhole, 1<<20)
+	def(&l.ScanWhole, 4<<20)
 	defi(&l.MaxCommands, 10_000)
 	defi(&l.MaxDepth, 4095)
-	defi(&l.MaxWalk, 1_000_000)
+	defi(&l.MaxWalk, 500_000)
 	defi(&l.MaxText, 4<<20)
 }
 
@@ -176,13 +175,15 @@ func (g *Gate) checkBody(ctx context.Context, body Body) (*Verdict, error) {
 		v.Refusal = r
 		return v, nil
 	}
-	if u.Probe() {
+	if len(u.Commands) == 0 {
 		size, err := body.Size()
 		if err != nil {
 			return nil, err
 		}
-		if u.HeadLen != size {
-			v.Refusal = g.refuse("data after an empty command list", nil)
+		// Only git's probe goes: anything else with no command (shallow
+		// lines, data after the flush) is no push at all.
+		if !u.Probe() || u.HeadLen != size {
+			v.Refusal = g.refuse("a request with no ref to update that is not git's 4-byte probe", nil)
 		}
 		return v, nil
 	}
@@ -316,14 +317,41 @@ func (g *Gate) policy(u *Update) *Refusal {
 // its new one (git merge-base --is-ancestor old new), walking the pack's
 // commits and then the upstream's history.
 func (g *Gate) fastForwards(ctx context.Context, u *Update, p *pack, sc *scanner) (*Refusal, error) {
-	commits := make(map[Hash]commitInfo, len(sc.commits))
-	for i, c := range sc.commits {
-		commits[p.entries[i].hash] = c
+	byID := make(map[Hash]int32, len(sc.commits))
+	for k, c := range sc.commits {
+		byID[p.entries[c.obj].hash] = int32(k)
+	}
+	commits := func(id Hash) ([]Hash, bool) {
+		k, ok := byID[id]
+		if !ok {
+			return nil, false
+		}
+		return sc.parentsOf(sc.commits[k]), true
 	}
 	per := map[string]string{}
 	first := ""
 	for _, c := range u.Commands {
 		if c.Create() {
+			// What a new ref points at must be in the pack or upstream:
+			// an id that is neither would be twenty bytes of the agent's
+			// choosing on their way out, refused only once there.
+			if _, ok := commits(hashOf(c.New)); ok || p.find(hashOf(c.New)) >= 0 {
+				continue
+			}
+			ok := false
+			if g.Upstream != nil {
+				var err error
+				if _, ok, err = g.Upstream.Object(ctx, hashOf(c.New), io.Discard); err != nil {
+					return nil, err
+				}
+			}
+			if !ok {
+				reason := fmt.Sprintf("%s: %s is neither in the pack nor upstream", c.Ref, short(c.New))
+				per[c.Ref] = "bb-egress: " + reason
+				if first == "" {
+					first = reason
+				}
+			}
 			continue
 		}
 		old, nu := hashOf(c.Old), hashOf(c.New)
@@ -347,7 +375,7 @@ func (g *Gate) fastForwards(ctx context.Context, u *Update, p *pack, sc *scanner
 
 // isAncestor walks new's history for old; why says what it found when the
 // answer is no.
-func (g *Gate) isAncestor(ctx context.Context, old, nu Hash, commits map[Hash]commitInfo) (bool, string, error) {
+func (g *Gate) isAncestor(ctx context.Context, old, nu Hash, commits func(Hash) ([]Hash, bool)) (bool, string, error) {
 	g.Limits.SetDefaults()
 	if old == nu {
 		return true, "", nil
@@ -386,9 +414,11 @@ func (g *Gate) isAncestor(ctx context.Context, old, nu Hash, commits map[Hash]co
 	return false, "is not an ancestor of " + short(nu.String()), nil
 }
 
-func (g *Gate) parents(ctx context.Context, id Hash, commits map[Hash]commitInfo) ([]Hash, bool, error) {
-	if c, ok := commits[id]; ok {
-		return c.parents, true, nil
+func (g *Gate) parents(ctx context.Context, id Hash, commits func(Hash) ([]Hash, bool)) ([]Hash, bool, error) {
+	if commits != nil {
+		if ps, ok := commits(id); ok {
+			return ps, true, nil
+		}
 	}
 	if g.Upstream == nil {
 		return nil, false, nil
@@ -453,44 +483,45 @@ func (g *Gate) locate(p *pack, sc *scanner, h *HitError) string {
 		memo[tree] = a
 		return a
 	}
-	byID := make(map[Hash]commitInfo, len(sc.commits))
-	idx := make([]int32, 0, len(sc.commits))
-	for i, c := range sc.commits {
-		byID[p.entries[i].hash] = c
-		idx = append(idx, i)
+	byID := make(map[Hash]commitRec, len(sc.commits))
+	for _, c := range sc.commits {
+		byID[p.entries[c.obj].hash] = c
 	}
-	slices.Sort(idx)
 	// The commit that brought it in: one that holds it while none of its
-	// parents in the push does.
-	var holder *int32
+	// parents in the push does. (sc.commits is in pack order.)
+	holder := int32(-1)
 	var where string
-	for _, i := range idx {
-		a := find(sc.commits[i].tree)
+	for _, c := range sc.commits {
+		a := find(c.tree)
 		if !a.ok {
 			continue
 		}
 		introduced := true
-		for _, par := range sc.commits[i].parents {
-			if c, ok := byID[par]; ok && find(c.tree).ok {
+		for _, par := range sc.parentsOf(c) {
+			if pc, ok := byID[par]; ok && find(pc.tree).ok {
 				introduced = false
 			}
 		}
-		if holder == nil || introduced {
-			holder, where = &i, a.path
+		if holder < 0 || introduced {
+			holder, where = c.obj, a.path
 		}
 		if introduced {
 			break
 		}
 	}
-	if holder == nil {
+	if holder < 0 {
 		return "a " + h.What + " (" + short(h.ID.String()) + ")"
 	}
-	commit := " of commit " + short(p.entries[*holder].hash.String())
+	commit := " of commit " + short(p.entries[holder].hash.String())
 	if h.Type == objTree {
-		if where == "" {
-			return "a file name at the top" + commit
+		what := "a file name"
+		if h.What != "tree entry name" {
+			what = "a " + h.What
 		}
-		return "a file name in " + where + "/" + commit
+		if where == "" {
+			return what + " at the top" + commit
+		}
+		return what + " in " + where + "/" + commit
 	}
 	return where + commit
 }

@@ -372,7 +372,9 @@ func TestCheckMalformed(t *testing.T) {
 		{"sha-256", append(appendPkt(nil, strings.Repeat("0", 64)+" "+strings.Repeat("a", 64)+" refs/heads/agent/x\n"), "0000"...), "SHA-256"},
 		{"a signed push", append(appendPkt(nil, "push-cert\x00report-status\n"), "0000"...), "signed pushes"},
 		{"no pack", body(caps, []Command{create("refs/heads/agent/x", c1)}, nil), "sends no pack"},
-		{"data after the probe", append([]byte("0000"), pack...), "data after an empty command list"},
+		{"data after the probe", append([]byte("0000"), pack...), "not git's 4-byte probe"},
+		{"shallow lines and no command", append(appendPkt(nil, "shallow "+c0+"\n"), "0000"...), "not git's 4-byte probe"},
+		{"a new branch at an object nobody has", body(caps, []Command{create("refs/heads/agent/x", strings.Repeat("ab", 20))}, pack), "abababa is neither in the pack nor upstream"},
 		{"a second pack", append(append([]byte(nil), good...), pack...), "follow the pack's trailer"},
 		{"push options with no flush", append(appendPkt(nil, cmd+"\x00push-options\n"), "0000"...), "the push options have no flush"},
 	} {
@@ -448,5 +450,25 @@ func TestCheckBodyStreams(t *testing.T) {
 			t.Errorf("a body in pieces: %v %+v", err, v)
 		}
 		sp.Close()
+	}
+}
+
+// A submodule's id in a tree is never checked to exist: twenty bytes of
+// the agent's choosing each. A secret laid out over consecutive ones is
+// found.
+func TestCheckGitlinkIDs(t *testing.T) {
+	r := newRepo(t)
+	c0 := r.commit("base", map[string][]byte{"README": []byte("hello\n")})
+	tok := []byte(testToken)
+	entries := fmt.Sprintf("160000 commit %x\ta\n160000 commit %x\tb\n", tok[:20], tok[20:40])
+	out, err := r.run([]byte(entries), "mktree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := strings.TrimSpace(string(out))
+	commit := r.git("commit-tree", tree, "-p", c0, "-m", "submodules")
+	v := check(t, testGate(t, nil), body(caps, []Command{create("refs/heads/agent/x", commit)}, r.pack(commit+"\n^"+c0)))
+	if v.Refusal == nil || v.Refusal.Hit == nil || v.Refusal.Hit.Secret != "GITHUB" || !strings.Contains(v.Refusal.Reason, "tree entry's object id") {
+		t.Fatalf("refused as %+v", v.Refusal)
 	}
 }

@@ -115,3 +115,25 @@ func TestWriteRefusal(t *testing.T) {
 		t.Error("a client without report-status nor side-band can be told")
 	}
 }
+
+// Capabilities are split as git splits them (isspace, not only ' '): a
+// push-options the gate did not see would make it read the options as the
+// pack.
+func TestReadUpdateCaps(t *testing.T) {
+	id := strings.Repeat("1", 40)
+	var b []byte
+	b = appendPkt(b, ZeroID+" "+id+" refs/heads/a\x00report-status\tpush-options\rquiet\x0bx\n")
+	b = append(b, "0000"...)
+	b = appendPkt(b, "opt\n")
+	b = append(b, "0000PACK"...)
+	u, err := ReadUpdate(bytes.NewReader(b), UpdateLimits{MaxCommands: 10, MaxOptions: 10, MaxText: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.HasCap("push-options") || !u.HasCap("report-status") || len(u.Options) != 1 || u.Options[0] != "opt" || u.HeadLen != int64(len(b)-4) {
+		t.Errorf("%+v", u)
+	}
+	if u.HasCap("quiet") || !u.HasCap("quiet\x0bx") {
+		t.Error("\\v split a capability: git's isspace does not")
+	}
+}

@@ -32,6 +32,16 @@ func (e *HitError) Error() string {
 // opened (a .tar.gz of .gz files is two).
 const maxCompressedDepth = 3
 
+// commitRec is a commit of the pack: its object, tree and parents (in
+// scanner.parents).
+type commitRec struct {
+	obj    int32
+	tree   Hash
+	p0, pn int32
+}
+
+func (s *scanner) parentsOf(c commitRec) []Hash { return s.parents[c.p0 : c.p0+c.pn] }
+
 // scanner is the visitor that runs the secret detector over every object
 // of a pushed pack, and keeps the commits' trees and parents.
 type scanner struct {
@@ -39,7 +49,11 @@ type scanner struct {
 	lim     *Limits
 	whole   [maxCompressedDepth + 1][]byte // a buffer per layer, ScanWhole+1 bytes
 	meta    []byte
-	commits map[int32]commitInfo
+	ids     []byte // a tree's entries' ids, one after another
+	// commits are the pack's commits, their parents in one slice for all:
+	// a push of many commits must not cost a map and a slice each.
+	commits []commitRec
+	parents []Hash
 	budget  *atomic.Int64 // decompressed bytes left for the whole push
 	// found is the first secret found: the rest of the pack is still read
 	// (not scanned), so that the message can say which path of which
@@ -48,7 +62,7 @@ type scanner struct {
 }
 
 func newScanner(det *detect.Detector, lim *Limits) *scanner {
-	s := &scanner{det: det, lim: lim, commits: map[int32]commitInfo{}, budget: new(atomic.Int64)}
+	s := &scanner{det: det, lim: lim, budget: new(atomic.Int64)}
 	s.budget.Store(lim.MaxResolved)
 	return s
 }
@@ -71,21 +85,27 @@ func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	var names []byte
+	var names, ids []byte
 	switch typ {
 	case objCommit:
 		c, err := parseCommit(b)
 		if err != nil {
 			return packErr("%v", err)
 		}
-		s.commits[i] = c
+		s.commits = append(s.commits, commitRec{obj: i, tree: c.tree, p0: int32(len(s.parents)), pn: int32(len(c.parents))})
+		s.parents = append(s.parents, c.parents...)
 	case objTree:
-		// The names, a line each: a secret split over two names is
-		// found in the flattened view.
+		// The modes and names, a line each (a secret split over two names
+		// is found in the flattened view); and the ids one after another,
+		// as a submodule's is never checked to exist: twenty bytes of the
+		// agent's choosing each.
+		ids = s.ids[:0]
 		err := eachTreeEntry(b, func(e treeEntry) error {
-			names = append(append(names, e.name...), '\n')
+			names = append(append(append(append(names, e.mode...), ' '), e.name...), '\n')
+			ids = append(ids, e.id[:]...)
 			return nil
 		})
+		s.ids = ids
 		if err != nil {
 			return packErr("%v", err)
 		}
@@ -99,6 +119,8 @@ func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 	}
 	if hit, ok := s.det.Search(text); ok {
 		s.found = &HitError{Hit: hit, Object: i, Type: typ, What: what}
+	} else if hit, ok := s.det.Find(ids); ok {
+		s.found = &HitError{Hit: hit, Object: i, Type: typ, What: "tree entry's object id"}
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func (u *Update) HasCap(name string) bool {
 // Probe reports whether the request is git's probe: a flush and nothing
 // else, sent before a large push to see that the server answers (it
 // updates nothing, and receive-pack answers it with nothing).
-func (u *Update) Probe() bool { return len(u.Commands) == 0 && len(u.Shallow) == 0 }
+func (u *Update) Probe() bool { return len(u.Commands) == 0 && len(u.Shallow) == 0 && u.HeadLen == 4 }
 
 // UpdateLimits bound what ReadUpdate takes.
 type UpdateLimits struct {
@@ -120,10 +120,9 @@ func ReadUpdate(r io.Reader, lim UpdateLimits) (*Update, error) {
 		}
 		cmd, feats, hasFeats := bytes.Cut(line, []byte{0})
 		if hasFeats {
-			for _, f := range strings.Split(string(feats), " ") {
-				if f == "" {
-					continue
-				}
+			// Split as git's parse_feature_value reads them: a feature
+			// stands between isspace() characters.
+			for _, f := range strings.FieldsFunc(string(feats), gitSpace) {
 				u.Caps = append(u.Caps, f)
 				if f == "push-options" || strings.HasPrefix(f, "push-options=") {
 					pushOptions = true
@@ -168,6 +167,10 @@ func ReadUpdate(r io.Reader, lim UpdateLimits) (*Update, error) {
 	u.Text = text.Bytes()
 	return u, nil
 }
+
+// gitSpace is git's isspace: its sane_ctype table's GIT_SPACE, which is
+// not C's (no \v, no \f).
+func gitSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
 
 // parseCommand reads "<old> <new> <ref>" as receive-pack's queue_command
 // does, with ids of 40 hex digits (SHA-1: the gate reads SHA-1 packs only).
