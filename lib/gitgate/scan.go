@@ -45,11 +45,11 @@ func (s *scanner) parentsOf(c commitRec) []Hash { return s.parents[c.p0 : c.p0+c
 // scanner is the visitor that runs the secret detector over every object
 // of a pushed pack, and keeps the commits' trees and parents.
 type scanner struct {
-	det     *detect.Detector
-	lim     *Limits
-	whole   [maxCompressedDepth + 1][]byte // a buffer per layer, ScanWhole+1 bytes
-	meta    []byte
-	ids     []byte // a tree's entries' ids, one after another
+	det   *detect.Detector
+	lim   *Limits
+	whole [maxCompressedDepth + 1][]byte // a buffer per layer, ScanWhole+1 bytes
+	meta  []byte
+	ids   []byte // a tree's entries' ids, one after another
 	// commits are the pack's commits, their parents in one slice for all:
 	// a push of many commits must not cost a map and a slice each.
 	commits []commitRec
