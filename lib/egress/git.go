@@ -325,7 +325,8 @@ func (s *Server) gitRefuse(w http.ResponseWriter, r *http.Request, snap *snapsho
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	cw := &countWriter{w: w}
-	gitgate.WriteRefusal(cw, v.Update, msgs, per, s.redact(snap, ref.Others)) //nolint:errcheck // the client may be gone; the log says what it was told
+	redact := func(str string) string { return s.redact(snap, str) }
+	gitgate.WriteRefusal(cw, v.Update, msgs, per, s.redact(snap, ref.Others), redact) //nolint:errcheck // the client may be gone; the log says what it was told
 	e.Status, e.Decision, e.Reason = http.StatusOK, decision, s.redact(snap, reason)
 	e.BytesDown = cw.n
 	s.finishGit(snap, e)

@@ -340,8 +340,13 @@ func (g *Gate) fastForwards(ctx context.Context, u *Update, p *pack, sc *scanner
 			}
 			ok := false
 			if g.Upstream != nil {
+				// A commit, most likely: its history alone is fetched for
+				// it; anything else needs the upstream's objects.
 				var err error
-				if _, ok, err = g.Upstream.Object(ctx, hashOf(c.New), io.Discard); err != nil {
+				if _, ok, err = g.Upstream.Parents(ctx, hashOf(c.New)); err == nil && !ok {
+					_, ok, err = g.Upstream.Object(ctx, hashOf(c.New), io.Discard)
+				}
+				if err != nil {
 					return nil, err
 				}
 			}

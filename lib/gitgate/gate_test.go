@@ -472,3 +472,29 @@ func TestCheckGitlinkIDs(t *testing.T) {
 		t.Fatalf("refused as %+v", v.Refusal)
 	}
 }
+
+// A commit nothing reaches is kept upstream without its parents checked:
+// a secret laid out over its parent ids is found.
+func TestCheckParentIDs(t *testing.T) {
+	r := newRepo(t)
+	c0 := r.commit("base", map[string][]byte{"README": []byte("hello\n")})
+	c1 := r.commit("one", map[string][]byte{"a": []byte("1")})
+	tree := r.git("rev-parse", c1+"^{tree}")
+	tok := []byte(testToken)
+	raw := fmt.Sprintf("tree %s\nparent %x\nparent %x\nauthor a <a@b> 0 +0000\ncommitter a <a@b> 0 +0000\n\nx\n", tree, tok[:20], tok[20:40])
+	out, err := r.run([]byte(raw), "hash-object", "-t", "commit", "-w", "--stdin", "--literally")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dangling := strings.TrimSpace(string(out))
+	// The pack carries c1 for the ref, and the dangling commit beside it.
+	pack, err := r.run([]byte(c1+"\n"+dangling+"\n"), "pack-objects", "--stdout", "-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c0
+	v := check(t, testGate(t, nil), body(caps, []Command{create("refs/heads/agent/x", c1)}, pack))
+	if v.Refusal == nil || v.Refusal.Hit == nil || v.Refusal.Hit.Secret != "GITHUB" {
+		t.Fatalf("refused as %+v", v.Refusal)
+	}
+}

@@ -92,7 +92,7 @@ func TestRewriteAdvert(t *testing.T) {
 func TestWriteRefusal(t *testing.T) {
 	u := &Update{Commands: []Command{{Ref: "refs/heads/a"}, {Ref: "refs/heads/b\x1b[2J"}}, Caps: []string{"report-status", "side-band-64k"}}
 	var out bytes.Buffer
-	if err := WriteRefusal(&out, u, []string{"bb-egress: no", "bb-egress: \x1b]0;evil\x07"}, map[string]string{"refs/heads/a": "bb-egress: a is out"}, "bb-egress: with the rest"); err != nil {
+	if err := WriteRefusal(&out, u, []string{"bb-egress: no", "bb-egress: \x1b]0;evil\x07"}, map[string]string{"refs/heads/a": "bb-egress: a is out"}, "bb-egress: with the rest", nil); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
@@ -107,8 +107,8 @@ func TestWriteRefusal(t *testing.T) {
 	// Plain report-status, no side band.
 	out.Reset()
 	u.Caps = []string{"report-status"}
-	WriteRefusal(&out, u, []string{"lost"}, nil, "no")
-	if strings.Contains(out.String(), "lost") || !strings.HasPrefix(out.String(), "000eunpack ok\n") {
+	WriteRefusal(&out, u, []string{"lost"}, nil, "no", func(s string) string { return strings.ToUpper(s) })
+	if strings.Contains(out.String(), "lost") || !strings.HasPrefix(out.String(), "000eunpack ok\n") || !strings.Contains(out.String(), "ng REFS/HEADS/A no") {
 		t.Errorf("%q", out.String())
 	}
 	if CanReport(&Update{Caps: []string{"ofs-delta"}}) {

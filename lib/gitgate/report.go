@@ -23,8 +23,12 @@ func CanReport(caps *Update) bool {
 // <reason>" for each command (git prints "[remote rejected] ... (reason)"),
 // framed as the client asked: in side-band-64k or side-band packets, or
 // plain. perRef gives each ref's reason; a ref it does not name gets
-// others. Every text passes through clean, which must keep it one line.
-func WriteRefusal(w io.Writer, u *Update, messages []string, perRef map[string]string, others string) error {
+// others. Every text is kept to one line; ref names pass through redact
+// (a ref may carry a secret the agent must not hear back), nil for none.
+func WriteRefusal(w io.Writer, u *Update, messages []string, perRef map[string]string, others string, redact func(string) string) error {
+	if redact == nil {
+		redact = func(s string) string { return s }
+	}
 	band := 0
 	switch {
 	case u.HasCap("side-band-64k"):
@@ -46,7 +50,7 @@ func WriteRefusal(w io.Writer, u *Update, messages []string, perRef map[string]s
 			if !ok {
 				reason = others
 			}
-			line := fmt.Sprintf("ng %s %s\n", oneLine(c.Ref), oneLine(reason))
+			line := fmt.Sprintf("ng %s %s\n", oneLine(redact(c.Ref)), oneLine(reason))
 			if len(line)+4 > MaxPktLine {
 				line = line[:MaxPktLine-5] + "\n"
 			}

@@ -94,6 +94,13 @@ func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 		}
 		s.commits = append(s.commits, commitRec{obj: i, tree: c.tree, p0: int32(len(s.parents)), pn: int32(len(c.parents))})
 		s.parents = append(s.parents, c.parents...)
+		// The ids, one after another: a commit nothing reaches is never
+		// checked for its parents to exist, and is kept all the same.
+		ids = append(s.ids[:0], c.tree[:]...)
+		for _, p := range c.parents {
+			ids = append(ids, p[:]...)
+		}
+		s.ids = ids
 	case objTree:
 		// The modes and names, a line each (a secret split over two names
 		// is found in the flattened view); and the ids one after another,
