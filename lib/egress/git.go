@@ -87,7 +87,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request, snap *snapshot
 	if !rt.Git.HasRepo(ep.Repo) {
 		reason := fmt.Sprintf("repository %s on %s is not in the route's git repos (%s)", ep.Repo, t.host, strings.Join(rt.Git.Repos, ", "))
 		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason,
-			"bb-egress: "+reason+"\nask the human to add it to the route's git: repos, or on the host: bb-egress routes SLUG\n")
+			"bb-egress: "+reason+"\nask the human to add it to the route's git repos (on the host: bb-egress routes SLUG, then bb-egress apply)\n")
 		return nil, true
 	}
 	if ep.Service == gitgate.UploadPack {

@@ -182,14 +182,15 @@ func globMatch(pat, s string) bool {
 
 // IsGitPath reports whether the decoded request path p looks like git's,
 // in any case: a smart-HTTP endpoint (info/refs, git-upload-pack,
-// git-receive-pack), a dumb-HTTP file (objects/, HEAD) or git LFS
-// (info/lfs), or anything under or ending in ".git". On a host with a git
+// git-receive-pack), a dumb-HTTP file (objects/, refs/, HEAD: also what a
+// WebDAV push writes) or git LFS (info/lfs), or anything under or ending
+// in ".git". On a host with a git
 // route, such a path is always the gate's to judge, whatever other routes
 // of the host allow: the gate then lets through only the exact smart-HTTP
 // endpoints of the listed repositories.
 func IsGitPath(p string) bool {
 	l := strings.ToLower(p)
-	for _, s := range []string{"/info/refs", "git-upload-pack", "git-receive-pack", ".git/", "/objects/", "/info/lfs"} {
+	for _, s := range []string{"/info/refs", "git-upload-pack", "git-receive-pack", ".git/", "/objects/", "/refs/", "/info/lfs"} {
 		if strings.Contains(l, s) {
 			return true
 		}

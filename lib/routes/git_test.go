@@ -152,6 +152,7 @@ func TestIsGitPath(t *testing.T) {
 		"/acme/widgets/HEAD":                true,
 		"/acme/widgets/objects/info/packs":  true,
 		"/acme/widgets/info/lfs/objects":    true,
+		"/acme/widgets/refs/heads/main":     true, // a WebDAV push's ref
 		"/acme/widgets":                     false,
 		"/login":                            false,
 		"/acme/widgets/pulls":               false,
