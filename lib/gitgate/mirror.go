@@ -331,7 +331,7 @@ func (s *Session) materialize(pk *mirrorPack, off int64, depth int) (stored, err
 	}
 	// The base's resolution moved the scanner: back to this object.
 	if isDelta(typ) {
-		if h, err = sc.SeekObjectHeader(off); err != nil {
+		if _, err = sc.SeekObjectHeader(off); err != nil {
 			return stored{}, fmt.Errorf("reading the mirror: %w", err)
 		}
 	}

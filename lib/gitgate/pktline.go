@@ -2,7 +2,6 @@ package gitgate
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -94,6 +93,3 @@ func hexVal(c byte) (int, bool) {
 func appendPkt(b []byte, payload string) []byte {
 	return append(fmt.Appendf(b, "%04x", len(payload)+4), payload...)
 }
-
-// errTooLong is a payload that does not fit in one pkt-line.
-var errTooLong = errors.New("payload too long for a pkt-line")

@@ -377,11 +377,11 @@ func streamingCGI(root string) http.Handler {
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
-			http.Error(w, err.Error(), 500)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		if err := cmd.Start(); err != nil {
-			http.Error(w, err.Error(), 500)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		defer cmd.Wait()
@@ -390,7 +390,7 @@ func streamingCGI(root string) http.Handler {
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
-				http.Error(w, "bad CGI answer", 502)
+				http.Error(w, "bad CGI answer", http.StatusBadGateway)
 				return
 			}
 			line = strings.TrimRight(line, "\r\n")
