@@ -426,6 +426,7 @@ func TestGitPushSecrets(t *testing.T) {
 		{"the canary in a commit message", "CANARY", nil, "see " + canary, "in commit"},
 		{"the token in a commit message", "API", nil, "token " + apiToken, "in commit"},
 		{"the canary in a file name", "CANARY", map[string][]byte{"d/" + canary: []byte("x")}, "name", "a file name in d/ of commit"},
+		{"the token in a file name", "API", map[string][]byte{"e/" + apiToken + ".txt": []byte("x")}, "name", "a file name in e/ of commit"},
 		{"the token in a gzip'd file", "API", map[string][]byte{"t.gz": gz("t=" + apiToken)}, "gz", "t.gz of commit"},
 		{"the canary in a gzip'd file", "CANARY", map[string][]byte{"c.gz": gz("c=" + canary)}, "gz", "c.gz of commit"},
 		{"the token base64'd", "API", map[string][]byte{"b64": []byte(base64.StdEncoding.EncodeToString([]byte(apiToken)))}, "b64", "b64 of commit"},
@@ -455,6 +456,11 @@ func TestGitPushSecrets(t *testing.T) {
 		b.agent.git("tag", "-a", "v9", "-m", "release "+canary)
 		out, ok := b.push("origin", "v9")
 		b.refused(t, before, out, ok, "secret CANARY", "tag object")
+	})
+	t.Run("the token in a tag's message", func(t *testing.T) {
+		b.agent.git("tag", "-a", "v10", "-m", "release "+apiToken)
+		out, ok := b.push("origin", "v10")
+		b.refused(t, before, out, ok, "secret API", "tag object")
 	})
 	t.Run("the canary in a ref name", func(t *testing.T) {
 		out, ok := b.push("origin", "agent/s:agent/"+canary)
