@@ -3,6 +3,7 @@
 package cmd_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,10 +55,15 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Setenv("NO_COLOR", "1")
 			env.Setenv("BB_ROOT", root)
+			// The example's hash, for the files list of golden manifests.
+			if b, err := os.ReadFile(filepath.Join(root, "examples", "bb.yaml")); err == nil {
+				env.Setenv("EXAMPLE_SHA256", fmt.Sprintf("%x", sha256.Sum256(b)))
+			}
 			env.Setenv("GOOS_ARCH", runtime.GOOS+"/"+runtime.GOARCH)
 			return nil
 		},
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		UpdateScripts:       os.Getenv("BB_UPDATE_GOLDEN") == "1",
 	})
 }

@@ -2,6 +2,8 @@ package manifest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -51,7 +53,8 @@ func Load(path string, env func(string) string) (*ManifestIndex, error) {
 	if base, err = filepath.Abs(base); err != nil {
 		return nil, fmt.Errorf("reading manifest %s: %w", path, err)
 	}
-	ix := &ManifestIndex{Source: path, base: base, home: env("HOME"), files: map[string]string{}}
+	ix := &ManifestIndex{Source: path, base: base, home: env("HOME"), files: map[string]string{},
+		sums: map[string]string{}, bottleFiles: map[string]string{}}
 	if fi.IsDir() {
 		err = ix.loadDir(path)
 	} else {
@@ -74,7 +77,8 @@ func LoadBytes(data []byte, file string, env func(string) string) (*ManifestInde
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest %s: %w", file, err)
 	}
-	ix := &ManifestIndex{Source: file, base: base, home: env("HOME"), files: map[string]string{}, notPath: true}
+	ix := &ManifestIndex{Source: file, base: base, home: env("HOME"), files: map[string]string{}, notPath: true,
+		sums: map[string]string{}, bottleFiles: map[string]string{}}
 	if err := ix.loadData(data, file); err != nil {
 		return nil, err
 	}
@@ -94,11 +98,27 @@ func pathErr(err error) error {
 
 // loadFile reads a whole index from one YAML file.
 func (ix *ManifestIndex) loadFile(file string) error {
-	data, err := os.ReadFile(file)
+	data, err := ix.readFile(file)
 	if err != nil {
 		return fmt.Errorf("reading manifest %s: %w", file, pathErr(err))
 	}
 	return ix.loadData(data, file)
+}
+
+// readFile reads a file of the manifest and remembers what it read.
+func (ix *ManifestIndex) readFile(file string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err == nil && ix.sums != nil {
+		if abs, aerr := filepath.Abs(file); aerr == nil {
+			ix.sums[abs] = sha256Hex(data)
+		}
+	}
+	return data, err
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 func (ix *ManifestIndex) loadData(data []byte, file string) error {
@@ -121,7 +141,8 @@ func (ix *ManifestIndex) loadDir(dir string) error {
 	d := yamlx.NewDecoder(dir)
 	ix.pos = d.Pos
 	top := filepath.Join(dir, DirIndexFile)
-	if data, err := os.ReadFile(top); err == nil {
+	if data, err := ix.readFile(top); err == nil {
+		ix.topFile = top
 		root, err := yamlx.Parse(data, top)
 		if err != nil {
 			return err
@@ -160,7 +181,7 @@ func (ix *ManifestIndex) loadDir(dir string) error {
 			if err := ix.loadPart(d, file, "bottles", n, b, ix.Bottles[n] != nil); err != nil {
 				return err
 			}
-			ix.Bottles[n] = b
+			ix.Bottles[n], ix.bottleFiles[n] = b, file
 		}
 	}
 	return nil
@@ -174,7 +195,7 @@ func (ix *ManifestIndex) loadPart(d *yamlx.Decoder, file, kind, name string, v a
 		return &yamlx.Error{Pos: yamlx.Pos{File: file, Line: 1, Column: 1}, Field: path,
 			Msg: fmt.Sprintf("%s %q is also defined at %s", strings.TrimSuffix(kind, "s"), name, ix.pos.Key(path))}
 	}
-	data, err := os.ReadFile(file)
+	data, err := ix.readFile(file)
 	if err != nil {
 		return fmt.Errorf("reading manifest %s: %w", file, pathErr(err))
 	}

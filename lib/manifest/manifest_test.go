@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/yamlx"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // testEnv is a host environment with a plugin template "mine" that accepts
@@ -56,8 +58,8 @@ var loadErrorTests = []struct {
 	name, yaml, want string
 	hint             string // one of the hints, if any
 }{
-	{"syntax", "agents:\n  a: [\nbottles: {}\n", `bb.yaml:2: YAML syntax error: did not find expected ',' or ']'`, ""},
-	{"tab indentation", "agents:\n\ta: {}\n", `bb.yaml:2: YAML syntax error: found character that cannot start any token`, ""},
+	{"syntax", "agents:\n  a: [\nbottles: {}\n", `bb.yaml:2:3: YAML syntax error: did not find expected ',' or ']'`, ""},
+	{"tab indentation", "agents:\n\ta: {}\n", `bb.yaml:2:1: YAML syntax error: found character that cannot start any token`, ""},
 	{"not utf-8", "agents:\n  a\xff: {}\n", `bb.yaml:2:4: byte 0xff is not UTF-8`, "save the file as UTF-8"},
 	{"control character", "agents: {}\n\x01\n", `bb.yaml:2:1: character U+0001 is not allowed in YAML`, ""},
 	{"two documents", "version: 1\n---\nversion: 1\n", `bb.yaml:3:1: a second YAML document is not allowed`, ""},
@@ -274,7 +276,7 @@ func TestResolve(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Resolve(%q): %v", name, err)
 		}
-		if diff := cmp.Diff(w, got); diff != "" {
+		if diff := cmp.Diff(w, got, ignoreFiles); diff != "" {
 			t.Errorf("Resolve(%q) (-want +got):\n%s", name, diff)
 		}
 	}
@@ -345,8 +347,24 @@ func TestDirectory(t *testing.T) {
 		Agent: Agent{Name: "writer", Template: "shell", Bottle: "web", Prompt: "Write a poem."},
 		Bottle: Bottle{Name: "web", Egress: Egress{Routes: []routes.Route{{Host: "example.com"}}},
 			GitUser: &GitUser{Name: "Writer", Email: "top@example.com"}}}
-	if diff := cmp.Diff(want, m); diff != "" {
+	if diff := cmp.Diff(want, m, ignoreFiles); diff != "" {
 		t.Errorf("Resolve (-want +got):\n%s", diff)
+	}
+	// Every file the agent was made from, with what was read of it.
+	sum := func(f string) string {
+		b, _ := os.ReadFile(f)
+		return fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	var wantFiles []SourceFile
+	for _, f := range []string{filepath.Join(dir, "agents", "bb.yaml"), filepath.Join(dir, "agents", "writer.md"),
+		filepath.Join(dir, "agents", "web.yaml")} {
+		wantFiles = append(wantFiles, SourceFile{Path: f, SHA256: sum(f)})
+	}
+	if diff := cmp.Diff(wantFiles, m.Files); diff != "" {
+		t.Errorf("Files (-want +got):\n%s", diff)
+	}
+	if m, err := ix.Resolve("filed"); err != nil || len(m.Files) != 4 || !strings.HasSuffix(m.Files[3].Path, "p.txt") {
+		t.Errorf("Resolve(filed).Files = %+v, %v: want the prompt file last", m.Files, err)
 	}
 	if m, err := ix.Resolve("filed"); err != nil || m.Agent.Prompt != "from a file" {
 		t.Errorf("Resolve(filed) = %+v, %v", m, err)
@@ -421,3 +439,5 @@ func TestExample(t *testing.T) {
 		t.Errorf("demo routes (-want +got):\n%s", diff)
 	}
 }
+
+var ignoreFiles = cmpopts.IgnoreFields(Manifest{}, "Files")

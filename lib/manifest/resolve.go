@@ -36,9 +36,11 @@ func (ix *ManifestIndex) Resolve(name string) (*Manifest, error) {
 	agent.Name = name
 	agent.Options = maps.Clone(a.Options)
 	agent.GitUser = nil
+	var promptFile string
 	if a.PromptFile != "" {
 		f := ix.abs(a.PromptFile)
-		data, err := readRegular(f)
+		promptFile = f
+		data, err := ix.readRegular(f)
 		if err != nil {
 			return nil, ix.pos.Errorf(yamlx.Join(path, "prompt_file"), "reading %s: %v", f, pathErr(err)).
 				WithHints("a relative prompt_file is taken from " + ix.base)
@@ -81,7 +83,26 @@ func (ix *ManifestIndex) Resolve(name string) (*Manifest, error) {
 	if abs, err := filepath.Abs(source); err == nil && !ix.notPath {
 		source = abs
 	}
-	return &Manifest{Kind: Kind, Version: Version, Source: source, Agent: agent, Bottle: bottle}, nil
+	m := &Manifest{Kind: Kind, Version: Version, Source: source, Files: []SourceFile{}, Agent: agent, Bottle: bottle}
+	var from []string
+	if ix.notPath {
+		// stdin: the person's own pipe, no file to trust.
+	} else if _, ok := ix.files[name]; ok {
+		from = []string{ix.topFile, ix.files[name], ix.bottleFiles[a.Bottle]}
+	} else {
+		from = []string{ix.Source}
+	}
+	for _, f := range append(from, promptFile) {
+		if f == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(f); err == nil {
+			if sum, ok := ix.sums[abs]; ok {
+				m.Files = append(m.Files, SourceFile{Path: abs, SHA256: sum})
+			}
+		}
+	}
+	return m, nil
 }
 
 // List returns every agent, sorted by name.
@@ -140,7 +161,7 @@ func cloneRoutes(rs []routes.Route) []routes.Route {
 
 // readRegular reads a regular file only: a prompt_file of /dev/stdin or a
 // fifo would hang bb-manifest.
-func readRegular(f string) ([]byte, error) {
+func (ix *ManifestIndex) readRegular(f string) ([]byte, error) {
 	fi, err := os.Stat(f)
 	if err != nil {
 		return nil, err
@@ -148,5 +169,5 @@ func readRegular(f string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("not a regular file")
 	}
-	return os.ReadFile(f)
+	return ix.readFile(f)
 }

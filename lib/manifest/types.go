@@ -30,6 +30,19 @@ type ManifestIndex struct {
 	files map[string]string
 	// notPath is set when Source names no file (<stdin>).
 	notPath bool
+	// sums holds the SHA-256 of every file read, by absolute path, and
+	// bottleFiles the file of each bottle of a directory; topFile is a
+	// directory's bb.yaml, when it has one.
+	sums        map[string]string
+	bottleFiles map[string]string
+	topFile     string
+}
+
+// SourceFile is one file a Manifest was made from, and the SHA-256 of the
+// content that was read.
+type SourceFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
 }
 
 // GitUser is the identity the agent commits as.
@@ -81,13 +94,18 @@ type Agent struct {
 //     is always absent);
 //   - bottle.dockerfile, bottle.workspace and tokens' file are absolute;
 //   - bottle.egress.routes is a list, [] when the bottle allows nothing;
-//   - source is the absolute path of the file that defines the agent.
+//   - source is the absolute path of the file that defines the agent;
+//   - files lists every file the Manifest was made from (the index file,
+//     or a directory's bb.yaml, agent and bottle files; the prompt_file)
+//     with the SHA-256 of what was read, so that bb-launch can tell whether
+//     a file in a workspace is one the person trusted. Empty for stdin.
 type Manifest struct {
-	Kind    string `json:"kind"`
-	Version int    `json:"version"`
-	Source  string `json:"source"`
-	Agent   Agent  `json:"agent"`
-	Bottle  Bottle `json:"bottle"`
+	Kind    string       `json:"kind"`
+	Version int          `json:"version"`
+	Source  string       `json:"source"`
+	Files   []SourceFile `json:"files"`
+	Agent   Agent        `json:"agent"`
+	Bottle  Bottle       `json:"bottle"`
 }
 
 // AgentSummary is one line of bb-manifest --list.

@@ -12,13 +12,14 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
 const testCanary = "c2VjcmV0LWNhbmFyeS1mb3ItdGVzdHMtb25seS0xMjM"
 
 func testManifest(template string) *manifest.Manifest {
-	return &manifest.Manifest{Kind: manifest.Kind, Version: manifest.Version, Source: "/src/bb.yaml",
+	return &manifest.Manifest{Kind: manifest.Kind, Version: manifest.Version, Source: "/src/bb.yaml", Files: []manifest.SourceFile{},
 		Agent: manifest.Agent{Name: "demo", Template: template, Bottle: "dev", Prompt: "fix the tests"},
 		Bottle: manifest.Bottle{Name: "dev",
 			Egress: manifest.Egress{Routes: []routes.Route{{Host: "github.com",
@@ -114,7 +115,7 @@ func TestNewEgress(t *testing.T) {
 }
 
 func TestNewAgent(t *testing.T) {
-	p, err := New(testManifest("codex"), Options{Slug: "demo-abcd", Canary: testCanary, Backend: BackendSmolvm})
+	p, err := New(testManifest("codex"), Options{Slug: "demo-abcd", Canary: testCanary, Backend: names.Smolvm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestNewDockerfile(t *testing.T) {
 }
 
 func TestNewBackends(t *testing.T) {
-	for _, b := range Backends {
+	for _, b := range names.Backends {
 		p, err := New(testManifest("shell"), Options{Backend: b, Slug: "demo-abcd", Canary: testCanary})
 		if err != nil {
 			t.Fatal(err)
@@ -457,5 +458,42 @@ func BenchmarkPlan(b *testing.B) {
 		if _, err := New(m, Options{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// forward_login puts a claude agent on the person's subscription: the
+// sidecar holds the token `claude setup-token` printed and injects it as a
+// bearer token; the agent holds its placeholder, and no API key.
+func TestNewForwardLogin(t *testing.T) {
+	m := testManifest("claude")
+	m.Bottle.Tokens = nil
+	m.Bottle.Egress.Routes = nil
+	m.Agent.Options = map[string]any{"forward_login": true}
+	p, err := New(m, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Egress.Routes) != 1 {
+		t.Fatalf("routes: %+v", p.Egress.Routes)
+	}
+	r := p.Egress.Routes[0]
+	if r.Host != "api.anthropic.com" || r.Inject == nil || r.Inject.Header != "Authorization" || r.Inject.Token != "CLAUDE_OAUTH" ||
+		r.Inject.Format != "Bearer {token}" || r.Inject.Placeholder == "" {
+		t.Errorf("route: %+v %+v", r, r.Inject)
+	}
+	if diff := cmp.Diff([]Token{{Name: "CLAUDE_OAUTH", Env: "CLAUDE_CODE_OAUTH_TOKEN", From: "provider"}}, p.Egress.Tokens); diff != "" {
+		t.Errorf("tokens (-want +got):\n%s", diff)
+	}
+	if p.Agent.Env["CLAUDE_CODE_OAUTH_TOKEN"] != r.Inject.Placeholder {
+		t.Errorf("the agent holds %q, the route expects %q", p.Agent.Env["CLAUDE_CODE_OAUTH_TOKEN"], r.Inject.Placeholder)
+	}
+	if _, ok := p.Agent.Env["ANTHROPIC_API_KEY"]; ok {
+		t.Error("the agent holds an API key placeholder too: Claude Code would prefer it to the login")
+	}
+	// Codex's login cannot be held by the sidecar.
+	c := testManifest("codex")
+	c.Agent.Options = map[string]any{"forward_login": true}
+	if _, err := New(c, testOptions()); err == nil || !strings.Contains(err.Error(), "forward_login") {
+		t.Errorf("codex with forward_login: %v", err)
 	}
 }

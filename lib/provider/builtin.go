@@ -23,6 +23,29 @@ var claudeTelemetry = []routes.Route{
 	{Host: "*.sentry.io"},
 }
 
+// claudeLogin is Claude Code on a Pro or Max subscription. Claude Code
+// documents a long-lived token for headless use: `claude setup-token`
+// prints it (a year's OAuth token, no refresh token), and Claude Code
+// reads it from CLAUDE_CODE_OAUTH_TOKEN and sends it as Authorization:
+// Bearer to api.anthropic.com. So the sidecar holds it (the host's
+// CLAUDE_CODE_OAUTH_TOKEN, as the token CLAUDE_OAUTH) and injects it
+// there; the agent holds a placeholder in the variable, and no API key,
+// which Claude Code would prefer.
+//
+// Codex has no such login: signed in with ChatGPT it keeps an access
+// token, a refresh token and an id token in ~/.codex/auth.json, reads the
+// account from the id token and refreshes the tokens itself, so the agent
+// would hold (and receive, at every refresh) real tokens. A codex agent
+// uses an API key; forward_login is not one of its options.
+func claudeLogin() *Login {
+	return &Login{
+		Routes: []routes.Route{{Host: "api.anthropic.com",
+			Inject: &routes.Inject{Header: "Authorization", Token: "CLAUDE_OAUTH", Format: "Bearer {token}"}}},
+		Tokens:       []Token{{Name: "CLAUDE_OAUTH", Env: "CLAUDE_CODE_OAUTH_TOKEN"}},
+		Placeholders: map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "CLAUDE_OAUTH"},
+	}
+}
+
 var builtins = map[string]func() Provider{
 	"shell": func() Provider {
 		return Provider{Name: "shell", Builtin: true, Home: "/home/agent", User: "agent",
@@ -38,6 +61,7 @@ var builtins = map[string]func() Provider{
 			Tokens:          []Token{{Name: "ANTHROPIC", Env: "ANTHROPIC_API_KEY"}},
 			Placeholders:    map[string]string{"ANTHROPIC_API_KEY": "ANTHROPIC"},
 			Options:         []string{"forward_login", "telemetry"},
+			Login:           claudeLogin(),
 			TelemetryRoutes: claudeTelemetry,
 			NoTelemetryEnv:  map[string]string{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
 			// `claude "query"` starts an interactive session with an initial prompt.
@@ -51,7 +75,8 @@ var builtins = map[string]func() Provider{
 				Inject: &routes.Inject{Header: "Authorization", Token: "OPENAI", Format: "Bearer {token}"}}},
 			Tokens:       []Token{{Name: "OPENAI", Env: "OPENAI_API_KEY"}},
 			Placeholders: map[string]string{"OPENAI_API_KEY": "OPENAI"},
-			Options:      []string{"forward_login", "telemetry"},
+			// No forward_login: see claudeLogin.
+			Options: []string{"telemetry"},
 			// `codex "prompt"` starts an interactive session with an initial prompt.
 			PromptArg:   true,
 			Provisioner: "codex"}

@@ -158,7 +158,7 @@ func TestPluginErrors(t *testing.T) {
 		{"bad env name", map[string]string{"p/provider.yaml": "extends: shell\nenv: {1X: y}\n"},
 			`DIR/p/provider.yaml:2:7: env.1X: "1X" is not an environment variable name`},
 		{"syntax", map[string]string{"p/provider.yaml": "command: [x\n"},
-			`DIR/p/provider.yaml:2: YAML syntax error: did not find expected ',' or ']'`},
+			`DIR/p/provider.yaml:1:1: YAML syntax error: did not find expected ',' or ']'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

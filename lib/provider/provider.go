@@ -57,9 +57,22 @@ type Provider struct {
 	// Files are the files a plugin declares (paths start with ~/, the
 	// home), after those of the providers it extends.
 	Files []File `json:"files,omitempty"`
+	// Login, for a built-in, is how the agent works on the person's
+	// subscription instead of an API key (options: {forward_login: true}):
+	// routes, tokens and placeholders that replace the defaults above.
+	Login *Login `json:"login,omitempty"`
 
 	// parent is the provider a plugin extends.
 	parent *Provider
+}
+
+// Login is a subscription login the sidecar holds: the token a CLI
+// documents for headless use, injected where the CLI sends it, with a
+// placeholder in the variable the CLI reads it from.
+type Login struct {
+	Routes       []routes.Route    `json:"routes"`
+	Tokens       []Token           `json:"tokens"`
+	Placeholders map[string]string `json:"placeholders"`
 }
 
 // ReservedOptions are agent options only built-in templates may use: they

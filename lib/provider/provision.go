@@ -23,6 +23,9 @@ type File struct {
 	// generated files, "plugin:<name>" for a plugin's files, "manifest" for
 	// the agent's prompt.
 	Source string `json:"source"`
+	// Keep says a file the agent already has is left as it is: a CLI's
+	// own state, which a resumed agent keeps (written only when absent).
+	Keep bool `json:"keep,omitempty"`
 }
 
 // FileMode returns Mode as permission bits.
@@ -47,6 +50,8 @@ type Bottle struct {
 	Prompt string
 	// Workdir is where the workspace is mounted in the guest.
 	Workdir string
+	// Placeholders are the agent's placeholder variables and their values.
+	Placeholders map[string]string
 }
 
 // PromptFile is where every agent with a prompt finds it, relative to its
@@ -101,6 +106,7 @@ const (
 	claudeStatusLine = ".claude/bb-statusline.sh"
 	claudeSettings   = ".claude/settings.json"
 	claudeSkills     = ".claude/skills/README.md"
+	claudeState      = ".claude.json"
 )
 
 func claudeFiles(p *Provider, b Bottle) []File {
@@ -110,9 +116,12 @@ func claudeFiles(p *Provider, b Bottle) []File {
 		Command string `json:"command"`
 		Padding int    `json:"padding"`
 	}
+	// A bottle is where bypassing permissions is meant to be done: the
+	// confirmation Claude Code asks for would stop an unattended start.
 	settings := struct {
-		StatusLine statusLine `json:"statusLine"`
-	}{statusLine{Type: "command", Command: path.Join(p.Home, claudeStatusLine)}}
+		StatusLine                        statusLine `json:"statusLine"`
+		SkipDangerousModePermissionPrompt bool       `json:"skipDangerousModePermissionPrompt"`
+	}{statusLine{Type: "command", Command: path.Join(p.Home, claudeStatusLine)}, true}
 	js, err := json.MarshalIndent(settings, "", "  ")
 	if err != nil {
 		panic(err) // strings and numbers always marshal
@@ -135,7 +144,20 @@ bb provisions none by default. To give a bottle skills, make a plugin that
 extends claude (~/.config/bot-bottle/providers/NAME/provider.yaml) and list
 them under files:, e.g. {path: ~/.claude/skills/NAME/SKILL.md, file: SKILL.md}.
 `
+	// ~/.claude.json is Claude Code's own state (undocumented keys): the
+	// first-run wizard is done, and the key it would ask about, the API
+	// key's placeholder, is approved by the last 20 characters it keeps of
+	// a key. Written only when absent: Claude Code keeps its state there.
+	state := map[string]any{"hasCompletedOnboarding": true}
+	if ph := b.Placeholders["ANTHROPIC_API_KEY"]; ph != "" {
+		state["customApiKeyResponses"] = map[string][]string{"approved": {ph[max(0, len(ph)-20):]}, "rejected": {}}
+	}
+	sj, err := json.MarshalIndent(state, "", "  ")
+	if err != nil {
+		panic(err)
+	}
 	return []File{
+		{Path: "~/" + claudeState, Mode: "0600", Content: string(sj) + "\n", Source: src, Keep: true},
 		{Path: "~/" + claudeSettings, Mode: "0644", Content: string(js) + "\n", Source: src},
 		{Path: "~/" + claudeStatusLine, Mode: "0755", Content: script, Source: src},
 		{Path: "~/" + claudeSkills, Mode: "0644", Content: skills, Source: src},

@@ -14,7 +14,8 @@ import (
 )
 
 var testBottle = Bottle{Label: "review #42", Slug: "demo-abcd", Color: "orange", RGB: "#f76b15",
-	Prompt: "Make the tests pass.", Workdir: "/workspace"}
+	Prompt: "Make the tests pass.", Workdir: "/workspace",
+	Placeholders: map[string]string{"ANTHROPIC_API_KEY": "sk-ant-api03-bb-placeholder-0123456789abcdefghij"}}
 
 // byPath indexes files by path, failing on a duplicate.
 func byPath(t *testing.T, files []File) map[string]File {
@@ -45,6 +46,7 @@ func TestProvisionClaude(t *testing.T) {
 	}
 	want := []string{
 		"/home/agent/.bb/prompt.md 0644 manifest",
+		"/home/agent/.claude.json 0600 provider:claude",
 		"/home/agent/.claude/bb-statusline.sh 0755 provider:claude",
 		"/home/agent/.claude/settings.json 0644 provider:claude",
 		"/home/agent/.claude/skills/README.md 0644 provider:claude",
@@ -65,6 +67,7 @@ func TestProvisionClaude(t *testing.T) {
 			Command string `json:"command"`
 			Padding *int   `json:"padding"`
 		} `json:"statusLine"`
+		SkipDangerousModePermissionPrompt bool `json:"skipDangerousModePermissionPrompt"`
 	}
 	dec := json.NewDecoder(strings.NewReader(fs["/home/agent/.claude/settings.json"].Content))
 	dec.DisallowUnknownFields()
@@ -74,6 +77,25 @@ func TestProvisionClaude(t *testing.T) {
 	sl := settings.StatusLine
 	if sl.Type != "command" || sl.Padding == nil || *sl.Padding != 0 {
 		t.Errorf("statusLine = %+v", sl)
+	}
+	if !settings.SkipDangerousModePermissionPrompt {
+		t.Error("settings.json does not skip the bypass-permissions confirmation: an unattended start would stop at it")
+	}
+	// ~/.claude.json: the wizard done, and the placeholder key approved by
+	// its last 20 characters; Claude Code's own state, so kept on resume.
+	st := fs["/home/agent/.claude.json"]
+	var state struct {
+		HasCompletedOnboarding bool `json:"hasCompletedOnboarding"`
+		CustomAPIKeyResponses  struct {
+			Approved []string `json:"approved"`
+		} `json:"customApiKeyResponses"`
+	}
+	if err := json.Unmarshal([]byte(st.Content), &state); err != nil || !state.HasCompletedOnboarding || !st.Keep {
+		t.Errorf(".claude.json = %+v (%v), keep %v", state, err, st.Keep)
+	}
+	if ph := testBottle.Placeholders["ANTHROPIC_API_KEY"]; len(state.CustomAPIKeyResponses.Approved) != 1 ||
+		state.CustomAPIKeyResponses.Approved[0] != ph[len(ph)-20:] {
+		t.Errorf("approved keys %q, placeholder %q", state.CustomAPIKeyResponses.Approved, ph)
 	}
 	script, ok := fs[sl.Command]
 	if !ok || script.Mode != "0755" {
@@ -237,6 +259,7 @@ func TestProvisionPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		"/home/dev/.claude.json 0600 provider:claude",
 		"/home/dev/.claude/bb-statusline.sh 0755 provider:claude",
 		"/home/dev/.claude/settings.json 0644 provider:claude",
 		"/home/dev/.claude/skills/README.md 0644 plugin:claude",

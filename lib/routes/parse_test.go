@@ -68,7 +68,7 @@ func TestParseErrors(t *testing.T) {
 		{"a bad push glob", "- host: github.com\n  git: {repos: [a/b], push: [\"refs/heads/a b\"]}\n",
 			`routes.yaml:2:30: [0].git.push[0]: "refs/heads/a b" is not a valid ref name pattern (see git check-ref-format)`},
 		{"duplicate key", "- host: a.example.com\n  host: b.example.com\n", `routes.yaml:2:3: [0].host: duplicate key "host" (first at line 1)`},
-		{"syntax", "- host: a\n  - b\n", `routes.yaml:2: YAML syntax error: did not find expected key`},
+		{"syntax", "- host: a\n  - b\n", `routes.yaml:2:3: YAML syntax error: did not find expected key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

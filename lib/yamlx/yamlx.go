@@ -127,7 +127,56 @@ func syntaxError(data []byte, file string, err error) error {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	return &Error{Pos: Pos{File: file, Line: line}, Msg: "YAML syntax error: " + msg}
+	// yaml.v3 names the line where the construct in trouble started (a
+	// mapping), not where the trouble is; the first line whose addition
+	// makes the text fail to parse is, and its first character the column.
+	if bad := firstBadLine(data); bad > 0 {
+		line = bad
+	}
+	return &Error{Pos: Pos{File: file, Line: line, Column: firstColumn(data, line)}, Msg: "YAML syntax error: " + msg}
+}
+
+// firstBadLine returns the smallest n such that data's first n lines do
+// not parse, or 0 when every prefix short of the whole does (found by
+// bisection: a prefix that parses is followed by one that does not).
+func firstBadLine(data []byte) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > 100_000 {
+		return 0
+	}
+	parses := func(n int) bool {
+		var doc yaml.Node
+		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		for {
+			if err := dec.Decode(&doc); err != nil {
+				return errors.Is(err, io.EOF)
+			}
+		}
+	}
+	lo, hi := 0, len(lines) // parses(lo), !parses(hi)
+	if parses(hi) {
+		return 0
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if parses(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
+}
+
+// firstColumn is the column of line's first character that is not a space
+// (1 when there is none).
+func firstColumn(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 0
+	}
+	l := lines[line-1]
+	return 1 + utf8.RuneCount(l[:len(l)-len(bytes.TrimLeft(l, " "))])
 }
 
 // checkText refuses what yaml.v3 would refuse without a line: bytes that

@@ -68,3 +68,19 @@ func TestPositions(t *testing.T) {
 		}
 	}
 }
+
+// A syntax error names the line and column where the trouble is, not where
+// the mapping in trouble began (yaml.v3's own line).
+func TestSyntaxErrorPosition(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"agents:\n  a:\n    template: shell\n   bottle: x\n", "f.yaml:4:4: YAML syntax error: did not find expected key"},
+		{"agents:\n  a: {template: shell\nbottles: {}\n", "f.yaml:2:3: YAML syntax error: did not find expected ',' or '}'"},
+		{"a: 1\nb: 2\n\tc: 3\n", "f.yaml:3:1: YAML syntax error: found a tab character that violates indentation"},
+		{"a: b: c\n", "f.yaml:1:1: YAML syntax error: mapping values are not allowed in this context"},
+	} {
+		_, err := Parse([]byte(tc.in), "f.yaml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: got %v, want %s", tc.in, err, tc.want)
+		}
+	}
+}
