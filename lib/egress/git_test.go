@@ -635,3 +635,39 @@ func TestGitRawPushes(t *testing.T) {
 		}
 	})
 }
+
+// Every protocol version git speaks, for fetch (v2 is git's default) and
+// for push (receive-pack has no v2; the gate asks the upstream for v0
+// whatever the client said); push options and atomic pushes go through as
+// they would direct.
+func TestGitProtocolVersionsAndOptions(t *testing.T) {
+	b := newGitBed(t)
+	for _, v := range []string{"0", "1", "2"} {
+		dir := filepath.Join(t.TempDir(), "c")
+		if out, err := b.agent.run("-c", "protocol.version="+v, "clone", "-q", b.url, dir); err != nil {
+			t.Errorf("clone with protocol v%s: %s", v, out)
+		}
+		b.agent.git("checkout", "-q", "-B", "agent/p"+v)
+		c := b.agent.commit("p"+v, map[string][]byte{"p": []byte(v)})
+		if out, err := b.agent.run("-c", "protocol.version="+v, "push", "origin", "agent/p"+v); err != nil {
+			t.Errorf("push with protocol v%s: %s", v, out)
+		} else if got := b.bare.git("rev-parse", "agent/p"+v); got != c {
+			t.Errorf("push with protocol v%s: the upstream has %s", v, got)
+		}
+	}
+	b.bare.git("config", "receive.advertisePushOptions", "true")
+	b.agent.git("checkout", "-q", "-B", "agent/opts")
+	c := b.agent.commit("opts", map[string][]byte{"o": []byte("o")})
+	if out, ok := b.push("--atomic", "-o", "ci.skip", "-o", "note=fine", "origin", "agent/opts", "agent/p0:agent/p0-copy"); !ok {
+		t.Fatalf("atomic push with options: %s", out)
+	}
+	if got := b.bare.git("rev-parse", "agent/opts"); got != c {
+		t.Errorf("the upstream has %s", got)
+	}
+	// Atomic: one ref refused refuses the other with it.
+	b.agent.commit("more", map[string][]byte{"o": []byte("more")})
+	before := b.bare.state()
+	b.forget()
+	out, ok := b.push("--atomic", "origin", "agent/opts", "agent/opts:main")
+	b.refused(t, before, out, ok, "refs/heads/main is not a ref the route lets the agent push", "refused with the rest of the push")
+}
