@@ -250,3 +250,62 @@ func TestDeltaReader(t *testing.T) {
 		}
 	}
 }
+
+// Every limit takes what is at it and refuses one more.
+func TestLimitsAtTheEdge(t *testing.T) {
+	r := newRepo(t)
+	c0 := r.commit("base", map[string][]byte{"README": []byte("hello\n")})
+	c1 := r.commit("one", map[string][]byte{"a": bytes.Repeat([]byte("x"), 5000), "b": []byte("small")})
+	pack := r.pack(c1+"\n^"+c0, "--depth=0")
+	objs := verifyPack(t, pack)
+	var biggest, total int64
+	for _, o := range objs {
+		biggest = max(biggest, o.size)
+		total += o.size
+	}
+	n := len(objs)
+	for _, tc := range []struct {
+		name string
+		lim  Limits
+		ok   bool
+	}{
+		{"objects at the limit", Limits{MaxObjects: n}, true},
+		{"one object more", Limits{MaxObjects: n - 1}, false},
+		{"an object at the limit", Limits{MaxObject: biggest}, true},
+		{"an object one byte over", Limits{MaxObject: biggest - 1}, false},
+		{"resolved at the limit", Limits{MaxResolved: total}, true},
+		{"resolved one byte over", Limits{MaxResolved: total - 1}, false},
+	} {
+		_, err := readAll(t, pack, nil, &tc.lim)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	// The pack's own size and the push's head.
+	cmds := []Command{create("refs/heads/agent/x", c1)}
+	b := body(caps, cmds, pack)
+	for _, tc := range []struct {
+		name string
+		lim  Limits
+		ok   bool
+	}{
+		{"a pack at the limit", Limits{MaxPack: int64(len(pack))}, true},
+		{"a pack one byte over", Limits{MaxPack: int64(len(pack)) - 1}, false},
+		{"commands at the limit", Limits{MaxCommands: 1}, true},
+		{"head text at the limit", Limits{MaxText: len(ZeroID + " " + c1 + " refs/heads/agent/x\x00" + caps + "\n")}, true},
+		{"head text one byte over", Limits{MaxText: len(ZeroID+" "+c1+" refs/heads/agent/x\x00"+caps+"\n") - 1}, false},
+	} {
+		g := testGate(t, nil)
+		g.Limits = tc.lim
+		v := check(t, g, b)
+		if (v.Refusal == nil) != tc.ok {
+			t.Errorf("%s: %+v", tc.name, v.Refusal)
+		}
+	}
+	two := body(caps, append(cmds, create("refs/heads/agent/y", c1)), pack)
+	g := testGate(t, nil)
+	g.Limits = Limits{MaxCommands: 1}
+	if v := check(t, g, two); v.Refusal == nil || !strings.Contains(v.Refusal.Reason, "more than 1 refs") {
+		t.Errorf("one command over: %+v", v.Refusal)
+	}
+}
