@@ -301,6 +301,12 @@ func TestGitCloneAndPush(t *testing.T) {
 	if got := b.bare.git("rev-parse", "refs/heads/agent/work"); got != c2 {
 		t.Fatalf("the upstream has %s, want %s", got, c2)
 	}
+	// The pack alone told it a fast-forward: the gate fetched nothing.
+	for _, e := range b.h.entries() {
+		if strings.Contains(e.Reason, "own fetch into its mirror") {
+			t.Errorf("a fast-forward made the gate fetch the upstream's history: %+v", e)
+		}
+	}
 	// A new tag the route names.
 	b.agent.git("tag", "-a", "v1.0", "-m", "first")
 	if out, ok := b.push("origin", "v1.0"); !ok {
