@@ -14,8 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // Mirror is the gate's own view of one upstream repository: the packs it
@@ -206,7 +204,7 @@ type Session struct {
 	fetched map[string]bool // "commits", "all": what this session fetched
 	memo    map[memoKey]stored
 	parents map[Hash][]Hash
-	scs     map[*mirrorPack]*packfile.Scanner
+	readers map[*mirrorPack]*objReader
 	win     []byte
 }
 
@@ -300,46 +298,47 @@ func (s *Session) materialize(pk *mirrorPack, off int64, depth int) (stored, err
 	if depth > s.m.Limits.MaxDepth {
 		return stored{}, &LimitError{fmt.Sprintf("a delta chain in the mirror deeper than %d", s.m.Limits.MaxDepth)}
 	}
-	if s.scs == nil {
-		s.scs = map[*mirrorPack]*packfile.Scanner{}
+	if s.readers == nil {
+		s.readers = map[*mirrorPack]*objReader{}
 		s.win = make([]byte, 64<<10)
 	}
-	sc := s.scs[pk]
-	if sc == nil {
-		sc = packfile.NewScanner(io.NewSectionReader(pk.f, 0, pk.size))
-		s.scs[pk] = sc
+	or := s.readers[pk]
+	if or == nil {
+		or = newObjReader(pk.f)
+		s.readers[pk] = or
 	}
-	h, err := sc.SeekObjectHeader(off)
+	or.seek(off, false)
+	h, err := or.object()
 	if err != nil {
 		return stored{}, fmt.Errorf("reading the mirror: %w", err)
 	}
 	var base stored
-	typ := uint8(h.Type)
+	typ := h.typ
 	switch typ {
 	case objOFS:
-		if base, err = s.materialize(pk, h.OffsetReference, depth+1); err != nil {
+		if base, err = s.materialize(pk, h.baseOff, depth+1); err != nil {
 			return stored{}, err
 		}
 	case objREF:
-		boff, ok := pk.find(h.Reference)
+		boff, ok := pk.find(h.baseID)
 		if !ok {
-			return stored{}, fmt.Errorf("reading the mirror: a delta's base %s is not in its pack", h.Reference)
+			return stored{}, fmt.Errorf("reading the mirror: a delta's base %s is not in its pack", h.baseID)
 		}
 		if base, err = s.materialize(pk, boff, depth+1); err != nil {
 			return stored{}, err
 		}
 	}
-	// The base's resolution moved the scanner: back to this object.
+	// The base's resolution moved the reader: back to this object.
 	if isDelta(typ) {
-		if _, err = sc.SeekObjectHeader(off); err != nil {
+		or.seek(off, false)
+		if h, err = or.object(); err != nil {
 			return stored{}, fmt.Errorf("reading the mirror: %w", err)
 		}
 	}
-	rc, err := sc.ReadObject()
+	rc, err := or.data(h.size)
 	if err != nil {
 		return stored{}, fmt.Errorf("reading the mirror: %w", err)
 	}
-	defer rc.Close()
 	w := s.st.writer()
 	if isDelta(typ) {
 		dr, err := newDeltaReader(rc, newWindowReaderAt(s.st.reader(base), base.size, s.win), base.size, nil)

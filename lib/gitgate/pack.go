@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
 // Object types as the pack format numbers them (and go-git's
@@ -68,7 +67,8 @@ type externalFunc func(ctx context.Context, id Hash, w io.Writer) (typ uint8, ok
 // in order (headers; the content of whole objects, hashed and visited), a
 // second that resolves the deltas, each against a base held in the store.
 type pack struct {
-	sc      *packfile.Scanner
+	seq     *objReader            // the first pass's, in order, hashing the pack
+	rnd     *objReader            // the second's, at random
 	size    func() (int64, error) // the pack's bytes, waited for once its trailer is read
 	entries []entry
 	refBase map[int32]Hash  // a REF delta's base id
@@ -84,12 +84,12 @@ type pack struct {
 	deltas  int
 }
 
-// readPack reads the pack in r (seekable, and possibly still arriving: size
+// readPack reads the pack in r (possibly still arriving: size
 // says how long it turned out to be) through both passes, visiting every
 // object; st holds what deltas need. On an error it still returns the pack
 // as far as it was read.
-func readPack(ctx context.Context, r io.ReadSeeker, size func() (int64, error), st *store, lim *Limits, visit visitFunc, extern externalFunc) (*pack, error) {
-	p := &pack{sc: packfile.NewScanner(r), size: size, st: st, lim: lim, visit: visit, extern: extern,
+func readPack(ctx context.Context, r io.ReaderAt, size func() (int64, error), st *store, lim *Limits, visit visitFunc, extern externalFunc) (*pack, error) {
+	p := &pack{seq: newObjReader(r), rnd: newObjReader(r), size: size, st: st, lim: lim, visit: visit, extern: extern,
 		refBase: map[int32]Hash{}, ext: map[Hash]stored{}, win: make([]byte, 64<<10), dbuf: bufio.NewReaderSize(nil, 32<<10)}
 	// What was read is returned with the error: where a secret found
 	// before it was is still told.
@@ -104,10 +104,12 @@ func readPack(ctx context.Context, r io.ReadSeeker, size func() (int64, error), 
 
 // index is the first pass.
 func (p *pack) index(ctx context.Context) error {
-	_, n, err := p.sc.Header()
+	p.seq.seek(0, true)
+	ph, err := p.seq.header()
 	if err != nil {
 		return packErr("%v", err)
 	}
+	n := ph.count
 	if int64(n) > int64(p.lim.MaxObjects) {
 		return &LimitError{fmt.Sprintf("the pack has %d objects, over the gate's %d", n, p.lim.MaxObjects)}
 	}
@@ -118,18 +120,18 @@ func (p *pack) index(ctx context.Context) error {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		h, err := p.sc.NextObjectHeader()
+		h, err := p.seq.object()
 		if err != nil {
 			return packErr("object %d of %d: %v", i+1, n, err)
 		}
-		e := entry{off: h.Offset, base: -1, typ: uint8(h.Type)}
+		e := entry{off: h.off, base: -1, typ: h.typ}
 		switch e.typ {
 		case objCommit, objTree, objBlob, objTag:
-			if err := p.checkSize(e.typ, h.Length); err != nil {
+			if err := p.checkSize(e.typ, h.size); err != nil {
 				return err
 			}
-			e.rtyp, e.rsize = e.typ, h.Length
-			rc, err := p.sc.ReadObject()
+			e.rtyp, e.rsize = e.typ, h.size
+			rc, err := p.seq.data(h.size)
 			if err != nil {
 				return packErr("object %d: %v", i+1, err)
 			}
@@ -137,13 +139,11 @@ func (p *pack) index(ctx context.Context) error {
 			// delta's base, and then need not be inflated again.
 			var sw *storeWriter
 			var w io.Writer
-			if h.Length <= keepSmall {
+			if h.size <= keepSmall {
 				sw = p.st.writer()
 				w = sw
 			}
-			e.hash, err = p.hashVisit(i, e.typ, h.Length, rc, w, p.visit)
-			rc.Close()
-			if err != nil {
+			if e.hash, err = p.hashVisit(i, e.typ, h.size, rc, w, p.visit); err != nil {
 				return err
 			}
 			if sw != nil {
@@ -154,36 +154,40 @@ func (p *pack) index(ctx context.Context) error {
 				e.store = s.off + 1
 			}
 		case objOFS:
-			b := sort.Search(len(p.entries), func(j int) bool { return p.entries[j].off >= h.OffsetReference })
-			if b == len(p.entries) || p.entries[b].off != h.OffsetReference {
-				return packErr("object %d is a delta of offset %d, where no object starts", i+1, h.OffsetReference)
+			b := sort.Search(len(p.entries), func(j int) bool { return p.entries[j].off >= h.baseOff })
+			if b == len(p.entries) || p.entries[b].off != h.baseOff {
+				return packErr("object %d is a delta of offset %d, where no object starts", i+1, h.baseOff)
 			}
 			e.base = int32(b)
 			p.entries[b].kids = true
 			fallthrough
 		case objREF:
-			if h.Length > p.lim.MaxObject {
-				return &LimitError{fmt.Sprintf("a delta of %d bytes is over the gate's %d per object", h.Length, p.lim.MaxObject)}
+			if h.size > p.lim.MaxObject {
+				return &LimitError{fmt.Sprintf("a delta of %d bytes is over the gate's %d per object", h.size, p.lim.MaxObject)}
 			}
 			if e.typ == objREF {
-				p.refBase[i] = h.Reference
+				p.refBase[i] = h.baseID
+			}
+			rc, err := p.seq.data(h.size)
+			if err != nil {
+				return packErr("object %d: %v", i+1, err)
 			}
 			if e.typ == objOFS && p.entries[e.base].store != 0 {
 				// Its base is at hand: resolved now, its delta inflated
 				// once.
 				p.entries = append(p.entries, e)
-				if err := p.resolveNow(i, h.Length); err != nil {
+				if err := p.resolveNow(i, rc, h.size); err != nil {
 					return err
 				}
 				continue
 			}
 			// The delta is read again when its base is at hand.
-			m, _, err := p.sc.NextObject(io.Discard)
+			m, err := io.Copy(io.Discard, rc)
 			if err != nil {
 				return packErr("object %d: %v", i+1, err)
 			}
-			if m != h.Length {
-				return packErr("object %d inflates to %d bytes, its header says %d", i+1, m, h.Length)
+			if m != h.size {
+				return packErr("object %d inflates to %d bytes, its header says %d", i+1, m, h.size)
 			}
 			p.deltas++
 		default:
@@ -191,21 +195,21 @@ func (p *pack) index(ctx context.Context) error {
 		}
 		p.entries = append(p.entries, e)
 	}
-	if _, err := p.sc.Checksum(); err != nil {
-		return packErr("%v", err)
+	end, sumErr := p.seq.trailer()
+	if end == 0 {
+		return packErr("%v", sumErr)
 	}
 	// Anything after the trailer would be read by nobody here, and by
 	// who knows what upstream.
-	end, err := p.sc.SeekFromStart(0)
-	if err != nil {
-		return err
-	}
 	size, err := p.size()
 	if err != nil {
 		return err
 	}
 	if end != size {
 		return packErr("%d bytes follow the pack's trailer", size-end)
+	}
+	if sumErr != nil {
+		return packErr("%v", sumErr)
 	}
 	return nil
 }
@@ -215,15 +219,10 @@ func (p *pack) index(ctx context.Context) error {
 const keepSmall = 512 << 10
 
 // resolveNow resolves OFS delta i, whose base is in the store, in the
-// first pass: from its stream at the scanner's position.
-func (p *pack) resolveNow(i int32, length int64) error {
+// first pass: from its delta's stream rc, as it comes.
+func (p *pack) resolveNow(i int32, rc io.Reader, length int64) error {
 	e := &p.entries[i]
 	base := stored{off: p.entries[e.base].store - 1, size: p.entries[e.base].rsize, typ: p.entries[e.base].rtyp}
-	rc, err := p.sc.ReadObject()
-	if err != nil {
-		return packErr("object %d: %v", i+1, err)
-	}
-	defer rc.Close()
 	// Its size is known only from the delta's header: kept when small.
 	sw := p.st.writer()
 	cw := &capWriter{w: sw, left: keepSmall}
@@ -453,16 +452,22 @@ func (p *pack) resolveDelta(ctx context.Context, i int32) error {
 // the visitor (when visit) and w; it records the target's type, size and
 // id in the entry.
 func (p *pack) apply(i int32, base stored, w io.Writer, visit bool) error {
-	h, err := p.sc.SeekObjectHeader(p.entries[i].off)
+	h, rc, err := p.at(p.entries[i].off)
 	if err != nil {
 		return packErr("object %d: %v", i+1, err)
 	}
-	rc, err := p.sc.ReadObject()
+	return p.applyFrom(i, rc, h.size, base, w, visit)
+}
+
+// at reads the header of the object at off, and returns its data.
+func (p *pack) at(off int64) (objHeader, io.Reader, error) {
+	p.rnd.seek(off, false)
+	h, err := p.rnd.object()
 	if err != nil {
-		return packErr("object %d: %v", i+1, err)
+		return h, nil, err
 	}
-	defer rc.Close()
-	return p.applyFrom(i, rc, h.Length, base, w, visit)
+	rc, err := p.rnd.data(h.size)
+	return h, rc, err
 }
 
 // applyFrom is apply with the delta's stream (of length bytes) at hand.
@@ -544,21 +549,16 @@ func (p *pack) content(j int32, depth int) (stored, error) {
 	}
 	w := p.st.writer()
 	if !isDelta(e.typ) {
-		h, err := p.sc.SeekObjectHeader(e.off)
-		if err != nil {
-			return stored{}, packErr("object %d: %v", j+1, err)
-		}
-		rc, err := p.sc.ReadObject()
+		h, rc, err := p.at(e.off)
 		if err != nil {
 			return stored{}, packErr("object %d: %v", j+1, err)
 		}
 		n, err := io.Copy(w, rc)
-		rc.Close()
 		if err != nil {
 			return stored{}, err
 		}
-		if n != h.Length {
-			return stored{}, packErr("object %d is %d bytes, its header says %d", j+1, n, h.Length)
+		if n != h.size {
+			return stored{}, packErr("object %d is %d bytes, its header says %d", j+1, n, h.size)
 		}
 	} else {
 		base, err := p.baseOf(j, depth)

@@ -147,7 +147,7 @@ func TestPackRefused(t *testing.T) {
 	}{
 		{"empty", nil, Limits{}, "empty packfile"},
 		{"not a pack", append([]byte("KCAP"), pack[4:]...), Limits{}, "malformed pack file signature"},
-		{"version 3", append([]byte("PACK\x00\x00\x00\x03"), pack[8:]...), Limits{}, "unsupported packfile version"},
+		{"version 4", fixTrailer(append([]byte("PACK\x00\x00\x00\x04"), pack[8:]...)), Limits{}, "unsupported packfile version 4"},
 		{"a count one too many", setCount(pack, n+1), Limits{}, ""},
 		{"a count one too few", setCount(pack, n-1), Limits{}, ""},
 		{"a count beyond its bytes", setCount(pack, 1<<30), Limits{MaxObjects: 1 << 31}, "object"},
@@ -178,6 +178,17 @@ func TestPackRefused(t *testing.T) {
 	}
 	// The count one too few leaves a whole object after what was read:
 	// that is trailing data, and what git would read is unknown.
+}
+
+// Version 3 is version 2 under another number: git reads both.
+func TestPackVersion3(t *testing.T) {
+	r, ids := history(t, 3)
+	pack := r.pack(ids[2], "--delta-base-offset")
+	v3 := fixTrailer(append([]byte("PACK\x00\x00\x00\x03"), pack[8:]...))
+	got, err := readAll(t, v3, nil, nil)
+	if err != nil || len(got) != len(verifyPack(t, v3)) {
+		t.Errorf("%d objects, %v", len(got), err)
+	}
 }
 
 // A delta chain deeper than the limit is refused, not recursed into.
