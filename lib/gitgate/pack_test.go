@@ -2,7 +2,10 @@ package gitgate
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
+	"encoding/binary"
+	"hash/adler32"
 	"errors"
 	"fmt"
 	"io"
@@ -318,5 +321,34 @@ func TestLimitsAtTheEdge(t *testing.T) {
 	g.Limits = Limits{MaxCommands: 1}
 	if v := check(t, g, two); v.Refusal == nil || !strings.Contains(v.Refusal.Reason, "more than 1 refs") {
 		t.Errorf("one command over: %+v", v.Refusal)
+	}
+}
+
+// A zlib stream that refers back before its own start (deflate written
+// against a preset dictionary, with no FDICT flag) is refused, as git's
+// inflate refuses it: the gate never reads content git would not.
+func TestZlibReferringBeforeItsStart(t *testing.T) {
+	content := []byte("a secret would sit in a dictionary nobody else has: a secret would sit")
+	var raw bytes.Buffer
+	fw, _ := flate.NewWriterDict(&raw, flate.BestCompression, content)
+	fw.Write(content)
+	fw.Close()
+	var z bytes.Buffer
+	z.Write([]byte{0x78, 0xda}) // zlib, no FDICT
+	z.Write(raw.Bytes())
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], adler32.Checksum(content))
+	z.Write(sum[:])
+	hdr := []byte{byte(objBlob<<4) | byte(len(content)&15) | 0x80, byte(len(content) >> 4)}
+	pack := append([]byte("PACK\x00\x00\x00\x02\x00\x00\x00\x01"), hdr...)
+	pack = append(pack, z.Bytes()...)
+	pack = fixTrailer(append(pack, make([]byte, 20)...))
+	if _, err := readAll(t, pack, nil, nil); err == nil {
+		t.Fatal("taken")
+	}
+	// git refuses it too.
+	r := newRepo(t)
+	if _, err := r.run(pack, "index-pack", "--stdin"); err == nil {
+		t.Error("git took it: the test's stream is not what it means to be")
 	}
 }
