@@ -216,10 +216,11 @@ func (g *Gate) checkBody(ctx context.Context, body Body) (*Verdict, error) {
 	}
 	defer st.Close()
 	sc := newScanner(g.Detector, &g.Limits)
+	defer sc.finish() //nolint:errcheck // finished below on every path that reads what it found
 	var extern externalFunc
 	if g.Upstream != nil && pol == nil {
 		extern = func(ctx context.Context, id Hash, w io.Writer) (uint8, bool, error) {
-			if sc.found != nil {
+			if sc.any.Load() {
 				// A secret is found already: the rest is only read to say
 				// where, never worth a fetch.
 				return 0, false, nil
@@ -231,6 +232,9 @@ func (g *Gate) checkBody(ctx context.Context, body Body) (*Verdict, error) {
 	if errors.Is(err, errShort) {
 		_, err = body.Size()
 		return nil, err
+	}
+	if ferr := sc.finish(); ferr != nil && err == nil {
+		err = ferr
 	}
 	if p != nil {
 		v.Objects = len(p.entries)

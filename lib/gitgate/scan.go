@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"github.com/bb-bottles/bb/lib/detect"
@@ -43,33 +45,161 @@ type commitRec struct {
 func (s *scanner) parentsOf(c commitRec) []Hash { return s.parents[c.p0 : c.p0+c.pn] }
 
 // scanner is the visitor that runs the secret detector over every object
-// of a pushed pack, and keeps the commits' trees and parents.
+// of a pushed pack, and keeps the commits' trees and parents. Small
+// objects are searched by a second goroutine while the first inflates and
+// hashes the next ones: a push of many small commits keeps two cores busy.
 type scanner struct {
 	det   *detect.Detector
 	lim   *Limits
 	whole [maxCompressedDepth + 1][]byte // a buffer per layer, ScanWhole+1 bytes
 	meta  []byte
-	ids   []byte // a tree's entries' ids, one after another
+	ids   []byte // an object's ids, one after another
 	// commits are the pack's commits, their parents in one slice for all:
 	// a push of many commits must not cost a map and a slice each.
 	commits []commitRec
 	parents []Hash
 	budget  *atomic.Int64 // decompressed bytes left for the whole push
-	// found is the first secret found: the rest of the pack is still read
-	// (not scanned), so that the message can say which path of which
-	// commit held it.
+
+	jobs   chan scanJob  // to the worker; nil when there is none
+	free   chan []byte   // the jobs' buffers
+	done   chan struct{} // closed when the worker has finished
+	worker *scanner      // the worker's own buffers
+	any    atomic.Bool   // a secret was found, here or by the worker
+
+	mu   sync.Mutex
+	werr error // a limit the worker ran into
+	// found is the secret of the lowest object found: the rest of the
+	// pack is still read (not scanned), so that the message can say which
+	// path of which commit held it.
 	found *HitError
 }
+
+// scanJob is a small object's text for the worker: a blob's content, or
+// a commit's, tree's or tag's text and ids.
+type scanJob struct {
+	obj   int32
+	typ   uint8
+	what  string
+	text  []byte
+	ids   []byte
+	buf   []byte // what text and ids are in, to give back
+	isRaw bool   // a blob: also opened when compressed
+}
+
+// asyncMax is the largest object a job takes; larger ones are scanned by
+// the goroutine that reads the pack.
+const asyncMax = 64 << 10
 
 func newScanner(det *detect.Detector, lim *Limits) *scanner {
 	s := &scanner{det: det, lim: lim, budget: new(atomic.Int64)}
 	s.budget.Store(lim.MaxResolved)
+	if det != nil && runtime.GOMAXPROCS(0) > 1 {
+		s.jobs, s.free, s.done = make(chan scanJob, 64), make(chan []byte, 66), make(chan struct{})
+		s.worker = &scanner{det: det, lim: lim, budget: s.budget}
+		go s.work()
+	}
 	return s
+}
+
+func (s *scanner) work() {
+	defer close(s.done)
+	for j := range s.jobs {
+		if !s.lower(j.obj) {
+			s.put(j.buf)
+			continue
+		}
+		var hit detect.Hit
+		var ok bool
+		what := j.what
+		if j.isRaw {
+			var err error
+			if hit, ok, err = s.worker.scanWhole(j.text, 0); err != nil {
+				// A decompression past its budget: the blob cannot be told
+				// clean.
+				s.mu.Lock()
+				if s.werr == nil {
+					s.werr = err
+				}
+				s.mu.Unlock()
+			}
+		} else if hit, ok = s.det.Search(j.text); !ok {
+			hit, ok = s.det.Find(j.ids)
+			what = idsOf(j.typ)
+		}
+		if ok {
+			s.record(&HitError{Hit: hit, Object: j.obj, Type: j.typ, What: what})
+		}
+		s.put(j.buf)
+	}
+}
+
+// finish waits for the worker, and returns the limit it ran into, if
+// any; what it found is in found.
+func (s *scanner) finish() error {
+	if s.jobs != nil {
+		close(s.jobs)
+		<-s.done
+		s.jobs = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.werr
+}
+
+// lower reports whether a secret in object i would be one of a lower
+// object than what was found.
+func (s *scanner) lower(i int32) bool {
+	if !s.any.Load() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.found == nil || i < s.found.Object
+}
+
+func (s *scanner) record(h *HitError) {
+	s.mu.Lock()
+	if s.found == nil || h.Object < s.found.Object {
+		s.found = h
+	}
+	s.mu.Unlock()
+	s.any.Store(true)
+}
+
+func (s *scanner) get() []byte {
+	select {
+	case b := <-s.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, asyncMax)
+	}
+}
+
+func (s *scanner) put(b []byte) {
+	select {
+	case s.free <- b:
+	default:
+	}
+}
+
+func idsOf(typ uint8) string {
+	if typ == objTree {
+		return "tree entry's object id"
+	}
+	return typeName(typ) + "'s object ids"
 }
 
 func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 	if typ == objBlob {
-		if s.found != nil {
+		if s.det == nil || !s.lower(i) {
+			return nil
+		}
+		if s.jobs != nil && size <= asyncMax {
+			b := s.get()[:size]
+			if _, err := io.ReadFull(r, b); err != nil {
+				return err
+			}
+			s.jobs <- scanJob{obj: i, typ: typ, what: "blob", text: b, buf: b, isRaw: true}
 			return nil
 		}
 		hit, ok, err := s.scanStream(r, 0)
@@ -77,7 +207,7 @@ func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 			return err
 		}
 		if ok {
-			s.found = &HitError{Hit: hit, Object: i, Type: typ, What: "blob"}
+			s.record(&HitError{Hit: hit, Object: i, Type: typ, What: "blob"})
 		}
 		return nil
 	}
@@ -117,17 +247,22 @@ func (s *scanner) visit(i int32, typ uint8, size int64, r io.Reader) error {
 			return packErr("%v", err)
 		}
 	}
-	if s.det == nil || s.found != nil {
+	if s.det == nil || !s.lower(i) {
 		return nil
 	}
 	what, text := typeName(typ), b
 	if typ == objTree {
 		what, text = "tree entry name", names
 	}
+	if s.jobs != nil && len(text)+len(ids) <= asyncMax {
+		buf := append(append(s.get(), text...), ids...)
+		s.jobs <- scanJob{obj: i, typ: typ, what: what, text: buf[:len(text)], ids: buf[len(text):], buf: buf}
+		return nil
+	}
 	if hit, ok := s.det.Search(text); ok {
-		s.found = &HitError{Hit: hit, Object: i, Type: typ, What: what}
+		s.record(&HitError{Hit: hit, Object: i, Type: typ, What: what})
 	} else if hit, ok := s.det.Find(ids); ok {
-		s.found = &HitError{Hit: hit, Object: i, Type: typ, What: "tree entry's object id"}
+		s.record(&HitError{Hit: hit, Object: i, Type: typ, What: idsOf(typ)})
 	}
 	return nil
 }
@@ -161,14 +296,7 @@ func (s *scanner) scanStream(r io.Reader, depth int) (detect.Hit, bool, error) {
 	n, err := io.ReadFull(r, buf)
 	head := buf[:n]
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		if hit, ok := s.det.Search(head); ok {
-			return hit, true, nil
-		}
-		enc := sniffCompressed(head)
-		if enc == "" || depth >= maxCompressedDepth {
-			return detect.Hit{}, false, nil
-		}
-		return s.scanDecompressed(bytes.NewReader(head), enc, depth)
+		return s.scanWhole(head, depth)
 	}
 	if err != nil {
 		return detect.Hit{}, false, err
@@ -209,6 +337,19 @@ func (s *scanner) scanStream(r io.Reader, depth int) (detect.Hit, bool, error) {
 		return hit, true, nil
 	}
 	return detect.Hit{}, false, err
+}
+
+// scanWhole searches b, a whole stream, through every view, and what it
+// decompresses to when it looks compressed.
+func (s *scanner) scanWhole(b []byte, depth int) (detect.Hit, bool, error) {
+	if hit, ok := s.det.Search(b); ok {
+		return hit, true, nil
+	}
+	enc := sniffCompressed(b)
+	if enc == "" || depth >= maxCompressedDepth {
+		return detect.Hit{}, false, nil
+	}
+	return s.scanDecompressed(bytes.NewReader(b), enc, depth)
 }
 
 // scanDecompressed scans r decompressed as enc. Data that does not
