@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/bb-bottles/bb/lib/detect"
 	"github.com/bb-bottles/bb/lib/egress"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
@@ -21,17 +22,51 @@ import (
 
 // readTokens reads every token the plan names from the host, before
 // anything is created: a bottle never starts with a credential silently
-// missing.
+// missing, or one its sidecar could not guard. Every bad token is said at
+// once, not the first of them.
 func (l *Launching) readTokens(context.Context) error {
 	env := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + l.Plan.Canary}
+	var bad []error
+	var hints []string
+	seen := map[string]string{}
 	for _, t := range l.Plan.Egress.Tokens {
 		v, err := tokenValue(t, l.Env)
-		if err != nil {
-			return err
+		if err == nil {
+			err = checkToken(t.Name, v, seen)
 		}
+		if err != nil {
+			bad = append(bad, err)
+			hints = append(hints, exit.Hints(err)...)
+			continue
+		}
+		seen[v] = t.Name
 		env = append(env, plan.TokenEnvPrefix+t.Name+"="+v)
 	}
-	l.Tokens = env
+	switch len(bad) {
+	case 0:
+		l.Tokens = env
+		return nil
+	case 1:
+		return bad[0]
+	}
+	msgs := make([]string, len(bad))
+	for i, e := range bad {
+		msgs[i] = e.Error()
+	}
+	return exit.Usage(fmt.Errorf("%d tokens cannot be used:\n  %s", len(bad), strings.Join(msgs, "\n  ")), hints...)
+}
+
+// checkToken refuses a value the sidecar could not guard: one shorter than
+// the detector can tell from ordinary text (it would be injected, and
+// could leave in any request unseen), or one equal to another token's.
+func checkToken(name, v string, seen map[string]string) error {
+	if len(v) < detect.MinLen {
+		return exit.Usage(fmt.Errorf("token %s is %d characters long: the sidecar cannot tell fewer than %d from ordinary text, so it could not keep it from leaving",
+			name, len(v), detect.MinLen), "check that the variable or file holds the whole token")
+	}
+	if other, ok := seen[v]; ok {
+		return exit.Usagef("token %s has the same value as token %s", name, other)
+	}
 	return nil
 }
 

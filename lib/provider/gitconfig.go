@@ -41,6 +41,10 @@ func GitConfig(name, email string, rs []routes.Route) []byte {
 		host, _, _ := strings.Cut(h, ":")
 		fmt.Fprintf(&b, "[url \"https://%s/\"]\n\tinsteadOf = git@%s:\n\tinsteadOf = ssh://git@%s/\n", h, host, host)
 	}
+	// The workspace belongs to the person's uid, not the agent's: git
+	// would refuse it as of "dubious ownership". Everything in the bottle
+	// is the agent's to work in; the person's .git is not in it.
+	b.WriteString("[safe]\n\tdirectory = *\n")
 	return []byte(b.String())
 }
 

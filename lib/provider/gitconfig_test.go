@@ -28,11 +28,13 @@ func TestGitConfig(t *testing.T) {
 [url "https://git.internal:8443/"]
 	insteadOf = git@git.internal:
 	insteadOf = ssh://git@git.internal/
+[safe]
+	directory = *
 `
 	if diff := cmp.Diff(want, string(GitConfig("Bot", "", rs))); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if got := string(GitConfig("", "", nil)); got != "# Written by bb-launch.\n[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n" {
+	if got := string(GitConfig("", "", nil)); got != "# Written by bb-launch.\n[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n[safe]\n\tdirectory = *\n" {
 		t.Errorf("no user, no git routes:\n%s", got)
 	}
 }

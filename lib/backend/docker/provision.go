@@ -39,6 +39,7 @@ type provisioned struct {
 	mode     int64
 	uid, gid int
 	dir      bool
+	keep     bool // written only when the agent has no such file
 }
 
 // provision copies into the created agent, before its command starts, what
@@ -86,7 +87,27 @@ func (l *launch) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	files = append(files, planned...)
+	for _, f := range planned {
+		if f.keep {
+			// The CLI's own state: a resumed agent keeps its own.
+			if b, err := l.readFile(ctx, f.path); err != nil || b != nil {
+				continue
+			}
+		}
+		files = append(files, f)
+	}
+	if l.gitNew {
+		seed, err := l.GitSeed()
+		if err != nil {
+			return err
+		}
+		root := path.Join(a.Workdir, ".git")
+		files = append(files, provisioned{path: root, mode: 0o755, uid: uid, gid: gid, dir: true})
+		for _, f := range seed {
+			pf := provisioned{path: path.Join(root, f.Path), data: f.Data, mode: int64(f.Mode.Perm()), uid: uid, gid: gid, dir: f.Mode.IsDir()}
+			files = append(files, pf)
+		}
+	}
 	tarball, err := tarOf(files)
 	if err != nil {
 		return err
@@ -107,7 +128,7 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 	var out []provisioned
 	dirs := map[string]bool{home: true}
 	hasPrompt := false
-	add := func(p string, data []byte, mode int64) error {
+	add := func(p string, data []byte, mode int64, keep bool) error {
 		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, home+"/") {
 			return exit.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
 		}
@@ -119,7 +140,7 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 		for i := len(parents) - 1; i >= 0; i-- {
 			out = append(out, provisioned{path: parents[i], mode: 0o755, uid: uid, gid: gid, dir: true})
 		}
-		out = append(out, provisioned{path: p, data: data, mode: mode, uid: uid, gid: gid})
+		out = append(out, provisioned{path: p, data: data, mode: mode, uid: uid, gid: gid, keep: keep})
 		return nil
 	}
 	for _, f := range list {
@@ -127,13 +148,13 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 		if err != nil {
 			return nil, exit.Usage(fmt.Errorf("plan agent.files: %w", err))
 		}
-		if err := add(f.Path, []byte(f.Content), int64(mode.Perm())); err != nil {
+		if err := add(f.Path, []byte(f.Content), int64(mode.Perm()), f.Keep); err != nil {
 			return nil, err
 		}
 		hasPrompt = hasPrompt || f.Path == path.Join(home, PromptFile)
 	}
 	if prompt != "" && !hasPrompt {
-		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644); err != nil {
+		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644, false); err != nil {
 			return nil, err
 		}
 	}
