@@ -529,7 +529,7 @@ func TestLaunchFailureCleanup(t *testing.T) {
 }
 
 func TestGitConfig(t *testing.T) {
-	got := string(gitConfig(&manifest.GitUser{Name: "A \"quoted\" \\ name\nnext", Email: "a@example.invalid"}))
+	got := string(gitConfig(&manifest.GitUser{Name: "A \"quoted\" \\ name\nnext", Email: "a@example.invalid"}, nil))
 	want := "# Written by bb-launch.\n[user]\n\tname = \"A \\\"quoted\\\" \\\\ name next\"\n\temail = \"a@example.invalid\"\n" +
 		"[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n[safe]\n\tdirectory = *\n"
 	if got != want {

@@ -20,6 +20,8 @@ import (
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -79,7 +81,7 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: SystemCABundle, data: bundle, mode: 0o644},
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
-		{path: path.Join(home, ".gitconfig"), data: gitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: gitConfig(a.GitUser, l.Plan.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
 	}
 	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
 	if err != nil {
@@ -231,28 +233,12 @@ func parsePasswd(passwd []byte, name string) (uid, gid int, home string, found b
 	return 0, 0, "", false
 }
 
-// gitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
-// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
-// where it injects the git token).
-func gitConfig(u *manifest.GitUser) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by bb-launch.\n")
-	if u != nil {
-		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
+// gitConfig is the agent's ~/.gitconfig (provider.GitConfig).
+func gitConfig(u *manifest.GitUser, rs []routes.Route) []byte {
+	if u == nil {
+		return provider.GitConfig("", "", rs)
 	}
-	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
-	// The workspace belongs to the person's uid, not the agent's: git
-	// would refuse it as of "dubious ownership". Everything in the bottle
-	// is the agent's to work in; the person's .git is not in it.
-	b.WriteString("[safe]\n\tdirectory = *\n")
-	return []byte(b.String())
-}
-
-// gitQuote quotes a git config value: inside double quotes only " and \
-// are special, and a line break cannot be written at all.
-func gitQuote(s string) string {
-	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
-	return "\"" + s + "\""
+	return provider.GitConfig(u.Name, u.Email, rs)
 }
 
 // tarOf writes files as a tar to extract at /, each owned as it says.
