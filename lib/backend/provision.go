@@ -5,10 +5,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/routes"
 )
 
 // SystemCABundle is where Debian-like images keep the CAs that curl, git
@@ -16,28 +17,14 @@ import (
 // CA there.
 const SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
 
-// GitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
-// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
-// where it injects the git token).
-func GitConfig(u *manifest.GitUser) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by bb-launch.\n")
-	if u != nil {
-		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
+// GitConfig is the agent's ~/.gitconfig on every backend: who it commits
+// as, and SSH remotes of GitHub and of every git route's host rewritten to
+// HTTPS, the only way out the sidecar offers (provider.GitConfig).
+func GitConfig(u *manifest.GitUser, rs []routes.Route) []byte {
+	if u == nil {
+		return provider.GitConfig("", "", rs)
 	}
-	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
-	// The workspace belongs to the person's uid, not the agent's: git
-	// would refuse it as of "dubious ownership". Everything in the bottle
-	// is the agent's to work in; the person's .git is not in it.
-	b.WriteString("[safe]\n\tdirectory = *\n")
-	return []byte(b.String())
-}
-
-// gitQuote quotes a git config value: inside double quotes only " and \
-// are special, and a line break cannot be written at all.
-func gitQuote(s string) string {
-	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
-	return "\"" + s + "\""
+	return provider.GitConfig(u.Name, u.Email, rs)
 }
 
 // SidecarUser is the uid and gid the sidecar runs as when bb-launch runs

@@ -79,7 +79,7 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: SystemCABundle, data: bundle, mode: 0o644},
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
-		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser, l.Plan.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
 	}
 	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
 	if err != nil {

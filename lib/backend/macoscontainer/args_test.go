@@ -30,7 +30,8 @@ func testPlan(t testing.TB, slug string) *plan.Plan {
 		Bottle: manifest.Bottle{Name: "dev", Workspace: t.TempDir(),
 			GitUser: &manifest.GitUser{Name: `Test "Bot"`, Email: "bot@example.invalid"},
 			Egress: manifest.Egress{Routes: []routes.Route{{Host: "allowed.test.invalid",
-				Inject: &routes.Inject{Header: "Authorization", Token: "GITHUB", Format: "Bearer {token}"}}}},
+				Inject: &routes.Inject{Header: "Authorization", Token: "GITHUB", Format: "Bearer {token}"}},
+				{Host: "git.test.invalid", Git: &routes.Git{Repos: []string{"team/repo"}}}}},
 			Tokens: map[string]manifest.TokenSource{"GITHUB": {Env: "BB_TEST_GITHUB_TOKEN"}}}}
 	p, err := plan.New(m, plan.Options{Slug: slug, Canary: canary, Backend: names.MacOSContainer})
 	if err != nil {
@@ -173,7 +174,8 @@ func TestGuestSpecFromThePlan(t *testing.T) {
 	if f := byPath[backend.SystemCABundle]; !f.AppendOnce || f.Owner != guest.OwnerRoot {
 		t.Errorf("the system bundle: %+v", f)
 	}
-	if f := byPath["~/.gitconfig"]; !strings.Contains(string(f.Content), `name = "Test \"Bot\""`) || f.Owner != guest.OwnerAgent {
+	if f := byPath["~/.gitconfig"]; !strings.Contains(string(f.Content), `name = "Test \"Bot\""`) || f.Owner != guest.OwnerAgent ||
+		!strings.Contains(string(f.Content), "insteadOf = git@git.test.invalid:") {
 		t.Errorf(".gitconfig: %q", f.Content)
 	}
 	prompt := false

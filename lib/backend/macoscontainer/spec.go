@@ -30,7 +30,7 @@ func guestSpec(p *plan.Plan, caPEM []byte, attach bool, gitDir string, seed []wo
 		Files: []guest.File{
 			{Path: a.CAFile, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM},
 			{Path: backend.SystemCABundle, Mode: 0o644, Owner: guest.OwnerRoot, Content: caPEM, AppendOnce: true},
-			{Path: "~/.gitconfig", Mode: 0o644, Owner: guest.OwnerAgent, Content: backend.GitConfig(a.GitUser)},
+			{Path: "~/.gitconfig", Mode: 0o644, Owner: guest.OwnerAgent, Content: backend.GitConfig(a.GitUser, p.Egress.Routes)},
 		},
 		Hosts:      []string{"127.0.0.1 " + p.Egress.Host},
 		Relay:      guest.Relay{Listen: "127.0.0.1:" + strconv.Itoa(p.Egress.Port), Socket: AgentSocket, Mode: 0o666},
