@@ -34,6 +34,19 @@ func buildAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "building the commands:", err)
 		return 1
 	}
+	// What the macos-container scripts need: the fake container CLI (in a
+	// folder of its own, on their PATH only) and a static bb-egress for
+	// the sidecar's image and the agent's init.
+	fake := exec.Command("go", "build", "-o", filepath.Join(dir, "fakecontainer", "container"), "../lib/backend/macoscontainer/internal/fakecontainer")
+	static := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bb-egress-linux-"+runtime.GOARCH), "./bb-egress")
+	static.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	for _, c := range []*exec.Cmd{fake, static} {
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", c.Args, err)
+			return 1
+		}
+	}
 	wrapper, err := os.ReadFile(filepath.Join("..", "scripts", "bb"))
 	if err == nil {
 		if err := os.WriteFile(filepath.Join(dir, "bb"), wrapper, 0o755); err != nil {
@@ -60,6 +73,7 @@ func TestScripts(t *testing.T) {
 				env.Setenv("EXAMPLE_SHA256", fmt.Sprintf("%x", sha256.Sum256(b)))
 			}
 			env.Setenv("GOOS_ARCH", runtime.GOOS+"/"+runtime.GOARCH)
+			env.Setenv("FAKECONTAINER", filepath.Join(binDir, "fakecontainer"))
 			return nil
 		},
 		RequireExplicitExec: true,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,7 +41,7 @@ func serveCommand() *ucli.Command {
 				"kill -HUP $(pidof bb-egress)   # reload routes.yaml now",
 			),
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "listen", Value: ":3128", Usage: "address to listen on"},
+			&ucli.StringFlag{Name: "listen", Value: ":3128", Usage: "address to listen on: HOST:PORT, or unix:PATH for a socket (macos-container's sidecar)"},
 			&ucli.StringFlag{Name: "routes", Required: true, Usage: "the routes `FILE` (YAML list)"},
 			&ucli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` of ca.pem and ca-key.pem"},
 			&ucli.StringFlag{Name: "log", Usage: "append the audit log to `FILE` (default stdout)"},
@@ -123,7 +124,7 @@ func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("starting the sidecar: %w", err))
 	}
-	ln, err := net.Listen("tcp", o.Listen)
+	ln, err := listen(o.Listen)
 	if err != nil {
 		return cli.Backend(fmt.Errorf("listening on %s: %w", o.Listen, err))
 	}
@@ -147,4 +148,26 @@ func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
 		return cli.Backend(err)
 	}
 	return nil
+}
+
+// listen listens on addr: HOST:PORT, or unix:PATH. A socket is open to
+// every user of the machine it is on, which on macos-container is the
+// sidecar's own: the runtime relays the agent's connections to it.
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if st, err := os.Lstat(path); err == nil && st.Mode().Type() == os.ModeSocket {
+		os.Remove(path) // left by a sidecar that was killed
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

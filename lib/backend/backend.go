@@ -28,7 +28,7 @@ import (
 
 // Backend runs bottles on one engine (Docker, Apple's container, smolvm).
 // Every backend does what this interface has; what some cannot do is an
-// optional capability (Attacher, Reloader, Restarter, Freezable,
+// optional capability (Attacher, Reloader, Restarter, Remover, Freezable,
 // ImageChecker), checked with a type assertion, or an *UnsupportedError.
 type Backend interface {
 	// Name is the name plans and metadata record (lib/names).

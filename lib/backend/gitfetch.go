@@ -150,3 +150,44 @@ func hostGit(ctx context.Context, ws string, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// GitBundleScript is the shell script a backend runs (sh -c SCRIPT NAME
+// ARGS...) in a sandbox of its own, with the bottle's repository read-only
+// at repo, to bundle its branches to stdout, ARGS (NotArgs) left out. A
+// repository with nothing to send prints nothing: git refuses an empty
+// bundle. git's messages go to stderr.
+func GitBundleScript(repo string) string {
+	return `git --git-dir=` + repo + ` rev-parse -q --verify HEAD >/dev/null 2>&1 || git --git-dir=` + repo +
+		` for-each-ref --count=1 refs/heads | grep -q . || exit 0
+out=$(git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
+	case $out in *"empty bundle"*) exit 0 ;; esac
+	printf '%s\n' "$out" >&2; exit 1; }
+cat /tmp/agent.bundle`
+}
+
+// NotArgs leaves commits out of a bundle: "--not" and their ids, which are
+// hex, never options.
+func NotArgs(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if isHex(id) {
+			out = append(out, id)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append([]string{"--not"}, out...)
+}
+
+func isHex(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -472,7 +472,8 @@ func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 	return &MacOSContainer{
 		AgentContainer:   names.Agent(slug),
 		SidecarContainer: names.Sidecar(slug),
-		Network:          names.Prefix + slug,
+		AgentNetwork:     "none",
+		SidecarNetwork:   "default",
 		Labels:           labels(m, slug, ""),
 		Limits:           limits(AgentLimits),
 		SidecarLimits:    limits(SidecarLimits),

@@ -46,7 +46,7 @@ type Plan struct {
 	Agent    Agent             `json:"agent"`
 	// The backend section. Its key is the backend's name in snake_case
 	// (macos-container → macos_container), because every JSON key of ours
-	// is snake_case and jq paths like .macos_container.network need no
+	// is snake_case and jq paths like .macos_container.agent_network need no
 	// quoting.
 	Docker         *Docker         `json:"docker,omitempty"`
 	MacOSContainer *MacOSContainer `json:"macos_container,omitempty"`
@@ -227,11 +227,15 @@ type Docker struct {
 type MacOSContainer struct {
 	AgentContainer   string `json:"agent_container"`
 	SidecarContainer string `json:"sidecar_container"`
-	// Network joins the agent and the sidecar.
-	Network       string            `json:"network"`
-	Labels        map[string]string `json:"labels"`
-	Limits        Limits            `json:"limits"`
-	SidecarLimits Limits            `json:"sidecar_limits"`
+	// AgentNetwork is the agent's: "none", no network device at all. The
+	// sidecar's socket, relayed into the agent's container, is its one way
+	// out (a host-only network would not do: see lib/backend/macoscontainer).
+	// SidecarNetwork is the sidecar's way out: the default network.
+	AgentNetwork   string            `json:"agent_network"`
+	SidecarNetwork string            `json:"sidecar_network"`
+	Labels         map[string]string `json:"labels"`
+	Limits         Limits            `json:"limits"`
+	SidecarLimits  Limits            `json:"sidecar_limits"`
 }
 
 // Smolvm is the smolvm backend's section: the agent and the sidecar each

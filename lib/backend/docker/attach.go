@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -16,8 +15,8 @@ import (
 )
 
 // DetachKeys leave an attached agent running: Ctrl-P then Ctrl-Q, as with
-// docker attach.
-var DetachKeys = []byte{0x10, 0x11}
+// docker attach (terminal.DetachKeys).
+var DetachKeys = terminal.DetachKeys
 
 // Session is a terminal's connection to an agent's container, opened before
 // the container starts (so nothing it prints first is lost) or while it
@@ -79,7 +78,7 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	// once.
 	term.File().SetReadDeadline(time.Time{}) //nolint:errcheck // not every terminal has deadlines
 	input := make(chan error, 1)
-	go func() { input <- copyInput(s.hj.Conn, term) }()
+	go func() { input <- terminal.CopyInput(s.hj.Conn, term) }()
 	// Unblocks the input's read of the terminal when Run returns.
 	defer term.File().SetReadDeadline(time.Now()) //nolint:errcheck
 
@@ -87,7 +86,7 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	case <-ctx.Done():
 		return 0, false, ctx.Err()
 	case err := <-input:
-		if errors.Is(err, errDetached) {
+		if errors.Is(err, terminal.ErrDetached) {
 			return 0, true, nil
 		}
 		// The terminal is gone (hung up): the agent keeps running.
@@ -95,49 +94,6 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	case <-output:
 	}
 	return s.exitCode(ctx)
-}
-
-var errDetached = errors.New("detached")
-
-// copyInput copies keys from term to w until DetachKeys are typed (then
-// errDetached) or term ends. A Ctrl-P is held until the next key shows
-// whether it starts the sequence.
-func copyInput(w io.Writer, term io.Reader) error {
-	buf := make([]byte, 1024)
-	held := false
-	for {
-		n, err := term.Read(buf)
-		out := make([]byte, 0, n+1)
-		for _, b := range buf[:n] {
-			switch {
-			case held && b == DetachKeys[1]:
-				return errDetached
-			case held:
-				out = append(out, DetachKeys[0])
-				held = false
-				if b == DetachKeys[0] {
-					held = true
-					continue
-				}
-				out = append(out, b)
-			case b == DetachKeys[0]:
-				held = true
-			default:
-				out = append(out, b)
-			}
-		}
-		if len(out) > 0 {
-			if _, werr := w.Write(out); werr != nil {
-				return werr
-			}
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil
-			}
-			return err
-		}
-	}
 }
 
 // exitCode waits for the container whose output ended to stop, and returns

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -85,7 +84,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	uid, gid := l.UID, l.GID
 	if uid == 0 {
 		uid, gid = SidecarUser, SidecarUser
-		if err := chownTree(dir, uid, gid); err != nil {
+		if err := backend.ChownTree(dir, uid, gid); err != nil {
 			return err
 		}
 	}
@@ -163,23 +162,9 @@ func (l *launch) sidecarAddress(ctx context.Context) error {
 	return nil
 }
 
-// SidecarUser is the uid and gid the sidecar runs as when bb-launch runs
-// as root (the "nonroot" of distroless images).
-const SidecarUser = 65532
-
-// chownTree gives dir and everything in it to uid:gid.
-func chownTree(dir string, uid, gid int) error {
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-	if err != nil {
-		return exit.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
-	}
-	return nil
-}
+// SidecarUser is the uid and gid the sidecar runs as when bb-launch runs as
+// root.
+const SidecarUser = backend.SidecarUser
 
 // capDrop is the plan's list with ALL always in it.
 func capDrop(list []string) []string {

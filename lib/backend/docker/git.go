@@ -48,14 +48,7 @@ func (b *Backend) ExportGit(ctx context.Context, o backend.GitExport, w io.Write
 		return exit.Usagef("bottle %s has no image to run git in: resume it first", o.Slug)
 	}
 	const repo = "/bb/git/agent"
-	// An empty bundle is refused by git; nothing to send is no error.
-	script := `git --git-dir=` + repo + ` rev-parse -q --verify HEAD >/dev/null 2>&1 || git --git-dir=` + repo +
-		` for-each-ref --count=1 refs/heads | grep -q . || exit 0
-out=$(git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
-	case $out in *"empty bundle"*) exit 0 ;; esac
-	printf '%s\n' "$out" >&2; exit 1; }
-cat /tmp/agent.bundle`
-	cmd := append([]string{"sh", "-c", script, "bb-export"}, notArgs(o.Exclude)...)
+	cmd := append([]string{"sh", "-c", backend.GitBundleScript(repo), "bb-export"}, backend.NotArgs(o.Exclude)...)
 	mounts := []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: repo, ReadOnly: true,
 		VolumeOptions: &mount.VolumeOptions{NoCopy: true}}}
 	if o.HostGit != "" {
@@ -97,33 +90,6 @@ cat /tmp/agent.bundle`
 		return exit.Backend(fmt.Errorf("bundling bottle %s's repository: %w", o.Slug, err))
 	}
 	return nil
-}
-
-// notArgs leaves commits out of a bundle: "--not" and their ids, which are
-// hex, never options.
-func notArgs(ids []string) []string {
-	var out []string
-	for _, id := range ids {
-		if isHex(id) {
-			out = append(out, id)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return append([]string{"--not"}, out...)
-}
-
-func isHex(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // limitedBuffer keeps the first n bytes written to it.

@@ -528,15 +528,6 @@ func TestLaunchFailureCleanup(t *testing.T) {
 	}
 }
 
-func TestGitConfig(t *testing.T) {
-	got := string(gitConfig(&manifest.GitUser{Name: "A \"quoted\" \\ name\nnext", Email: "a@example.invalid"}, nil))
-	want := "# Written by bb-launch.\n[user]\n\tname = \"A \\\"quoted\\\" \\\\ name next\"\n\temail = \"a@example.invalid\"\n" +
-		"[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n[safe]\n\tdirectory = *\n"
-	if got != want {
-		t.Errorf("gitConfig =\n%s\nwant\n%s", got, want)
-	}
-}
-
 func TestHomeFiles(t *testing.T) {
 	files := []plan.File{{Path: "/home/agent/.claude/skills/README.md", Mode: "0644", Content: "x"},
 		{Path: "/home/agent/.claude/bb-statusline.sh", Mode: "0755", Content: "#!/bin/sh\n"}}

@@ -17,17 +17,15 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
-	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
-	"github.com/bb-bottles/bb/lib/provider"
-	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
 // SystemCABundle is where Debian-like images keep the CAs that curl, git
 // and OpenSSL trust with no variable set.
-const SystemCABundle = "/etc/ssl/certs/ca-certificates.crt"
+const SystemCABundle = backend.SystemCABundle
 
 // PromptFile is where the agent finds its prompt, under its home.
 const PromptFile = ".bb/prompt.md"
@@ -81,7 +79,7 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: SystemCABundle, data: bundle, mode: 0o644},
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
-		{path: path.Join(home, ".gitconfig"), data: gitConfig(a.GitUser, l.Plan.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser, l.Plan.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
 	}
 	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
 	if err != nil {
@@ -231,14 +229,6 @@ func parsePasswd(passwd []byte, name string) (uid, gid int, home string, found b
 		return u, g, f[5], true
 	}
 	return 0, 0, "", false
-}
-
-// gitConfig is the agent's ~/.gitconfig (provider.GitConfig).
-func gitConfig(u *manifest.GitUser, rs []routes.Route) []byte {
-	if u == nil {
-		return provider.GitConfig("", "", rs)
-	}
-	return provider.GitConfig(u.Name, u.Email, rs)
 }
 
 // tarOf writes files as a tar to extract at /, each owned as it says.
