@@ -251,7 +251,6 @@ func WriteJSONLine(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-
 // Examples formats an "EXAMPLES" block for a command's Description.
 func Examples(lines ...string) string {
 	return "EXAMPLES:\n   " + strings.Join(lines, "\n   ")

@@ -134,7 +134,6 @@ func TestRunAndPositional(t *testing.T) {
 	}
 }
 
-
 // An action's unclassified error is a failure (3); the framework's own
 // refusal of a command line (a required flag missing) is bad usage (2).
 func TestRunClassifies(t *testing.T) {
