@@ -14,6 +14,7 @@ func newApp() *ucli.App {
 			allowCommand(),
 			requestsCommand(),
 			logCommand(),
+			guestCommand(),
 		},
 	}
 }
