@@ -4,9 +4,9 @@ PREFIX    ?= $(HOME)/.local
 GO        ?= go
 BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/bb-*))
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 
-.PHONY: all build install images base-image demo test bench fuzz lint fmt clean
+.PHONY: all build install sidecar upstream images base-image demo test darwin bench fuzz lint fmt clean
 
 all: build
 
@@ -15,17 +15,32 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 	install -m 0755 scripts/bb $(BIN)/bb
 
-install: build
-	@mkdir -p $(PREFIX)/bin
-	for f in $(CMDS) bb; do install -m 0755 $(BIN)/$$f $(PREFIX)/bin/$$f; done
-
 GOARCH    ?= $(shell $(GO) env GOARCH)
+SHARE     := $(PREFIX)/share/bb
+LINUX_GO  := CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false -ldflags='-s -w'
+
+# Everything works from $(PREFIX) without this checkout: the commands, the
+# sidecar's static linux bb-egress beside them (bb-launch looks there), and
+# the demo's kit in $(SHARE) (the demo, its upstream server, the example
+# manifest, the base image's script), which `bb demo` finds from bb's folder.
+install: build sidecar upstream
+	@mkdir -p $(PREFIX)/bin $(SHARE)/examples
+	for f in $(CMDS) bb bb-egress-linux-$(GOARCH); do install -m 0755 $(BIN)/$$f $(PREFIX)/bin/$$f; done
+	install -m 0755 scripts/demo scripts/base-image $(BIN)/bb-upstream-linux-$(GOARCH) $(SHARE)/
+	install -m 0644 examples/bb.yaml $(SHARE)/examples/bb.yaml
 
 # The sidecar image is FROM scratch: its bb-egress must be a static Linux
 # binary, cross-compiled where the host is not Linux.
-images: base-image
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false -ldflags='-s -w' \
-		-o $(BIN)/bb-egress-linux-$(GOARCH) ./cmd/bb-egress
+sidecar:
+	@mkdir -p $(BIN)
+	$(LINUX_GO) -o $(BIN)/bb-egress-linux-$(GOARCH) ./cmd/bb-egress
+
+# The demo's stand-in for the internet, in an image FROM scratch too.
+upstream:
+	@mkdir -p $(BIN)
+	$(LINUX_GO) -o $(BIN)/bb-upstream-linux-$(GOARCH) ./scripts/upstream
+
+images: base-image sidecar
 
 # The offline Debian base for agent images (debootstrap + docker import);
 # does nothing when bb-base:bookworm exists.
@@ -41,6 +56,12 @@ demo:
 # test cache cannot see.
 test: base-image
 	$(GO) test -count=1 -timeout 20m ./...
+
+# bb builds where its users are: every package, and every test binary, for
+# macOS too (-exec true builds the tests without running them).
+darwin:
+	GOOS=darwin $(GO) vet ./...
+	GOOS=darwin $(GO) test -exec true -run '^$$' ./... >/dev/null
 
 bench:
 	@scripts/bench

@@ -24,6 +24,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
@@ -416,7 +417,7 @@ func shellPlanFile(t *testing.T, dir, slug, run string, command []string) string
 	d := p["docker"].(map[string]any)
 	for _, k := range []string{"labels", "agent_labels", "sidecar_labels"} {
 		l := d[k].(map[string]any)
-		l[docker.LabelTest], l[labelTestRun] = "1", run
+		l[names.LabelTest], l[labelTestRun] = "1", run
 	}
 	if command != nil {
 		p["agent"].(map[string]any)["command"] = command

@@ -116,24 +116,16 @@ func (b *bottle) updateRoutes(ctx context.Context, update func() ([]byte, error)
 }
 
 // reload asks the bottle's backend to signal its sidecar, says what
-// happened and prints res.
+// happened and prints res. It runs `bb-launch reload SLUG`, which opens the
+// bottle's backend: this binary is also the sidecar's FROM-scratch image,
+// and links no backend.
 func (b *bottle) reload(ctx context.Context, s cli.Streams, res applyResult) error {
 	if !res.Changed {
 		return cli.WriteJSON(s.Out, res)
 	}
-	md, err := b.Store.ReadMetadata(b.Slug)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	r, ok := backend.ReloaderFor(md.Backend)
-	if !ok {
-		fmt.Fprintf(s.Err, "bb-egress: wrote %d route(s) to %s; the sidecar picks the change up by watching the file\n",
-			res.Routes, res.RoutesFile)
-		return cli.WriteJSON(s.Out, res)
-	}
-	if err := r.Reload(ctx, b.Slug); errors.Is(err, backend.ErrNotRunning) {
-		fmt.Fprintf(s.Err, "bb-egress: wrote %d route(s) to %s; the sidecar is not running and reads them when it starts\n",
-			res.Routes, res.RoutesFile)
+	var nr *backend.NotReloadedError
+	if err := backend.ExecReload(ctx, "bb-launch", b.Slug); errors.As(err, &nr) {
+		fmt.Fprintf(s.Err, "bb-egress: wrote %d route(s) to %s; %s\n", res.Routes, res.RoutesFile, cli.Printable(nr.Reason))
 		return cli.WriteJSON(s.Out, res)
 	} else if err != nil {
 		if werr := cli.WriteJSON(s.Out, res); werr != nil {

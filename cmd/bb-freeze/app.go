@@ -13,7 +13,8 @@ import (
 	"github.com/mattn/go-isatty"
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
+	_ "github.com/bb-bottles/bb/lib/backend/all"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/state"
@@ -75,36 +76,34 @@ func newDeps(s cli.Streams) (*deps, error) {
 		}
 		return terminal.Open()
 	}
-	d.freezer = backends(st)
+	d.freezer = backends(s, st)
 	return d, nil
 }
 
-// backends returns a lookup of each backend's Freezer, made once.
-func backends(st *state.Store) func(ctx context.Context, backend string) (freeze.Freezer, error) {
+// backends returns a lookup of each backend's Freezer, made once: the
+// bottle's backend's freeze capability.
+func backends(s cli.Streams, st *state.Store) func(ctx context.Context, backend string) (freeze.Freezer, error) {
 	var mu sync.Mutex
 	made := map[string]freeze.Freezer{}
-	return func(ctx context.Context, backend string) (freeze.Freezer, error) {
+	return func(ctx context.Context, name string) (freeze.Freezer, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if f, ok := made[backend]; ok {
+		if f, ok := made[name]; ok {
 			return f, nil
 		}
-		var f freeze.Freezer
-		switch backend {
-		case "docker", "":
-			c, err := docker.Connect(ctx)
-			if err != nil {
-				return nil, err
-			}
-			f = &freeze.Docker{API: c}
-		case "container":
-			f = &freeze.Apple{Run: freeze.ExecRunner{}}
-		case "smolvm":
-			f = &freeze.SmolVM{Run: freeze.ExecRunner{}, Dir: st.Dir}
-		default:
-			return nil, cli.Usagef("unknown backend %q: want docker, container or smolvm", backend)
+		// Left open: the freezer uses its connection for as long as the
+		// command runs.
+		b, err := backend.Open(ctx, name, backend.Config{Env: s.Env, Store: st})
+		if err != nil {
+			return nil, err
 		}
-		made[backend] = f
+		fb, ok := b.(backend.Freezable)
+		if !ok {
+			b.Close()
+			return nil, backend.Unsupported(b.Name(), "snapshot bottles")
+		}
+		f := fb.Freezer()
+		made[name] = f
 		return f, nil
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/state"
@@ -300,7 +301,7 @@ func commitAll(ctx context.Context, d *deps, opts commitOptions) error {
 			}
 			cli.Report(d.s.Err, "bb-freeze: bottle "+md.Slug, err)
 			failed = append(failed, md.Slug)
-			if werr := cli.WriteJSONLine(d.s.Out, failure{Slug: md.Slug, Backend: backendOf(md), Error: err.Error()}); werr != nil {
+			if werr := cli.WriteJSONLine(d.s.Out, failure{Slug: md.Slug, Backend: backend.Of(md), Error: err.Error()}); werr != nil {
 				return werr
 			}
 			continue
@@ -313,11 +314,4 @@ func commitAll(ctx context.Context, d *deps, opts commitOptions) error {
 		return cli.Backend(fmt.Errorf("%d of %d bottles not committed: %s", len(failed), len(mds), strings.Join(failed, " ")))
 	}
 	return nil
-}
-
-func backendOf(md state.Metadata) string {
-	if md.Backend == "" {
-		return "docker"
-	}
-	return md.Backend
 }

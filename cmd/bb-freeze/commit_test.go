@@ -12,9 +12,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
-	"github.com/bb-bottles/bb/lib/freeze/freezetest"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
@@ -64,7 +65,7 @@ func TestCommitAll(t *testing.T) {
 		freezetest.Bottle(t, c, st, s)
 	}
 	d, out, errOut := testDeps(st, func(context.Context, string) (freeze.Freezer, error) {
-		return failing{&freeze.Docker{API: c}, bad}, nil
+		return failing{&docker.Freezer{API: c}, bad}, nil
 	})
 	err := runCommit(t.Context(), d, commitOptions{all: true})
 	if code := cli.Report(errOut, "bb-freeze", err); code != cli.ExitBackend {
@@ -164,14 +165,14 @@ func TestCommitAll(t *testing.T) {
 	})
 }
 
-func dockerFreezer(c freeze.DockerAPI) func(context.Context, string) (freeze.Freezer, error) {
-	return func(context.Context, string) (freeze.Freezer, error) { return &freeze.Docker{API: c}, nil }
+func dockerFreezer(c docker.FreezerAPI) func(context.Context, string) (freeze.Freezer, error) {
+	return func(context.Context, string) (freeze.Freezer, error) { return &docker.Freezer{API: c}, nil }
 }
 
 // stopper is a Freezer that must stop bottles, in memory.
 type stopper struct{ commits int }
 
-func (s *stopper) Backend() string                           { return "container" }
+func (s *stopper) Backend() string                           { return "macos-container" }
 func (s *stopper) NeedsStop() bool                           { return true }
 func (s *stopper) Running(context.Context) ([]string, error) { return []string{"apple-1"}, nil }
 func (s *stopper) Commit(context.Context, freeze.Target) (string, error) {

@@ -13,8 +13,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
 	"github.com/bb-bottles/bb/lib/freeze"
-	"github.com/bb-bottles/bb/lib/freeze/freezetest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -82,7 +83,7 @@ func TestCommitLaunchedBottle(t *testing.T) {
 	if got := freezetest.Run(t, c, rec.Image, "cat", "/home/agent/note.txt"); got != "kept\n" {
 		t.Errorf("the snapshot's note = %q, want kept", got)
 	}
-	if s := freezetest.State(t, c, freeze.NamePrefix+slug); !s.Running || s.Paused {
+	if s := freezetest.State(t, c, names.Agent(slug)); !s.Running || s.Paused {
 		t.Errorf("the bottle is running=%v paused=%v after the commit", s.Running, s.Paused)
 	}
 

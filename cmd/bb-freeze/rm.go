@@ -9,6 +9,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/state"
@@ -85,5 +86,5 @@ func runRm(ctx context.Context, d *deps, opts rmOptions) error {
 	}
 	fmt.Fprintf(d.s.Err, "bb-freeze: removed %s of bottle %s\n", im.Ref, opts.slug)
 	return cli.WriteJSON(d.s.Out, removed{Slug: opts.slug, Image: im.Ref, ID: im.ID,
-		Created: im.Created, Backend: backendOf(md)})
+		Created: im.Created, Backend: backend.Of(md)})
 }

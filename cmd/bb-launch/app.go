@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/moby/moby/client"
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
+	_ "github.com/bb-bottles/bb/lib/backend/all"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -54,7 +54,7 @@ func newApp() *ucli.App {
 }
 
 // deps are what every subcommand needs: the streams, the state and,
-// connected on first use, the engine.
+// opened on use, the bottles' backends.
 type deps struct {
 	cli.Streams
 	store *state.Store
@@ -69,8 +69,21 @@ func newDeps(c *ucli.Context) (*deps, error) {
 	return &deps{Streams: s, store: st}, nil
 }
 
-func (d *deps) engine(ctx context.Context) (*client.Client, error) {
-	return docker.Connect(ctx)
+// backend opens the backend called name (a plan's, or a bottle's
+// metadata's).
+func (d *deps) backend(ctx context.Context, name string) (backend.Backend, error) {
+	return backend.Open(ctx, name, backend.Config{Env: d.Env, Store: d.store})
+}
+
+// bottleBackend opens the backend bottle slug runs on, as its metadata
+// says.
+func (d *deps) bottleBackend(ctx context.Context, slug string) (backend.Backend, state.Metadata, error) {
+	md, err := d.store.ReadMetadata(slug)
+	if err != nil {
+		return nil, md, cli.Usage(err)
+	}
+	b, err := d.backend(ctx, md.Backend)
+	return b, md, err
 }
 
 // bottle checks slug and that the bottle exists.

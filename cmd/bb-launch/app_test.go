@@ -13,9 +13,11 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/routes"
 )
@@ -57,7 +59,7 @@ func needEngine(t *testing.T) *client.Client {
 	}
 	bin := filepath.Join(filepath.Dir(exe), "bb-egress")
 	if _, err := os.Stat(bin); err != nil {
-		if err := docker.BuildSidecarBinary(t.Context(), "../..", "linux", runtime.GOARCH, bin); err != nil {
+		if err := backend.BuildSidecarBinary(t.Context(), "../..", "linux", runtime.GOARCH, bin); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,7 +102,7 @@ func TestCommands(t *testing.T) {
 	}
 	var rec map[string]string
 	if err := json.Unmarshal([]byte(out), &rec); err != nil || rec["slug"] != slug || rec["backend"] != "docker" ||
-		rec["agent_container"] != plan.NamePrefix+slug || rec["sidecar_container"] != plan.NamePrefix+slug+"-egress" ||
+		rec["agent_container"] != names.Agent(slug) || rec["sidecar_container"] != names.Sidecar(slug) ||
 		!strings.HasPrefix(rec["agent_image"], "bb-agent-shell:") || !strings.HasPrefix(rec["sidecar_image"], "bb-egress:") {
 		t.Fatalf("launch record %q: %v", out, err)
 	}

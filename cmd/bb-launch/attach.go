@@ -7,7 +7,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
@@ -40,24 +40,21 @@ func runAttach(ctx context.Context, d *deps, slug string) error {
 		return cli.Usage(err)
 	}
 	defer term.Close()
-	api, err := d.engine(ctx)
+	b, _, err := d.bottleBackend(ctx, slug)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-	id, running, err := docker.FindContainer(ctx, api, slug, docker.RoleAgent)
-	if err != nil {
-		return err
+	defer b.Close()
+	a, ok := b.(backend.Attacher)
+	if !ok {
+		return backend.Unsupported(b.Name(), "attach a terminal", "use 'bb-launch exec "+slug+" -- CMD'")
 	}
-	if !running {
-		return cli.Usage(&docker.ErrNotRunning{Slug: slug}, "start it with 'bb-launch resume "+slug+"'")
-	}
-	s, err := docker.OpenAttach(ctx, api, id)
+	s, err := a.Attach(ctx, slug)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(d.Err, "bb-launch: attached to bottle %s (Ctrl-P Ctrl-Q leaves it running)\n", slug)
-	return attached(ctx, d, api, s, term, slug)
+	return attached(ctx, d, b, s, term, slug)
 }
 
 // tint marks the person's terminal as the bottle's while attached (see
@@ -72,7 +69,7 @@ func tint(d *deps, term *terminal.Terminal, slug string) (untint func()) {
 	}
 	t := terminal.Tint{Title: slug}
 	if md, err := d.store.ReadMetadata(slug); err == nil {
-		t.Title = docker.Display(md.Label, md.Agent) + " — " + slug
+		t.Title = backend.Display(md.Label, md.Agent) + " — " + slug
 		t.Color, t.Colors = terminal.ParseRGB(plan.RGB(md.Color))
 	}
 	if terminal.EnvDepth(d.Env) == terminal.NoColor {

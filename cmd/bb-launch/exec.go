@@ -7,7 +7,6 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
@@ -49,12 +48,12 @@ func execCommand() *ucli.Command {
 }
 
 func runExec(ctx context.Context, d *deps, slug string, cmd []string) error {
-	api, err := d.engine(ctx)
+	b, _, err := d.bottleBackend(ctx, slug)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-	code, err := docker.Exec(ctx, api, slug, cmd, d.Out, d.Err)
+	defer b.Close()
+	code, err := b.Exec(ctx, slug, cmd, d.Out, d.Err)
 	if err != nil {
 		return err
 	}

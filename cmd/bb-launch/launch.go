@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
@@ -79,12 +78,15 @@ func runLaunch(ctx context.Context, d *deps, o launchOptions) error {
 	if err != nil {
 		return err
 	}
-	api, err := d.engine(ctx)
+	b, err := d.backend(ctx, p.Backend)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-	return start(ctx, d, api, startOptions{plan: p, planJSON: raw, launchOptions: o})
+	defer b.Close()
+	return start(ctx, d, b, startOptions{plan: p, planJSON: raw, launchOptions: o},
+		func(ctx context.Context, lo backend.LaunchOptions) (*backend.Record, error) {
+			return backend.Launch(ctx, b, lo)
+		})
 }
 
 // decodePlan decodes a plan strictly and checks that it can launch here.
@@ -100,10 +102,6 @@ func decodePlan(raw []byte, label string) (*plan.Plan, error) {
 	if p.Version != plan.Version {
 		return nil, cli.Usagef("reading %s: version is %d, want %d", label, p.Version, plan.Version)
 	}
-	if p.Backend != plan.BackendDocker {
-		return nil, cli.Usage(fmt.Errorf("backend %s is planned but cannot launch yet", p.Backend),
-			"plan for docker: bb-plan --backend docker")
-	}
 	return &p, nil
 }
 
@@ -111,19 +109,12 @@ type startOptions struct {
 	launchOptions
 	plan     *plan.Plan
 	planJSON []byte
-	resume   bool
-	// restart starts the bottle's stopped agent container again
-	// (docker.Restart) instead of launching.
-	restart bool
-	image   string
-	// baseImage is the BASE used when BB_BASE_IMAGE is not set (resume:
-	// the one of the first launch).
-	baseImage string
 }
 
-// start launches (or resumes) a bottle, then attaches the terminal to it
-// or prints its launch record.
-func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) error {
+// start launches (or resumes) a bottle with launch, then attaches the
+// terminal to it or prints its launch record.
+func start(ctx context.Context, d *deps, b backend.Backend, o startOptions,
+	launch func(context.Context, backend.LaunchOptions) (*backend.Record, error)) error {
 	var term *terminal.Terminal
 	if !o.Detach {
 		t, err := terminal.Open()
@@ -136,7 +127,20 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 			defer term.Close()
 		}
 	}
-	bin, err := docker.SidecarBinary(executable())
+	lo := backend.LaunchOptions{
+		Plan: o.plan, PlanJSON: o.planJSON, Store: d.store,
+		BaseImage: d.Env("BB_BASE_IMAGE"), BuildArgs: o.BuildArgs,
+		UpstreamCA: o.UpstreamCA, AllowPrivate: o.AllowPrivate, Env: d.Env,
+		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
+		// Opened before the agent starts, so nothing it prints first is
+		// lost; a launch that fails closes it.
+		Attach: term != nil,
+	}
+	// A plan the backend refuses is said before the rest is looked for.
+	if err := backend.Check(b, lo); err != nil {
+		return err
+	}
+	bin, err := backend.SidecarBinary(executable())
 	if err != nil {
 		return err
 	}
@@ -144,24 +148,11 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 	if err != nil {
 		return cli.Usage(fmt.Errorf("finding the current folder: %w", err))
 	}
-	lo := docker.LaunchOptions{
-		Plan: o.plan, PlanJSON: o.planJSON, Store: d.store,
-		Resume: o.resume, Image: o.image,
-		SidecarBinary: bin, BaseImage: cmp.Or(d.Env("BB_BASE_IMAGE"), o.baseImage), BuildArgs: o.BuildArgs,
-		UpstreamCA: o.UpstreamCA, AllowPrivate: o.AllowPrivate, Env: d.Env, Dir: wd,
-		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
-		// Opened before the agent starts, so nothing it prints first is
-		// lost; a launch that fails closes it.
-		Attach: term != nil,
-	}
+	lo.SidecarBinary, lo.Dir = bin, wd
 	if d.Env("BB_LAUNCH_TRACE") != "" {
 		lo.Trace = d.Err
 	}
-	launch := docker.Launch
-	if o.restart {
-		launch = docker.Restart
-	}
-	rec, err := launch(ctx, api, lo)
+	rec, err := launch(ctx, lo)
 	if err != nil {
 		return err
 	}
@@ -170,13 +161,13 @@ func start(ctx context.Context, d *deps, api docker.Engine, o startOptions) erro
 			rec.Slug, rec.Slug, rec.Slug)
 		return cli.WriteJSON(d.Out, rec)
 	}
-	return attached(ctx, d, api, rec.Session, term, rec.Slug)
+	return attached(ctx, d, b, rec.Session, term, rec.Slug)
 }
 
 // attached runs an attached session to its end: a detach leaves the bottle
 // running; the agent's exit, or ctx being done, stops it unless it is
 // preserved (bb-freeze), and the agent's status is passed through.
-func attached(ctx context.Context, d *deps, api docker.Engine, s *docker.Session, term *terminal.Terminal, slug string) error {
+func attached(ctx context.Context, d *deps, b backend.Backend, s backend.Session, term *terminal.Terminal, slug string) error {
 	untint := tint(d, term, slug)
 	defer untint()
 	code, detached, err := s.Run(ctx, term)
@@ -192,7 +183,7 @@ func attached(ctx context.Context, d *deps, api docker.Engine, s *docker.Session
 	} else {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if serr := stopLocked(sctx, d, api, slug); serr != nil && err == nil {
+		if serr := backend.StopLocked(sctx, b, d.store, slug); serr != nil && err == nil {
 			err = serr
 		}
 	}
@@ -201,19 +192,6 @@ func attached(ctx context.Context, d *deps, api docker.Engine, s *docker.Session
 	}
 	if code != 0 {
 		return cli.Exit(code)
-	}
-	return nil
-}
-
-// stopLocked removes a bottle's containers and networks under its lock.
-func stopLocked(ctx context.Context, d *deps, api docker.Engine, slug string) error {
-	unlock, err := d.store.Lock(ctx, slug)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := docker.Stop(ctx, api, slug); err != nil {
-		return fmt.Errorf("stopping bottle %s: %w", slug, err)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/terminal"
@@ -27,7 +27,7 @@ func lsCommand() *ucli.Command {
 			"\"preserved\",\"status\",\"agent_container\",\"images\"}; display is \"LABEL (AGENT)\", as plain\n" +
 			"text; status is running (the agent runs), stopped (its container has exited), missing\n" +
 			"(the engine has no container for it: stopped, or never started here; resume boots it)\n" +
-			"or unknown (no engine, or another backend). --format table is for people, and the\n" +
+			"or unknown (its backend could not be asked). --format table is for people, and the\n" +
 			"default on a terminal; there each bottle is shown in its colour (24-bit when COLORTERM\n" +
 			"is truecolor or 24bit, else 256 colours), and in plain text with NO_COLOR set or TERM=dumb.\n\n" +
 			cli.Examples("bb-launch ls", "bb-launch ls --format json | jq -r '.[] | select(.status == \"running\") | .slug'"),
@@ -67,14 +67,9 @@ func runLs(ctx context.Context, d *deps, o lsOptions) error {
 	default:
 		return cli.Usagef("bad --format %q: want json or table", o.Format)
 	}
-	var api docker.Engine
-	if c, err := d.engine(ctx); err != nil {
-		fmt.Fprintf(d.Err, "bb-launch: warning: the status is unknown: %v\n", err)
-	} else {
-		defer c.Close()
-		api = c
-	}
-	list, err := docker.List(ctx, api, d.store)
+	list, err := backend.List(ctx, d.store, d.backend, func(err error) {
+		fmt.Fprintf(d.Err, "bb-launch: warning: %v\n", err)
+	})
 	if list == nil && err != nil {
 		return err
 	}
@@ -89,7 +84,7 @@ func runLs(ctx context.Context, d *deps, o lsOptions) error {
 
 // writeTable writes the bottles as a table for people, each one's display
 // in its colour at depth.
-func writeTable(w io.Writer, list []docker.Status, depth terminal.Depth) error {
+func writeTable(w io.Writer, list []backend.Listed, depth terminal.Depth) error {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tBOTTLE\tTEMPLATE\tSTATUS\tPRESERVED\tIMAGES\tCREATED")

@@ -9,24 +9,23 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/ptytest"
 )
 
 var lsCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
 
-var lsList = []docker.Status{
+var lsList = []backend.Listed{
 	{Slug: "claude-implementer-x1y2", Agent: "claude-implementer", Template: "claude", Label: "bob", Color: "red",
-		Display: "bob (claude-implementer)", Status: docker.StatusRunning, Created: lsCreated},
+		Display: "bob (claude-implementer)", Status: backend.StatusRunning, Created: lsCreated},
 	{Slug: "codex-ab12", Agent: "codex", Template: "codex", Label: "fix #42", Color: "#00ff80",
-		Display: "fix #42 (codex)", Status: docker.StatusStopped, Preserved: true, Images: 2, Created: lsCreated},
+		Display: "fix #42 (codex)", Status: backend.StatusStopped, Preserved: true, Images: 2, Created: lsCreated},
 	// Hand-edited metadata: no colour, and a tab in the label.
 	{Slug: "odd-cd34", Agent: "odd", Template: "shell", Label: "a\tb", Display: "a\tb (odd)",
-		Status: docker.StatusMissing, Created: lsCreated},
+		Status: backend.StatusMissing, Created: lsCreated},
 }
 
 const lsPlain = "SLUG                     BOTTLE                    TEMPLATE  STATUS   PRESERVED  IMAGES  CREATED\n" +
@@ -130,27 +129,4 @@ func TestLsTerminal(t *testing.T) {
 }
 
 // openPTY returns a new pseudo-terminal's controller and its terminal.
-func openPTY(t *testing.T) (ptmx, tty *os.File) {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	rc, _ := ptmx.SyscallConn()
-	var n int
-	rc.Control(func(fd uintptr) {
-		if err = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); err == nil {
-			n, err = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	return ptmx, tty
-}
+func openPTY(t *testing.T) (ptmx, tty *os.File) { return ptytest.Open(t, 0, 0) }

@@ -7,7 +7,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 )
 
@@ -18,7 +18,7 @@ func reloadCommand() *ucli.Command {
 		ArgsUsage: "SLUG",
 		Description: "Sends the sidecar SIGHUP: it re-reads routes.yaml, and keeps the routes in force if\n" +
 			"the file is invalid. bb-egress apply calls this. Exits 1 when the bottle's sidecar is not\n" +
-			"running (it reads the file when it starts).\n\n" +
+			"running (it reads the file when it starts), or its backend cannot signal it (it watches the file).\n\n" +
 			cli.Examples("bb-launch reload demo-x1y2"),
 		Action: slugAction(func(c *ucli.Context, d *deps, slug string) error {
 			return runReload(c.Context, d, slug)
@@ -27,13 +27,18 @@ func reloadCommand() *ucli.Command {
 }
 
 func runReload(ctx context.Context, d *deps, slug string) error {
-	api, err := d.engine(ctx)
+	b, _, err := d.bottleBackend(ctx, slug)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-	var nr *docker.ErrNotRunning
-	if err := docker.Reload(ctx, api, slug); errors.As(err, &nr) {
+	defer b.Close()
+	r, ok := b.(backend.Reloader)
+	if !ok {
+		// Not an error: the sidecar watches the file.
+		return cli.Negative(fmt.Errorf("bottle %s runs on %s, which cannot signal its sidecar; it picks the change up by watching the file",
+			slug, b.Name()))
+	}
+	if err := r.Reload(ctx, slug); errors.Is(err, backend.ErrNotRunning) {
 		return cli.Negative(fmt.Errorf("%w; it reads its routes when it starts", err))
 	} else if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
-	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // resume restarts a stopped agent container with what it holds; --discard
@@ -32,7 +32,7 @@ func TestResumeRestartsStoppedAgent(t *testing.T) {
 		if code, _, errs := bbLaunch(t, env, "", "exec", slug, "sh", "-c", "echo work > $HOME/work.txt"); code != 0 {
 			t.Fatalf("exec: %s", errs)
 		}
-		if _, err := c.ContainerKill(t.Context(), plan.NamePrefix+slug, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		if _, err := c.ContainerKill(t.Context(), names.Agent(slug), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			t.Fatal(err)
 		}
 	}

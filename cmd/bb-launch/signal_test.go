@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // TestMain lets a test run this binary as bb-launch itself (main, with its
@@ -29,12 +30,12 @@ func TestMain(m *testing.M) {
 var testRun = fmt.Sprintf("bb-launch-%d-%d", os.Getpid(), time.Now().UnixNano())
 
 func runTests(m *testing.M) int {
-	docker.AddLabels(map[string]string{docker.LabelTest: "1", docker.LabelTestRun: testRun})
+	docker.AddLabels(map[string]string{names.LabelTest: "1", names.LabelTestRun: testRun})
 	code := m.Run()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if c, err := docker.Connect(ctx); err == nil {
-		if err := docker.RemoveLabelled(ctx, c, docker.LabelTestRun, testRun); err != nil {
+		if err := docker.RemoveLabelled(ctx, c, names.LabelTestRun, testRun); err != nil {
 			fmt.Fprintln(os.Stderr, "removing what the tests made:", err)
 			if code == 0 {
 				code = 1

@@ -6,7 +6,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -38,12 +38,12 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 	if !d.store.Exists(o.Slug) {
 		return stopOrphan(ctx, d, o.Slug)
 	}
-	api, err := d.engine(ctx)
+	b, _, err := d.bottleBackend(ctx, o.Slug)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-	if err := stopLocked(ctx, d, api, o.Slug); err != nil {
+	defer b.Close()
+	if err := backend.StopLocked(ctx, b, d.store, o.Slug); err != nil {
 		return err
 	}
 	if o.Remove {
@@ -58,27 +58,37 @@ func runStop(ctx context.Context, d *deps, o stopOptions) error {
 }
 
 // stopOrphan stops a bottle whose state is gone (removed by hand, another
-// state folder, a launch that lost it): what the engine still has of it is
-// found by its labels. No lock: it would make a folder for a bottle that has
-// none. A slug the engine knows nothing of either is no bottle (exit 2).
+// state folder, a launch that lost it): what any backend still has of it
+// is found by its labels. No lock: it would make a folder for a bottle that
+// has none. A slug no backend knows anything of is no bottle (exit 2), as
+// when no backend can be asked.
 func stopOrphan(ctx context.Context, d *deps, slug string) error {
 	missing := cli.Usage(&state.NotFoundError{Slug: slug, Dir: d.store.Dir}, lsHint)
-	api, err := d.engine(ctx)
-	if err != nil {
+	found := false
+	for _, name := range backend.Names() {
+		b, err := d.backend(ctx, name)
+		if err != nil {
+			continue
+		}
+		defer b.Close()
+		s, err := b.Status(ctx, slug)
+		if err != nil {
+			return err
+		}
+		if !s.Leftovers {
+			continue
+		}
+		if !found {
+			fmt.Fprintf(d.Err, "bb-launch: warning: bottle %s has no state in %s; removing its containers and networks by their labels\n",
+				slug, d.store.Dir)
+		}
+		found = true
+		if err := b.Stop(ctx, slug); err != nil {
+			return fmt.Errorf("stopping bottle %s: %w", slug, err)
+		}
+	}
+	if !found {
 		return missing
-	}
-	defer api.Close()
-	left, _, err := docker.Leftovers(ctx, api, slug)
-	if err != nil {
-		return err
-	}
-	if !left {
-		return missing
-	}
-	fmt.Fprintf(d.Err, "bb-launch: warning: bottle %s has no state in %s; removing its containers and networks by their labels\n",
-		slug, d.store.Dir)
-	if err := docker.Stop(ctx, api, slug); err != nil {
-		return fmt.Errorf("stopping bottle %s: %w", slug, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // stop of a bottle whose state is gone still removes what the engine has
@@ -16,7 +17,7 @@ import (
 func TestStopWithoutState(t *testing.T) {
 	c := needEngine(t)
 	slug := "nostate-" + strings.ToLower(t.Name()[len(t.Name())-4:]) + "1"
-	labels := map[string]string{docker.LabelSlug: slug, docker.LabelTest: "1"}
+	labels := map[string]string{names.LabelSlug: slug, names.LabelTest: "1"}
 	res, err := c.ContainerCreate(t.Context(), client.ContainerCreateOptions{Image: docker.BaseImage,
 		Config: &container.Config{Cmd: []string{"true"}, Labels: labels}, HostConfig: &container.HostConfig{NetworkMode: "none"}})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 )
 
@@ -27,8 +28,8 @@ func newApp() *ucli.App {
 			),
 		HideHelpCommand: true,
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "backend", Value: plan.BackendDocker,
-				Usage: "where the bottle runs: " + strings.Join(plan.Backends, ", ")},
+			&ucli.StringFlag{Name: "backend", Value: names.Docker,
+				Usage: "where the bottle runs: " + strings.Join(names.Backends, ", ")},
 			&ucli.StringFlag{Name: "slug", Usage: "the bottle's name, a DNS label (default: <agent>-<4 random chars>)"},
 			&ucli.StringFlag{Name: "label", Usage: "what a person sees for the bottle (default: the agent's name)"},
 			&ucli.StringFlag{Name: "color", Usage: "the bottle's colour: " + strings.Join(plan.Palette, ", ") +

@@ -52,7 +52,7 @@ func runPlan(ctx context.Context, s cli.Streams, o planOptions) error {
 		if ye := (*yamlx.Error)(nil); errors.As(err, &ye) {
 			return cli.Usage(err, ye.Hints...)
 		}
-		return err
+		return planError(err)
 	}
 	if o.Ask {
 		// Asked once the plan is known to be good: no question is wasted
@@ -63,9 +63,19 @@ func runPlan(ctx context.Context, s cli.Streams, o planOptions) error {
 		}
 		if asked {
 			if p, err = plan.New(&m, q); err != nil {
-				return fmt.Errorf("planning agent %s: %w", m.Agent.Name, err)
+				return planError(fmt.Errorf("planning agent %s: %w", m.Agent.Name, err))
 			}
 		}
 	}
 	return cli.WriteJSON(s.Out, p)
+}
+
+// planError classifies an error of planning that is not yet: planning is
+// pure, so what fails it is what it was given (the manifest, a plugin, a
+// file they name), bad input.
+func planError(err error) error {
+	if e := (*cli.Error)(nil); errors.As(err, &e) {
+		return err
+	}
+	return cli.Usage(err)
 }

@@ -16,15 +16,17 @@ import (
 	"unicode"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bb-bottles/bb/lib/exit"
 )
 
-// Exit codes of the design. Every command uses these and no others.
+// Exit codes of the design (lib/exit's), named here for the commands.
 const (
-	ExitOK          = 0
-	ExitNegative    = 1 // a negative answer: a secret found, a canary tripped
-	ExitUsage       = 2 // bad usage or bad input
-	ExitBackend     = 3 // the engine or backend failed
-	ExitInterrupted = 130
+	ExitOK          = exit.CodeOK
+	ExitNegative    = exit.CodeNegative
+	ExitUsage       = exit.CodeUsage
+	ExitBackend     = exit.CodeBackend
+	ExitInterrupted = exit.CodeInterrupted
 )
 
 // Streams are a command's standard streams and environment. Nothing below
@@ -44,72 +46,31 @@ func OS() Streams {
 	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Env: os.Getenv, Environ: os.Environ}
 }
 
-// Error is an error with an exit code and hints for a person.
-type Error struct {
-	Code  int
-	Err   error
-	Hints []string
-}
+// The typed errors of lib/exit, named here so that a command imports one
+// package for its plumbing. Library packages use lib/exit, which has no CLI
+// framework in it.
+type Error = exit.Error
 
-func (e *Error) Error() string {
-	if e.Err == nil {
-		return ""
-	}
-	return e.Err.Error()
-}
-func (e *Error) Unwrap() error { return e.Err }
+// Usage is exit.Usage: bad usage or bad input (exit 2).
+func Usage(err error, hints ...string) error { return exit.Usage(err, hints...) }
 
-// Usage marks err as bad usage or bad input (exit 2).
-func Usage(err error, hints ...string) error { return &Error{Code: ExitUsage, Err: err, Hints: hints} }
+// Usagef is exit.Usagef.
+func Usagef(format string, a ...any) error { return exit.Usagef(format, a...) }
 
-// Usagef is Usage with a formatted message.
-func Usagef(format string, a ...any) error { return Usage(fmt.Errorf(format, a...)) }
+// Backend is exit.Backend: the engine or backend failed (exit 3).
+func Backend(err error, hints ...string) error { return exit.Backend(err, hints...) }
 
-// Backend marks err as a failure of the engine or backend (exit 3).
-func Backend(err error, hints ...string) error {
-	return &Error{Code: ExitBackend, Err: err, Hints: hints}
-}
+// Negative is exit.Negative: a negative answer (exit 1).
+func Negative(err error) error { return exit.Negative(err) }
 
-// Negative is a negative answer (exit 1). err may be nil when the command
-// has already said everything on stdout.
-func Negative(err error) error { return &Error{Code: ExitNegative, Err: err} }
+// Exit is exit.Status: an exit status passed through, nothing printed.
+func Exit(code int) error { return exit.Status(code) }
 
-// Exit is an exit status passed through as is, with nothing printed (an
-// attached agent's or an exec'd command's own status).
-func Exit(code int) error { return &Error{Code: code} }
+// WithHint is exit.WithHint.
+func WithHint(err error, hints ...string) error { return exit.WithHint(err, hints...) }
 
-// WithHint adds hints to err, keeping its exit code.
-func WithHint(err error, hints ...string) error {
-	var e *Error
-	if errors.As(err, &e) {
-		return &Error{Code: e.Code, Err: err, Hints: append(append([]string(nil), e.Hints...), hints...)}
-	}
-	return &Error{Code: ExitUsage, Err: err, Hints: hints}
-}
-
-// CodeOf maps an error to the design's exit codes. An error of no known
-// kind is bad input (2): the library reports engine failures as Backend.
-func CodeOf(err error) int {
-	if err == nil {
-		return ExitOK
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	if errors.Is(err, context.Canceled) {
-		return ExitInterrupted
-	}
-	return ExitUsage
-}
-
-func hintsOf(err error) []string {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Hints
-	}
-	return nil
-}
+// CodeOf is exit.CodeOf.
+func CodeOf(err error) int { return exit.CodeOf(err) }
 
 // Report prints err once, as "name: message" and any "hint:" lines, and
 // returns the exit code.
@@ -131,7 +92,7 @@ func Report(w io.Writer, name string, err error) int {
 	if msg := err.Error(); msg != "" {
 		fmt.Fprintf(w, "%s: %s\n", name, msg)
 	}
-	for _, h := range hintsOf(err) {
+	for _, h := range exit.Hints(err) {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	}
 	return code
@@ -181,12 +142,50 @@ func Run(ctx context.Context, app *ucli.App, s Streams, args []string) int {
 	app.ExitErrHandler = func(*ucli.Context, error) {}
 	app.OnUsageError = usageError
 	setUsageErrors(app.Commands)
+	app.Action = markAction(app.Action)
+	markActions(app.Commands)
 	if app.Metadata == nil {
 		app.Metadata = map[string]any{}
 	}
 	app.Metadata[streamsKey] = s
 	err := app.RunContext(ctx, args)
+	var ae *actionError
+	switch {
+	case errors.As(err, &ae):
+		err = ae.err
+	case err != nil && !errors.As(err, new(*exit.Error)):
+		// The framework's own refusal of the command line (a required
+		// flag missing): bad usage, where an unclassified error of an
+		// action is a failure.
+		err = Usage(err, "run '"+app.Name+" --help' for usage")
+	}
 	return Report(s.Err, app.Name, err)
+}
+
+// actionError is an error an action returned, told apart from the
+// framework's own.
+type actionError struct{ err error }
+
+func (e *actionError) Error() string { return e.err.Error() }
+func (e *actionError) Unwrap() error { return e.err }
+
+func markAction(a ucli.ActionFunc) ucli.ActionFunc {
+	if a == nil {
+		return nil
+	}
+	return func(c *ucli.Context) error {
+		if err := a(c); err != nil {
+			return &actionError{err}
+		}
+		return nil
+	}
+}
+
+func markActions(cmds []*ucli.Command) {
+	for _, c := range cmds {
+		c.Action = markAction(c.Action)
+		markActions(c.Subcommands)
+	}
 }
 
 const streamsKey = "bb.streams"

@@ -27,7 +27,7 @@ func TestCodeOf(t *testing.T) {
 		{"wrapped backend", fmt.Errorf("launching: %w", Backend(errors.New("x"))), ExitBackend},
 		{"hint keeps code", WithHint(Backend(errors.New("x")), "try again"), ExitBackend},
 		{"cancelled", context.Canceled, ExitInterrupted},
-		{"unknown kind", errors.New("plain"), ExitUsage},
+		{"unknown kind is a failure, not bad usage", errors.New("plain"), ExitBackend},
 	} {
 		if got := CodeOf(tc.err); got != tc.want {
 			t.Errorf("%s: CodeOf = %d, want %d", tc.name, got, tc.want)
@@ -155,6 +155,37 @@ func TestDecodeJSON(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("DecodeJSON(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// An action's unclassified error is a failure (3); the framework's own
+// refusal of a command line (a required flag missing) is bad usage (2).
+func TestRunClassifies(t *testing.T) {
+	app := func() *ucli.App {
+		return &ucli.App{Name: "bb-test", Commands: []*ucli.Command{
+			{Name: "fail", Action: func(*ucli.Context) error { return errors.New("writing state: no space left on device") }},
+			{Name: "typed", Action: func(*ucli.Context) error { return fmt.Errorf("reading: %w", Usagef("bad")) }},
+			{Name: "need", Flags: []ucli.Flag{&ucli.StringFlag{Name: "routes", Required: true}},
+				Action: func(*ucli.Context) error { return nil }},
+		}}
+	}
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"fail"}, ExitBackend, "bb-test: writing state: no space left on device\n"},
+		{[]string{"typed"}, ExitUsage, "bb-test: reading: bad\n"},
+		{[]string{"need"}, ExitUsage, "bb-test: Required flag \"routes\" not set\nhint: run 'bb-test --help' for usage\n"},
+	} {
+		a := app()
+		for range 2 { // a second run of the same app classifies the same
+			var out, errb bytes.Buffer
+			code := Run(t.Context(), a, Streams{In: strings.NewReader(""), Out: &out, Err: &errb}, append([]string{"bb-test"}, tc.args...))
+			if code != tc.code || errb.String() != tc.stderr {
+				t.Errorf("%v: exit %d, stderr %q; want %d, %q", tc.args, code, errb.String(), tc.code, tc.stderr)
+			}
 		}
 	}
 }

@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -25,7 +26,7 @@ type Record struct {
 	Tags []string `json:"tags"`
 	// Created is when it was committed, RFC 3339 in UTC.
 	Created time.Time `json:"created"`
-	// Backend is the bottle's backend: docker, container or smolvm.
+	// Backend is the bottle's backend: docker, macos-container or smolvm.
 	Backend string `json:"backend"`
 	// Removed are the older snapshots --keep removed; [] when none.
 	Removed []string `json:"removed"`
@@ -58,10 +59,10 @@ const rollbackTimeout = 30 * time.Second
 // snapshot, latest and the metadata are as they were.
 func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts Options) (Record, error) {
 	if err := state.CheckSlug(slug); err != nil {
-		return Record{}, cli.Usage(fmt.Errorf("committing: %w", err))
+		return Record{}, exit.Usage(fmt.Errorf("committing: %w", err))
 	}
 	if !st.Exists(slug) {
-		return Record{}, cli.Usage(fmt.Errorf("committing: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
+		return Record{}, exit.Usage(fmt.Errorf("committing: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
 			"bb-launch ls lists the bottles")
 	}
 	unlock, err := st.Lock(ctx, slug)
@@ -71,10 +72,10 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	defer unlock()
 	md, err := st.ReadMetadata(slug)
 	if err != nil {
-		return Record{}, cli.Usage(fmt.Errorf("committing bottle %s: %w", slug, err))
+		return Record{}, exit.Usage(fmt.Errorf("committing bottle %s: %w", slug, err))
 	}
 	if md.Backend != "" && md.Backend != f.Backend() {
-		return Record{}, cli.Usage(fmt.Errorf("committing bottle %s: it runs on %s, not %s", slug, md.Backend, f.Backend()))
+		return Record{}, exit.Usage(fmt.Errorf("committing bottle %s: it runs on %s, not %s", slug, md.Backend, f.Backend()))
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -84,14 +85,14 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 	ref := newRef(slug, created, md.Images)
 	latest := LatestRef(slug)
 
-	id, err := f.Commit(ctx, Target{Slug: slug, Container: NamePrefix + slug, Ref: ref, Labels: opts.Labels})
+	id, err := f.Commit(ctx, Target{Slug: slug, Container: names.Agent(slug), Ref: ref, Labels: opts.Labels})
 	if err != nil {
 		// A backend may finish a commit whose request was cancelled.
-		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
+		Undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
 		return Record{}, interrupted(ctx, err)
 	}
 	if err := f.Tag(ctx, ref, latest); err != nil {
-		undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
+		Undo(ctx, func(ctx context.Context) error { return f.Remove(ctx, ref) })
 		return Record{}, interrupted(ctx, err)
 	}
 	prev := md.Images
@@ -107,7 +108,7 @@ func Commit(ctx context.Context, st *state.Store, f Freezer, slug string, opts O
 		err = st.WriteMetadata(slug, md)
 	}
 	if err != nil {
-		undo(ctx, func(ctx context.Context) error {
+		Undo(ctx, func(ctx context.Context) error {
 			if err := restoreLatest(ctx, f, slug, prev); err != nil {
 				return err
 			}
@@ -156,10 +157,10 @@ func restoreLatest(ctx context.Context, f Freezer, slug string, images []state.I
 	return f.Tag(ctx, newest(images).Ref, LatestRef(slug))
 }
 
-// undo runs fn with a context that outlives ctx's cancellation, since an
+// Undo runs fn with a context that outlives ctx's cancellation, since an
 // interrupted commit must still be undone. Its error is dropped: the
 // caller reports the error that made it undo.
-func undo(ctx context.Context, fn func(context.Context) error) {
+func Undo(ctx context.Context, fn func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	_ = fn(ctx)
@@ -214,10 +215,10 @@ func prune(ctx context.Context, st *state.Store, f Freezer, md *state.Metadata, 
 // ErrNotFound.
 func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) (state.Image, error) {
 	if err := state.CheckSlug(slug); err != nil {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot: %w", err))
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot: %w", err))
 	}
 	if !st.Exists(slug) {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot: %w", &state.NotFoundError{Slug: slug, Dir: st.Dir}),
 			"bb-freeze ls lists the snapshots")
 	}
 	unlock, err := st.Lock(ctx, slug)
@@ -227,7 +228,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 	defer unlock()
 	md, err := st.ReadMetadata(slug)
 	if err != nil {
-		return state.Image{}, cli.Usage(fmt.Errorf("removing a snapshot of bottle %s: %w", slug, err))
+		return state.Image{}, exit.Usage(fmt.Errorf("removing a snapshot of bottle %s: %w", slug, err))
 	}
 	im, i, err := Find(md, name)
 	if err != nil {
@@ -244,7 +245,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 	}
 	if err := f.Remove(ctx, im.Ref); err != nil {
 		if isNewest {
-			undo(ctx, func(ctx context.Context) error { return f.Tag(ctx, im.Ref, LatestRef(slug)) })
+			Undo(ctx, func(ctx context.Context) error { return f.Tag(ctx, im.Ref, LatestRef(slug)) })
 		}
 		return state.Image{}, interrupted(ctx, err)
 	}
@@ -261,7 +262,7 @@ func Remove(ctx context.Context, st *state.Store, f Freezer, slug, name string) 
 func Find(md state.Metadata, name string) (state.Image, int, error) {
 	i := slices.IndexFunc(md.Images, func(im state.Image) bool { return matches(md.Slug, im, name) })
 	if i < 0 {
-		return state.Image{}, -1, cli.Usage(fmt.Errorf("bottle %s: %w %q", md.Slug, ErrNotFound, name),
+		return state.Image{}, -1, exit.Usage(fmt.Errorf("bottle %s: %w %q", md.Slug, ErrNotFound, name),
 			"bb-freeze ls "+md.Slug+" lists its snapshots")
 	}
 	return md.Images[i], i, nil

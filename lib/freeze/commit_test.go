@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bb-bottles/bb/lib/state"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/bb-bottles/bb/lib/state"
 )
 
 // memFreezer keeps snapshots as a map from reference to ID. sabotage, when

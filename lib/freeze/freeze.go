@@ -18,7 +18,8 @@ import (
 // references Commit made. Everything else (names, latest, metadata) is
 // done by this package's functions, the same for every backend.
 type Freezer interface {
-	// Backend is the name metadata records (docker, container, smolvm).
+	// Backend is the name metadata records (docker, macos-container,
+	// smolvm).
 	Backend() string
 	// NeedsStop reports whether Commit stops the bottle (and starts it
 	// again): then a person must agree first.
@@ -51,18 +52,6 @@ type Target struct {
 	// add bb.test=1). Backends without labels ignore them.
 	Labels map[string]string
 }
-
-// Label keys and values on snapshots.
-const (
-	LabelSlug    = "bb.slug"
-	LabelRole    = "bb.role"
-	RoleSnapshot = "snapshot"
-)
-
-// NamePrefix starts the name of a bottle's agent container or VM, as
-// plan.NamePrefix does (a test keeps them equal; this package does not pull
-// in the plan's dependencies for one string).
-const NamePrefix = "bot-bottle-"
 
 // Repo returns the image repository of a bottle's snapshots.
 func Repo(slug string) string { return "bb/" + slug }

@@ -36,13 +36,3 @@ func (ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byte,
 	}
 	return stdout.Bytes(), nil
 }
-
-// splitRef splits bb/<slug>:<tag>.
-func splitRef(ref string) (slug, tag string, ok bool) {
-	rest, ok := strings.CutPrefix(ref, "bb/")
-	if !ok {
-		return "", "", false
-	}
-	slug, tag, ok = strings.Cut(rest, ":")
-	return slug, tag, ok && slug != "" && tag != ""
-}

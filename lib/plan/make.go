@@ -11,8 +11,9 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/provider"
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
@@ -35,17 +36,6 @@ const (
 	CanaryToken = "CANARY"
 	// TokenEnvPrefix starts every sidecar variable holding a secret.
 	TokenEnvPrefix = "EGRESS_TOKEN_"
-	// NamePrefix starts the name of every container, network and VM.
-	NamePrefix = "bot-bottle-"
-)
-
-// Label keys on a bottle's resources.
-const (
-	LabelSlug  = "bb.slug"
-	LabelAgent = "bb.agent"
-	LabelRole  = "bb.role"
-	RoleAgent  = "agent"
-	RoleEgress = "egress"
 )
 
 // CAEnv are the variables that point a client library at the bottle's CA.
@@ -87,24 +77,24 @@ type Options struct {
 // Check checks the options by themselves, naming the flag at fault. Every
 // error is bad usage (exit 2).
 func (o *Options) Check() error {
-	if o.Backend != "" && !contains(Backends, o.Backend) {
-		return fmt.Errorf("bad --backend %q: want %s", o.Backend, orList(Backends))
+	if o.Backend != "" && !contains(names.Backends, o.Backend) {
+		return exit.Usagef("bad --backend %q: want %s", o.Backend, orList(names.Backends))
 	}
 	if o.Slug != "" && !ValidSlug(o.Slug) {
-		return fmt.Errorf("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
+		return exit.Usagef("bad --slug %q: want a DNS label (a-z, 0-9 and inner '-', at most 63 characters)", o.Slug)
 	}
 	if o.Color != "" {
 		if _, ok := NormalizeColor(o.Color); !ok {
-			return fmt.Errorf("bad --color %q: want %s", o.Color, orList(append(append([]string(nil), Palette...), "#rrggbb")))
+			return exit.Usagef("bad --color %q: want %s", o.Color, orList(append(append([]string(nil), Palette...), "#rrggbb")))
 		}
 	}
 	if o.Canary != "" && !ValidCanary(o.Canary) {
 		// The value is not repeated: whatever it is, it was meant to be secret.
-		return cli.Usage(errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)"),
+		return exit.Usage(errors.New("bad --canary: want 43 base64url characters (32 random bytes without padding)"),
 			"leave --canary out to mint a new one")
 	}
 	if strings.IndexFunc(o.Label, unicode.IsControl) >= 0 {
-		return fmt.Errorf("bad --label %q: want no control characters", o.Label)
+		return exit.Usagef("bad --label %q: want no control characters", o.Label)
 	}
 	return nil
 }
@@ -187,14 +177,14 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 	if !prov.Builtin {
 		for _, opt := range sortedKeys(m.Agent.Options) {
 			if provider.IsReserved(opt) {
-				return nil, cli.Usage(fmt.Errorf("agent.options.%s: option %q is reserved to the built-in templates; %q is a plugin",
+				return nil, exit.Usage(fmt.Errorf("agent.options.%s: option %q is reserved to the built-in templates; %q is a plugin",
 					opt, opt, prov.Name), "reserved options reach into the host or widen egress, so only built-in templates may take them")
 			}
 		}
 	}
 	if option(m, OptionForwardLogin) {
 		if prov.Login == nil {
-			return nil, cli.Usage(fmt.Errorf("agent.options.forward_login: template %s has no login the sidecar can hold", prov.Name),
+			return nil, exit.Usage(fmt.Errorf("agent.options.forward_login: template %s has no login the sidecar can hold", prov.Name),
 				"give the agent an API key instead (see the README, Providers and plugins)")
 		}
 		// The subscription's token replaces the API key: the agent holds
@@ -208,7 +198,7 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 		p.Manifest.Files = []manifest.SourceFile{} // a list is a list, also when a manifest from elsewhere has none
 	}
 	if p.Backend == "" {
-		p.Backend = BackendDocker
+		p.Backend = names.Docker
 	}
 	if p.Slug == "" {
 		if p.Slug, err = MintSlug(m.Agent.Name, o.Rand); err != nil {
@@ -235,11 +225,11 @@ func New(m *manifest.Manifest, o Options) (*Plan, error) {
 		return nil, err
 	}
 	switch p.Backend {
-	case BackendDocker:
+	case names.Docker:
 		p.Docker = planDocker(m, p.Slug)
-	case BackendMacOSContainer:
+	case names.MacOSContainer:
 		p.MacOSContainer = planMacOSContainer(m, p.Slug)
-	case BackendSmolvm:
+	case names.Smolvm:
 		p.Smolvm = planSmolvm(p.Slug)
 	}
 	return p, nil
@@ -294,7 +284,7 @@ func planEgress(m *manifest.Manifest, prov *provider.Provider, slug string) (Egr
 	}
 	for _, r := range e.Routes {
 		if r.Inject != nil && !declared[r.Inject.Token] {
-			return Egress{}, cli.Usage(
+			return Egress{}, exit.Usage(
 				fmt.Errorf("route %s injects token %s, which neither bottle %s nor template %s declares",
 					r.String(), r.Inject.Token, m.Bottle.Name, prov.Name),
 				fmt.Sprintf("declare it in the bottle's tokens: %s: {env: VARIABLE} or {file: PATH}", r.Inject.Token))
@@ -464,22 +454,22 @@ func planDockerfile(m *manifest.Manifest, prov *provider.Provider) (Dockerfile, 
 }
 
 func labels(m *manifest.Manifest, slug, role string) map[string]string {
-	l := map[string]string{LabelSlug: slug, LabelAgent: m.Agent.Name}
+	l := map[string]string{names.LabelSlug: slug, names.LabelAgent: m.Agent.Name}
 	if role != "" {
-		l[LabelRole] = role
+		l[names.LabelRole] = role
 	}
 	return l
 }
 
 func planDocker(m *manifest.Manifest, slug string) *Docker {
 	return &Docker{
-		AgentContainer:   NamePrefix + slug,
-		SidecarContainer: NamePrefix + slug + "-egress",
-		InternalNetwork:  NamePrefix + slug + "-internal",
-		EgressNetwork:    NamePrefix + slug + "-egress",
+		AgentContainer:   names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug),
+		InternalNetwork:  names.Prefix + slug + "-internal",
+		EgressNetwork:    names.Prefix + slug + "-egress",
 		Labels:           labels(m, slug, ""),
-		AgentLabels:      labels(m, slug, RoleAgent),
-		SidecarLabels:    labels(m, slug, RoleEgress),
+		AgentLabels:      labels(m, slug, names.RoleAgent),
+		SidecarLabels:    labels(m, slug, names.RoleEgress),
 		Limits:           limits(AgentLimits),
 		SidecarLimits:    limits(SidecarLimits),
 		SecurityOpt:      []string{"no-new-privileges"},
@@ -489,9 +479,9 @@ func planDocker(m *manifest.Manifest, slug string) *Docker {
 
 func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 	return &MacOSContainer{
-		AgentContainer:   NamePrefix + slug,
-		SidecarContainer: NamePrefix + slug + "-egress",
-		Network:          NamePrefix + slug,
+		AgentContainer:   names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug),
+		Network:          names.Prefix + slug,
 		Labels:           labels(m, slug, ""),
 		Limits:           limits(AgentLimits),
 		SidecarLimits:    limits(SidecarLimits),
@@ -500,8 +490,8 @@ func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 
 func planSmolvm(slug string) *Smolvm {
 	return &Smolvm{
-		VM:            NamePrefix + slug,
-		SidecarVM:     NamePrefix + slug + "-egress",
+		VM:            names.Agent(slug),
+		SidecarVM:     names.Sidecar(slug),
 		Limits:        limits(AgentLimits),
 		SidecarLimits: limits(SidecarLimits),
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/routes"
 )
 
@@ -114,7 +115,7 @@ func TestNewEgress(t *testing.T) {
 }
 
 func TestNewAgent(t *testing.T) {
-	p, err := New(testManifest("codex"), Options{Slug: "demo-abcd", Canary: testCanary, Backend: BackendSmolvm})
+	p, err := New(testManifest("codex"), Options{Slug: "demo-abcd", Canary: testCanary, Backend: names.Smolvm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestNewDockerfile(t *testing.T) {
 }
 
 func TestNewBackends(t *testing.T) {
-	for _, b := range Backends {
+	for _, b := range names.Backends {
 		p, err := New(testManifest("shell"), Options{Backend: b, Slug: "demo-abcd", Canary: testCanary})
 		if err != nil {
 			t.Fatal(err)

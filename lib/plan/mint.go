@@ -6,11 +6,12 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"fmt"
-	"github.com/bb-bottles/bb/lib/canary"
 	"hash/fnv"
 	"io"
 	"regexp"
 	"strings"
+
+	"github.com/bb-bottles/bb/lib/canary"
 )
 
 var (

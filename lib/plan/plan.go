@@ -18,16 +18,6 @@ const (
 	Version = 1
 )
 
-// Backends a bottle can run on.
-const (
-	BackendDocker         = "docker"
-	BackendMacOSContainer = "macos-container"
-	BackendSmolvm         = "smolvm"
-)
-
-// Backends lists the backends in the order messages name them.
-var Backends = []string{BackendDocker, BackendMacOSContainer, BackendSmolvm}
-
 // Plan is the Plan JSON. Exactly one of Docker, MacOSContainer and Smolvm is
 // set: the one Backend names.
 type Plan struct {

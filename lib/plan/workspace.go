@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -21,11 +21,11 @@ const WorkspaceHint = "give the bottle a project folder as its workspace (worksp
 // (token files, the engine's socket) when it knows the folder it mounts.
 func CheckWorkspace(ws string, env func(string) string) error {
 	if !filepath.IsAbs(ws) {
-		return cli.Usagef("the workspace %q is not an absolute path", ws)
+		return exit.Usagef("the workspace %q is not an absolute path", ws)
 	}
 	real := ResolvePath(ws)
 	refuse := func(why string) error {
-		return cli.Usage(fmt.Errorf("refusing the workspace %s: %s", ws, why), WorkspaceHint)
+		return exit.Usage(fmt.Errorf("refusing the workspace %s: %s", ws, why), WorkspaceHint)
 	}
 	if real == "/" {
 		return refuse("it is the host's root, every file of the host would be the agent's to change")

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 )
 
@@ -43,7 +43,7 @@ func TestCheckWorkspace(t *testing.T) {
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.ws, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || cli.CodeOf(err) != cli.ExitUsage):
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || exit.CodeOf(err) != exit.CodeUsage):
 			t.Errorf("%s: got %v, want exit 2 and %q", tc.ws, err, tc.want)
 		}
 	}

@@ -59,7 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"port as a string", "- host: example.com\n  ports: [\"443\"]\n", `routes.yaml:2:11: [0].ports[0]: must be an integer, not a string`},
 		{"a mapping, not a list", "routes:\n  - host: example.com\n", `routes.yaml:1:1: must be a list, not a mapping`},
 		{"duplicate key", "- host: a.example.com\n  host: b.example.com\n", `routes.yaml:2:3: [0].host: duplicate key "host" (first at line 1)`},
-		{"syntax", "- host: a\n  - b\n", `routes.yaml:2: YAML syntax error: did not find expected key`},
+		{"syntax", "- host: a\n  - b\n", `routes.yaml:2:3: YAML syntax error: did not find expected key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

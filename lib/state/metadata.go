@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // Metadata is a bottle's metadata.json: what bb ls shows and what resume
@@ -28,7 +30,8 @@ type Metadata struct {
 	// Color is the colour a terminal shows the bottle in, as the plan has
 	// it; "" for none.
 	Color string `json:"color"`
-	// Backend runs the bottle: docker, container or smolvm.
+	// Backend runs the bottle: docker, macos-container or smolvm (one
+	// written as "container" reads as macos-container).
 	Backend string `json:"backend"`
 	// Created is when the bottle was first launched, RFC 3339 in UTC.
 	Created time.Time `json:"created"`
@@ -71,6 +74,7 @@ func (s *Store) ReadMetadata(slug string) (Metadata, error) {
 	if md.Images == nil {
 		md.Images = []Image{}
 	}
+	md.Backend = names.Backend(md.Backend)
 	return md, nil
 }
 

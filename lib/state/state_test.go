@@ -431,3 +431,36 @@ func TestEgressDir(t *testing.T) {
 		t.Errorf("MakeEgressDir = %s (stat %v, %v), want a folder at %s", got, fi, err, want)
 	}
 }
+
+// bb-freeze once recorded Apple's container backend as "container": such
+// metadata reads as macos-container, the name plans and backends use, and
+// is written back under it.
+func TestMetadataFormerBackendName(t *testing.T) {
+	st := newStore(t)
+	for backend, want := range map[string]string{"container": "macos-container", "macos-container": "macos-container",
+		"docker": "docker", "smolvm": "smolvm", "": ""} {
+		slug := "b-" + strings.ReplaceAll(backend, "-", "") + "x"
+		path := filepath.Join(st.Dir, slug, MetadataFile)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		md := `{"slug":"` + slug + `","agent":"a","template":"shell","label":"a","color":"","backend":"` + backend +
+			`","created":"2030-05-01T12:00:00Z","preserved":false,"images":[]}`
+		if err := os.WriteFile(path, []byte(md), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.ReadMetadata(slug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Backend != want {
+			t.Errorf("backend %q reads as %q, want %q", backend, got.Backend, want)
+		}
+		if err := st.WriteMetadata(slug, got); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); !strings.Contains(string(b), `"backend": "`+want+`"`) {
+			t.Errorf("backend %q written back as:\n%s", backend, b)
+		}
+	}
+}

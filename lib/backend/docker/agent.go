@@ -7,8 +7,9 @@ import (
 	"maps"
 	"regexp"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // LabelImageHash holds the full content hash an agent image is tagged by.
@@ -41,14 +42,14 @@ var repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0
 // to progress (nil: nowhere).
 func EnsureAgentImage(ctx context.Context, api Images, spec AgentImageSpec, progress io.Writer) (ref string, built bool, err error) {
 	if !repoRE.MatchString(spec.Repo) {
-		return "", false, cli.Usagef("agent image repository %q: want lowercase letters, digits and separators", spec.Repo)
+		return "", false, exit.Usagef("agent image repository %q: want lowercase letters, digits and separators", spec.Repo)
 	}
 	labels := withTestLabels(spec.Labels)
-	labels[LabelRole] = "image"
+	labels[names.LabelRole] = names.RoleImage
 	c := image.Context{Dockerfile: spec.Dockerfile, Files: spec.Files}
 	sum, err := image.Hash(c, spec.BuildArgs, labels)
 	if err != nil {
-		return "", false, cli.Usage(fmt.Errorf("agent image %s: %w", spec.Repo, err))
+		return "", false, exit.Usage(fmt.Errorf("agent image %s: %w", spec.Repo, err))
 	}
 	ref = spec.Repo + ":" + image.Tag(sum)
 	ok, have, err := imageExists(ctx, api, ref)
@@ -63,7 +64,7 @@ func EnsureAgentImage(ctx context.Context, api Images, spec AgentImageSpec, prog
 	if err := buildImage(ctx, api, ref, c, spec.BuildArgs, labels, progress); err != nil {
 		if base := spec.BuildArgs["BASE"]; base != "" {
 			if ok, _, ierr := imageExists(ctx, api, base); ierr == nil && !ok {
-				err = cli.WithHint(err, fmt.Sprintf("the base image %s is not in the engine: "+
+				err = exit.WithHint(err, fmt.Sprintf("the base image %s is not in the engine: "+
 					"make the offline one with scripts/base-image and build with BASE=%s", base, BaseImage))
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
 )
 
@@ -125,8 +125,8 @@ func TestAgentImageBuildFails(t *testing.T) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}
 	}
-	if code := cli.CodeOf(err); code != cli.ExitBackend {
-		t.Errorf("exit code = %d, want %d", code, cli.ExitBackend)
+	if code := exit.CodeOf(err); code != exit.CodeBackend {
+		t.Errorf("exit code = %d, want %d", code, exit.CodeBackend)
 	}
 	var be *BuildError
 	if !errors.As(err, &be) || !slicesContain(be.Output, "the last words") {
@@ -148,7 +148,7 @@ func TestAgentImageMissingBase(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	var e *cli.Error
+	var e *exit.Error
 	if !errors.As(err, &e) || len(e.Hints) == 0 || !strings.Contains(strings.Join(e.Hints, "\n"), "scripts/base-image") {
 		t.Errorf("error %v: want a hint naming scripts/base-image", err)
 	}
@@ -156,7 +156,7 @@ func TestAgentImageMissingBase(t *testing.T) {
 
 func TestAgentImageBadRepo(t *testing.T) {
 	_, _, err := EnsureAgentImage(t.Context(), nil, AgentImageSpec{Repo: "Bad Repo"}, nil)
-	if cli.CodeOf(err) != cli.ExitUsage {
+	if exit.CodeOf(err) != exit.CodeUsage {
 		t.Errorf("err = %v, want a usage error", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/terminal"
 )
 
@@ -33,7 +33,7 @@ type Session struct {
 func OpenAttach(ctx context.Context, api Engine, id string) (*Session, error) {
 	res, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("attaching to container %s: %w", id, err))
+		return nil, exit.Backend(fmt.Errorf("attaching to container %s: %w", id, err))
 	}
 	return &Session{api: api, id: id, hj: res.HijackedResponse}, nil
 }
@@ -153,6 +153,6 @@ func (s *Session) exitCode(ctx context.Context) (int, bool, error) {
 		if ctx.Err() != nil {
 			return 0, true, nil
 		}
-		return 0, false, cli.Backend(fmt.Errorf("waiting for container %s: %w", s.id, err))
+		return 0, false, exit.Backend(fmt.Errorf("waiting for container %s: %w", s.id, err))
 	}
 }

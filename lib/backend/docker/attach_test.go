@@ -3,7 +3,6 @@ package docker
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -14,31 +13,11 @@ import (
 
 	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/ptytest"
 )
 
 // openPTY returns a new pseudo-terminal's controller and its terminal.
-func openPTY(t *testing.T) (ptmx, tty *os.File) {
-	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { ptmx.Close() })
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: 100, Row: 30})
-	return ptmx, tty
-}
+func openPTY(t *testing.T) (ptmx, tty *os.File) { return ptytest.Open(t, 100, 30) }
 
 // screen collects what the agent writes to the terminal.
 type screen struct {
@@ -145,7 +124,7 @@ func TestAttach(t *testing.T) {
 	if _, running, _ := FindContainer(ctx, c, slug, RoleAgent); !running {
 		t.Fatal("the agent stopped when the terminal detached")
 	}
-	if attrs, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS); attrs.Lflag&unix.ICANON == 0 {
+	if attrs, err := ptytest.Termios(tty); err != nil || attrs.Lflag&unix.ICANON == 0 {
 		t.Error("the terminal is still raw after the session")
 	}
 

@@ -12,7 +12,7 @@ import (
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
 )
 
@@ -44,7 +44,7 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 		Version:     build.BuilderV1,
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("building image %s: %w", ref, err))
+		return exit.Backend(fmt.Errorf("building image %s: %w", ref, err))
 	}
 	defer res.Body.Close()
 	start := time.Now()
@@ -55,17 +55,17 @@ func buildImage(ctx context.Context, api Images, ref string, c image.Context,
 		}
 		var be *BuildError
 		if errors.As(err, &be) && progress != nil && progress != io.Discard {
-			return cli.Backend(fmt.Errorf("building image %s: %w", ref, err),
+			return exit.Backend(fmt.Errorf("building image %s: %w", ref, err),
 				"the failing step's output is above")
 		}
-		return cli.Backend(fmt.Errorf("building image %s: %w", ref, err))
+		return exit.Backend(fmt.Errorf("building image %s: %w", ref, err))
 	}
 	got, err := api.ImageInspect(ctx, ref)
 	if isNotFound(err) {
-		return cli.Backend(fmt.Errorf("building image %s: the engine reported success but made no image", ref))
+		return exit.Backend(fmt.Errorf("building image %s: the engine reported success but made no image", ref))
 	}
 	if err != nil {
-		return cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+		return exit.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
 	}
 	// Two builds of one content-hash tag at once (two launches, or test
 	// packages in parallel) both succeed, and the later tag leaves the

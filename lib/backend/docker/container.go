@@ -20,15 +20,11 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/backend"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
-)
-
-// Roles of a bottle's containers (label bb.role).
-const (
-	RoleAgent  = plan.RoleAgent
-	RoleEgress = plan.RoleEgress
 )
 
 // ReadyLine is what bb-egress serve prints on stderr once it listens.
@@ -56,19 +52,19 @@ func resources(lim, floor plan.Limits) container.Resources {
 // startSidecar creates, connects and starts the sidecar, and waits until it
 // listens.
 func (l *launch) startSidecar(ctx context.Context) error {
-	dir := l.o.Store.EgressDir(l.p.Slug)
-	e := l.p.Egress
+	dir := l.Store.EgressDir(l.Plan.Slug)
+	e := l.Plan.Egress
 	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
 	// A resumed bottle keeps the upstream CA its first launch copied in.
-	if _, err := os.Stat(filepath.Join(dir, UpstreamCAFile)); err == nil || l.o.UpstreamCA != "" {
-		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, UpstreamCAFile))
+	if _, err := os.Stat(filepath.Join(dir, backend.UpstreamCAFile)); err == nil || l.UpstreamCA != "" {
+		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, backend.UpstreamCAFile))
 	}
-	if l.o.AllowPrivate {
+	if l.AllowPrivate {
 		cmd = append(cmd, "--allow-private")
 	}
 	// The sidecar runs as the invoking user, who owns the egress folder;
 	// never as root, which the engine's root would be on the host's files.
-	uid, gid := l.o.UID, l.o.GID
+	uid, gid := l.UID, l.GID
 	if uid == 0 {
 		uid, gid = SidecarUser, SidecarUser
 		if err := chownTree(dir, uid, gid); err != nil {
@@ -82,7 +78,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			Entrypoint: []string{"/bb-egress", "serve"},
 			Cmd:        cmd,
 			// The token values live here and nowhere else.
-			Env:      l.tokens,
+			Env:      l.Tokens,
 			User:     fmt.Sprintf("%d:%d", uid, gid),
 			Hostname: "bb-egress",
 			Labels:   l.labels(l.d.SidecarLabels),
@@ -103,28 +99,28 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		}},
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.SidecarContainer, err), clashHint(err, l.Plan.Slug)...)
 	}
 	l.sidecarID = res.ID
-	l.mark("created")
+	l.Mark("created")
 	// The engine (API < 1.44) takes one network at creation; the way out is
 	// joined before the start.
 	if _, err := l.api.NetworkConnect(ctx, l.d.EgressNetwork, client.NetworkConnectOptions{Container: res.ID}); err != nil {
-		return cli.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
+		return exit.Backend(fmt.Errorf("connecting %s to %s: %w", l.d.SidecarContainer, l.d.EgressNetwork, err))
 	}
-	l.mark("connected")
+	l.Mark("connected")
 	if _, err := l.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
+		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))
 	}
-	l.mark("started")
-	timeout := l.o.ReadyTimeout
+	l.Mark("started")
+	timeout := l.ReadyTimeout
 	if timeout == 0 {
 		timeout = 20 * time.Second
 	}
 	if err := waitReady(ctx, l.api, res.ID, timeout); err != nil {
 		return err
 	}
-	l.mark("ready")
+	l.Mark("ready")
 	return l.sidecarAddress(ctx)
 }
 
@@ -133,7 +129,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 func (l *launch) sidecarAddress(ctx context.Context) error {
 	in, err := l.api.ContainerInspect(ctx, l.sidecarID, client.ContainerInspectOptions{})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
+		return exit.Backend(fmt.Errorf("inspecting container %s: %w", l.d.SidecarContainer, err))
 	}
 	if ns := in.Container.NetworkSettings; ns != nil {
 		if ep := ns.Networks[l.d.InternalNetwork]; ep != nil && ep.IPAddress.IsValid() {
@@ -141,7 +137,7 @@ func (l *launch) sidecarAddress(ctx context.Context) error {
 		}
 	}
 	if l.sidecarIP == "" {
-		return cli.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
+		return exit.Backend(fmt.Errorf("container %s has no address on %s", l.d.SidecarContainer, l.d.InternalNetwork))
 	}
 	return nil
 }
@@ -159,7 +155,7 @@ func chownTree(dir string, uid, gid int) error {
 		return os.Lchown(p, uid, gid)
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
+		return exit.Backend(fmt.Errorf("giving the egress folder to the sidecar's user: %w", err))
 	}
 	return nil
 }
@@ -191,7 +187,7 @@ func checkSecurityOpt(list []string) error {
 			k, v = k2, v2
 		}
 		if v == "unconfined" || (k == "label" && v == "disable") || (k == "no-new-privileges" && v == "false") {
-			return cli.Usagef("plan docker.security_opt %q switches a confinement off", o)
+			return exit.Usagef("plan docker.security_opt %q switches a confinement off", o)
 		}
 	}
 	return nil
@@ -211,7 +207,7 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 	defer cancel()
 	logs, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("reading the sidecar's output: %w", err))
+		return exit.Backend(fmt.Errorf("reading the sidecar's output: %w", err))
 	}
 	defer logs.Close()
 	pr, pw := io.Pipe()
@@ -232,21 +228,30 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 		tail = "its last lines:\n  " + strings.Join(last, "\n  ")
 	}
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return cli.Backend(fmt.Errorf("the sidecar did not listen within %v; %s", timeout, tail))
+		return exit.Backend(fmt.Errorf("the sidecar did not listen within %v; %s", timeout, tail))
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return cli.Backend(fmt.Errorf("the sidecar exited; %s", tail))
+	return exit.Backend(fmt.Errorf("the sidecar exited; %s", tail))
 }
 
 // createAgent creates the agent's container, not started: provisioning
 // copies files into it first.
 func (l *launch) createAgent(ctx context.Context) error {
-	a := l.p.Agent
-	ws := l.workspace // checkWorkspace
-	gits, err := gitMounts(ws, a.Workdir)
+	a := l.Plan.Agent
+	ws := l.Workspace // checked by backend.Launch
+	gits, err := backend.GitMounts(ws, a.Workdir)
 	if err != nil {
+		return err
+	}
+	dir := l.Store.BottleDir(l.Plan.Slug)
+	if err := state.WriteFileAtomic(filepath.Join(dir, ResolvConfFile), []byte(resolvConf), 0o644); err != nil {
+		return err
+	}
+	// The container is created before the sidecar has an address: the
+	// file must exist to be mounted, and gets bb.egress at the start.
+	if err := l.writeHosts(""); err != nil {
 		return err
 	}
 	env := make([]string, 0, len(a.Env))
@@ -263,7 +268,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 			Env:        env,
 			User:       a.User,
 			WorkingDir: a.Workdir,
-			Hostname:   l.p.Slug,
+			Hostname:   l.Plan.Slug,
 			Tty:        true,
 			OpenStdin:  true,
 			Labels:     l.labels(l.d.AgentLabels),
@@ -273,11 +278,11 @@ func (l *launch) createAgent(ctx context.Context) error {
 			NetworkMode: container.NetworkMode(l.d.InternalNetwork),
 			Mounts: append([]mount.Mount{
 				{Type: mount.TypeBind, Source: ws, Target: a.Workdir},
-				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), ResolvConfFile),
+				{Type: mount.TypeBind, Source: filepath.Join(l.Store.BottleDir(l.Plan.Slug), ResolvConfFile),
 					Target: "/etc/resolv.conf", ReadOnly: true},
-				{Type: mount.TypeBind, Source: filepath.Join(l.o.Store.BottleDir(l.p.Slug), HostsFile),
+				{Type: mount.TypeBind, Source: filepath.Join(l.Store.BottleDir(l.Plan.Slug), HostsFile),
 					Target: "/etc/hosts", ReadOnly: true},
-			}, gits...),
+			}, bindMounts(gits)...),
 			// The embedded DNS server (127.0.0.11, still reachable by
 			// address) forwards what it does not know to these servers,
 			// queried from inside the container: loopback, where nothing
@@ -290,7 +295,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.p.Slug)...)
+		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.Plan.Slug)...)
 	}
 	l.agentID = res.ID
 	return nil
@@ -301,29 +306,38 @@ func (l *launch) startAgent(ctx context.Context) error {
 	if err := l.writeHosts(l.sidecarIP); err != nil {
 		return err
 	}
-	if l.o.Attach {
+	if l.Attach {
 		s, err := OpenAttach(ctx, l.api, l.agentID)
 		if err != nil {
 			return err
 		}
 		l.session = s // undo closes it if the start fails
 	}
-	if l.o.BeforeStart != nil {
-		if err := l.o.BeforeStart(ctx, l.agentID); err != nil {
+	if l.BeforeStart != nil {
+		if err := l.BeforeStart(ctx, l.agentID); err != nil {
 			return err
 		}
 	}
 	if _, err := l.api.ContainerStart(ctx, l.agentID, client.ContainerStartOptions{}); err != nil {
-		return cli.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
+		return exit.Backend(fmt.Errorf("starting container %s: %w", l.d.AgentContainer, err))
 	}
 	return nil
+}
+
+// bindMounts are ms as the engine's bind mounts.
+func bindMounts(ms []backend.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(ms))
+	for i, m := range ms {
+		out[i] = mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+	}
+	return out
 }
 
 // removeContainer force-removes a container; one already gone is no error.
 func removeContainer(ctx context.Context, api Engine, id string) error {
 	_, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !isNotFound(err) {
-		return cli.Backend(fmt.Errorf("removing container %s: %w", id, err))
+		return exit.Backend(fmt.Errorf("removing container %s: %w", id, err))
 	}
 	return nil
 }
@@ -331,13 +345,13 @@ func removeContainer(ctx context.Context, api Engine, id string) error {
 // bottleContainers lists the containers labelled with slug (and role, when
 // not empty), running or not.
 func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]container.Summary, error) {
-	f := client.Filters{}.Add("label", LabelSlug+"="+slug)
+	f := client.Filters{}.Add("label", names.LabelSlug+"="+slug)
 	if role != "" {
-		f = f.Add("label", LabelRole+"="+role)
+		f = f.Add("label", names.LabelRole+"="+role)
 	}
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing the containers of bottle %s: %w", slug, err))
+		return nil, exit.Backend(fmt.Errorf("listing the containers of bottle %s: %w", slug, err))
 	}
 	return res.Items, nil
 }
@@ -346,7 +360,7 @@ func bottleContainers(ctx context.Context, api Engine, slug, role string) ([]con
 // a bottle with none is already stopped. Its state is not touched.
 func Stop(ctx context.Context, api Engine, slug string) error {
 	if err := state.CheckSlug(slug); err != nil {
-		return cli.Usage(err)
+		return exit.Usage(err)
 	}
 	cs, err := bottleContainers(ctx, api, slug, "")
 	if err != nil {
@@ -354,7 +368,7 @@ func Stop(ctx context.Context, api Engine, slug string) error {
 	}
 	// The agent first, so it never runs without its sidecar.
 	slices.SortStableFunc(cs, func(a, b container.Summary) int {
-		return boolInt(a.Labels[LabelRole] != RoleAgent) - boolInt(b.Labels[LabelRole] != RoleAgent)
+		return boolInt(a.Labels[names.LabelRole] != names.RoleAgent) - boolInt(b.Labels[names.LabelRole] != names.RoleAgent)
 	})
 	var errs []error
 	for _, c := range cs {

@@ -1,27 +1,22 @@
-// Package docker holds the Docker backend: it talks to the engine through
-// its Go client, and builds the images a bottle runs (the egress sidecar and
-// the agent) without any registry.
+// Package docker holds the Docker backend (backend.Backend, with every
+// optional capability): the engine calls of a launch's stages — the images a
+// bottle runs (the egress sidecar and the agent), built without any
+// registry; its networks; the sidecar and the provisioned agent — and of
+// stop, status, exec, attach, reload, restart and freeze, through the
+// engine's Go client. What every backend shares is lib/backend's.
 package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
-)
-
-// Labels every object bb creates carries, so they can be found and removed.
-const (
-	LabelSlug = "bb.slug"
-	LabelRole = "bb.role"
-	LabelTest = "bb.test"
-	// LabelTestRun names the test binary that made an object, so that it
-	// sweeps its own and not those of tests running beside it.
-	LabelTestRun = "bb.test.run"
+	"github.com/bb-bottles/bb/lib/exit"
 )
 
 // Images is the part of the engine client that building images needs;
@@ -38,11 +33,11 @@ type Images interface {
 func Connect(ctx context.Context) (*client.Client, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("connecting to docker: %w", err))
+		return nil, exit.Backend(fmt.Errorf("connecting to docker: %w", err))
 	}
 	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		c.Close()
-		return nil, cli.Backend(fmt.Errorf("connecting to docker: %w", err),
+		return nil, exit.Backend(fmt.Errorf("connecting to docker: %w", err),
 			"is the docker engine running, and may this user use its socket?")
 	}
 	return c, nil
@@ -56,7 +51,7 @@ func imageExists(ctx context.Context, api Images, ref string) (bool, map[string]
 		return false, nil, nil
 	}
 	if err != nil {
-		return false, nil, cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+		return false, nil, exit.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
 	}
 	var labels map[string]string
 	if res.Config != nil {
@@ -66,3 +61,20 @@ func imageExists(ctx context.Context, api Images, ref string) (bool, map[string]
 }
 
 func isNotFound(err error) bool { return err != nil && cerrdefs.IsNotFound(err) }
+
+// unwrapPath drops a *fs.PathError's operation and path, which the message
+// around it already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}

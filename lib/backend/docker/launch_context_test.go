@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -66,7 +66,7 @@ func TestContextFilesCap(t *testing.T) {
 	}
 	f.Close()
 	_, err = contextFiles(dir, filepath.Join(dir, "Dockerfile"))
-	if err == nil || cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "is over 256 MiB") {
+	if err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "is over 256 MiB") {
 		t.Errorf("contextFiles of a big context = %v, want exit 2, over 256 MiB", err)
 	}
 	os.WriteFile(filepath.Join(dir, ".dockerignore"), []byte("*.img\n"), 0o644)
@@ -124,8 +124,8 @@ func TestLaunchRefusesBuildContext(t *testing.T) {
 			}
 			st := &state.Store{Dir: stateDir}
 			_, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
-			if err == nil || cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v (exit %d), want exit 2 and %q", err, cli.CodeOf(err), tc.want)
+			if err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v (exit %d), want exit 2 and %q", err, exit.CodeOf(err), tc.want)
 			}
 			assertGone(t, c, slug)
 		})

@@ -11,7 +11,7 @@ import (
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/provider"
@@ -42,13 +42,13 @@ func AgentSpec(p *plan.Plan, base string, args map[string]string) (AgentImageSpe
 	case df.Builtin != "":
 		b, err := provider.BuiltinDockerfile(df.Builtin)
 		if err != nil {
-			return spec, cli.Usage(err)
+			return spec, exit.Usage(err)
 		}
 		spec.Dockerfile = b
 	case df.Path != "":
 		b, err := os.ReadFile(df.Path)
 		if err != nil {
-			return spec, cli.Usage(fmt.Errorf("reading the Dockerfile %s: %w", df.Path, unwrapPathErr(err)))
+			return spec, exit.Usage(fmt.Errorf("reading the Dockerfile %s: %w", df.Path, unwrapPath(err)))
 		}
 		spec.Dockerfile = b
 		ctxDir := df.Context
@@ -59,7 +59,7 @@ func AgentSpec(p *plan.Plan, base string, args map[string]string) (AgentImageSpe
 			return spec, err
 		}
 	default:
-		return spec, cli.Usagef("plan agent.dockerfile names neither a builtin nor a path")
+		return spec, exit.Usagef("plan agent.dockerfile names neither a builtin nor a path")
 	}
 	return spec, nil
 }
@@ -122,12 +122,12 @@ func contextFiles(dir, dockerfile string) (map[string]image.File, error) {
 		return nil
 	})
 	if errors.As(err, new(*contextTooBig)) {
-		return nil, cli.Usage(fmt.Errorf("the build context %s is over %d MiB", dir, MaxContext>>20),
+		return nil, exit.Usage(fmt.Errorf("the build context %s is over %d MiB", dir, MaxContext>>20),
 			fmt.Sprintf("list what the image does not need in %s, or give the bottle's Dockerfile a folder of its own",
 				filepath.Join(dir, ".dockerignore")))
 	}
 	if err != nil {
-		return nil, cli.Usage(fmt.Errorf("reading the build context %s: %w", dir, err))
+		return nil, exit.Usage(fmt.Errorf("reading the build context %s: %w", dir, err))
 	}
 	return files, nil
 }
@@ -143,7 +143,7 @@ func dockerignore(dir string) (*patternmatcher.PatternMatcher, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, cli.Usage(fmt.Errorf("reading the build context's .dockerignore: %w", err))
+		return nil, exit.Usage(fmt.Errorf("reading the build context's .dockerignore: %w", err))
 	}
 	defer f.Close()
 	patterns, err := ignorefile.ReadAll(f)
@@ -153,5 +153,5 @@ func dockerignore(dir string) (*patternmatcher.PatternMatcher, error) {
 			return pm, nil
 		}
 	}
-	return nil, cli.Usage(fmt.Errorf("reading %s: %w", filepath.Join(dir, ".dockerignore"), err))
+	return nil, exit.Usage(fmt.Errorf("reading %s: %w", filepath.Join(dir, ".dockerignore"), err))
 }

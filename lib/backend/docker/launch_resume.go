@@ -8,26 +8,10 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
-	"github.com/bb-bottles/bb/lib/plan"
-	"github.com/bb-bottles/bb/lib/state"
+	"github.com/bb-bottles/bb/lib/backend"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/names"
 )
-
-// ResumeImage returns the newest of a bottle's committed images that the
-// engine still has, or "" when it has none of them.
-func ResumeImage(ctx context.Context, api Engine, md state.Metadata) (string, error) {
-	for i := len(md.Images) - 1; i >= 0; i-- {
-		im := md.Images[i]
-		ok, _, err := imageExists(ctx, api, im.Ref)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return im.Ref, nil
-		}
-	}
-	return "", nil
-}
 
 // Leftovers reports whether the engine has any container or network of the
 // bottle, and whether its agent runs.
@@ -37,7 +21,7 @@ func Leftovers(ctx context.Context, api Engine, slug string) (any, agentRunning 
 		return false, false, err
 	}
 	for _, c := range cs {
-		if c.Labels[LabelRole] == RoleAgent && (c.State == "running" || c.State == "paused") {
+		if c.Labels[names.LabelRole] == names.RoleAgent && (c.State == "running" || c.State == "paused") {
 			agentRunning = true
 		}
 	}
@@ -60,33 +44,36 @@ func ImageExists(ctx context.Context, api Engine, ref string) (bool, error) {
 // /etc/hosts follows the sidecar's address. Of o it uses Plan, Store,
 // Attach, ReadyTimeout and Progress. A failure removes nothing: the
 // container is the person's work. A bottle without both containers cannot
-// restart (cli.Usage, with the --discard hint).
-func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err error) {
+// restart (exit.Usage, with the --discard hint).
+func Restart(ctx context.Context, api Engine, o backend.LaunchOptions) (rec *backend.Record, err error) {
 	p := o.Plan
+	if err := backend.CheckPlan(p, names.Docker); err != nil {
+		return nil, err
+	}
 	if err := checkPlan(p); err != nil {
 		return nil, err
 	}
-	l := &launch{api: api, o: o, p: p, d: p.Docker}
+	l := &launch{Launching: &backend.Launching{LaunchOptions: o}, api: api, d: p.Docker}
 	unlock, err := o.Store.Lock(ctx, p.Slug)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	agent, agentRunning, err := FindContainer(ctx, api, p.Slug, RoleAgent)
+	agent, agentRunning, err := FindContainer(ctx, api, p.Slug, names.RoleAgent)
 	if err != nil {
 		return nil, err
 	}
-	sidecar, sidecarRunning, err := FindContainer(ctx, api, p.Slug, RoleEgress)
+	sidecar, sidecarRunning, err := FindContainer(ctx, api, p.Slug, names.RoleEgress)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case agent == "":
-		return nil, cli.Usagef("bottle %s has no agent container to restart", p.Slug)
+		return nil, exit.Usagef("bottle %s has no agent container to restart", p.Slug)
 	case agentRunning:
-		return nil, cli.Usagef("bottle %s is running", p.Slug)
+		return nil, exit.Usagef("bottle %s is running", p.Slug)
 	case sidecar == "":
-		return nil, cli.Usage(fmt.Errorf("bottle %s's agent container is stopped, but its sidecar is gone", p.Slug),
+		return nil, exit.Usage(fmt.Errorf("bottle %s's agent container is stopped, but its sidecar is gone", p.Slug),
 			fmt.Sprintf("'bb-launch resume --discard %s' removes the container, and what it holds beyond its newest snapshot, and boots the snapshot", p.Slug))
 	}
 	l.agentID, l.sidecarID = agent, sidecar
@@ -97,21 +84,24 @@ func Restart(ctx context.Context, api Engine, o LaunchOptions) (rec *Record, err
 	}()
 	if !sidecarRunning {
 		if _, err := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); err != nil {
-			return nil, &StepError{Step: "starting the sidecar", Err: cli.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
+			return nil, &backend.StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
 		}
 		timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
 		if err := waitReady(ctx, api, sidecar, timeout); err != nil {
-			return nil, &StepError{Step: "starting the sidecar", Err: err}
+			return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
 		}
 	}
 	if err := l.sidecarAddress(ctx); err != nil {
-		return nil, &StepError{Step: "starting the sidecar", Err: err}
+		return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
 	}
 	if err := l.startAgent(ctx); err != nil {
-		return nil, &StepError{Step: "starting the agent", Err: err}
+		return nil, &backend.StepError{Step: "starting the agent", Err: err}
 	}
-	rec = &Record{Slug: p.Slug, Backend: plan.BackendDocker, AgentContainer: l.d.AgentContainer,
-		SidecarContainer: l.d.SidecarContainer, AgentID: agent, Session: l.session}
+	rec = &backend.Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
+		SidecarContainer: l.d.SidecarContainer, AgentID: agent}
+	if l.session != nil {
+		rec.Session = l.session
+	}
 	for _, c := range []struct {
 		id  string
 		ref *string

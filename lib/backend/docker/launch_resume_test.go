@@ -6,7 +6,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -50,7 +50,7 @@ func TestRestartKeepsUncommittedWork(t *testing.T) {
 		t.Errorf("through the sidecar after the restart: exit %d %q %s", code, out, errs)
 	}
 	// A running bottle does not restart.
-	if _, err := Restart(t.Context(), c, o); cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "is running") {
+	if _, err := Restart(t.Context(), c, o); exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "is running") {
 		t.Errorf("Restart of a running bottle = %v", err)
 	}
 }

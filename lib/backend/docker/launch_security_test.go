@@ -12,7 +12,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
 )
@@ -76,7 +76,7 @@ func TestLaunchRefusesUnconfined(t *testing.T) {
 		raw, _ := json.Marshal(p)
 		st := &state.Store{Dir: t.TempDir()}
 		_, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
-		if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "switches a confinement off") {
+		if exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "switches a confinement off") {
 			t.Errorf("%s: %v", opt, err)
 		}
 		assertGone(t, c, slug)
@@ -95,8 +95,8 @@ func TestLaunchRefusesUnknownUser(t *testing.T) {
 	cleanupBottle(t, c, slug)
 	_, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
 	var se *StepError
-	if !errors.As(err, &se) || se.Step != "provisioning the agent" || cli.CodeOf(err) != cli.ExitUsage ||
+	if !errors.As(err, &se) || se.Step != "provisioning the agent" || exit.CodeOf(err) != exit.CodeUsage ||
 		!strings.Contains(err.Error(), `the agent's user "4242" is not in the image's /etc/passwd`) {
-		t.Errorf("Launch = %v (exit %d)", err, cli.CodeOf(err))
+		t.Errorf("Launch = %v (exit %d)", err, exit.CodeOf(err))
 	}
 }

@@ -18,8 +18,10 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/backend"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/routes"
 	"github.com/bb-bottles/bb/lib/state"
@@ -134,8 +136,8 @@ func TestLaunch(t *testing.T) {
 		t.Fatalf("Launch: %v\n%s", err, progress.String())
 	}
 	t.Logf("launched in %v", time.Since(start))
-	want := Record{Slug: slug, Backend: "docker", AgentContainer: plan.NamePrefix + slug,
-		SidecarContainer: plan.NamePrefix + slug + "-egress", AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID}
+	want := Record{Slug: slug, Backend: "docker", AgentContainer: names.Agent(slug),
+		SidecarContainer: names.Sidecar(slug), AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID}
 	if *rec != want || !strings.HasPrefix(rec.AgentImage, "bb-agent-shell:") || !strings.HasPrefix(rec.SidecarImage, "bb-egress:") {
 		t.Errorf("record = %+v", *rec)
 	}
@@ -191,7 +193,7 @@ func TestLaunch(t *testing.T) {
 		}
 		// The agent resolves nothing by itself, not even through the
 		// engine's DNS server.
-		for _, name := range []string{"example.com", plan.NamePrefix + slug + "-egress"} {
+		for _, name := range []string{"example.com", names.Sidecar(slug)} {
 			if code, out, _ := execIn(t, c, slug, "getent", "hosts", name); code == 0 {
 				t.Errorf("getent hosts %s resolved: %q", name, out)
 			}
@@ -239,7 +241,7 @@ func TestLaunch(t *testing.T) {
 		if hc.Init == nil || !*hc.Init || !cfg.Tty || !cfg.OpenStdin || cfg.User != "agent" {
 			t.Errorf("init %v, tty %v, stdin %v, user %q", hc.Init, cfg.Tty, cfg.OpenStdin, cfg.User)
 		}
-		for k, v := range map[string]string{LabelSlug: slug, plan.LabelAgent: "tester", LabelRole: RoleAgent} {
+		for k, v := range map[string]string{LabelSlug: slug, names.LabelAgent: "tester", LabelRole: RoleAgent} {
 			if cfg.Labels[k] != v {
 				t.Errorf("label %s = %q, want %q", k, cfg.Labels[k], v)
 			}
@@ -293,11 +295,11 @@ func TestLaunch(t *testing.T) {
 		testGatewayUnreachable(t, c, slug, p)
 	})
 	t.Run("ls", func(t *testing.T) {
-		list, err := List(ctx, c, st)
+		list, err := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) })
 		if err != nil || len(list) != 1 {
 			t.Fatalf("List = %v, %v", list, err)
 		}
-		if s := list[0]; s.Slug != slug || s.Status != StatusRunning || s.AgentContainer != rec.AgentContainer {
+		if s := list[0]; s.Slug != slug || s.Status != backend.StatusRunning || s.AgentContainer != rec.AgentContainer {
 			t.Errorf("List = %+v", s)
 		}
 	})
@@ -324,12 +326,12 @@ func TestLaunch(t *testing.T) {
 	if err := Stop(ctx, c, slug); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	if list, _ := List(ctx, c, st); len(list) != 1 || list[0].Status != StatusMissing {
+	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.StatusMissing {
 		t.Errorf("List after stop = %+v", list)
 	}
 	var ran bool
 	var reply []byte
-	if err := Reload(ctx, c, slug); !errors.As(err, new(*ErrNotRunning)) {
+	if err := Reload(ctx, c, slug); !errors.As(err, new(*backend.NotRunningError)) {
 		t.Errorf("Reload of a stopped bottle = %v, want ErrNotRunning", err)
 	}
 	o = launchOptions(t, p, raw, st)
@@ -389,7 +391,7 @@ func testGatewayUnreachable(t *testing.T, c *client.Client, slug string, p *plan
 
 	// The control: the same probe from an internal network without the
 	// option reaches the host.
-	ctl := plan.NamePrefix + slug + "-control"
+	ctl := names.Agent(slug) + "-control"
 	res, err := c.NetworkCreate(ctx, ctl, client.NetworkCreateOptions{Driver: "bridge", Internal: true,
 		Labels: withTestLabels(map[string]string{LabelSlug: slug})})
 	if err != nil {
@@ -451,17 +453,17 @@ func TestLaunchFailureCleanup(t *testing.T) {
 		code     int
 		contains string
 	}{
-		{name: "missing token", step: "reading the tokens", code: cli.ExitUsage, contains: "BB_TEST_NO_SUCH_TOKEN is not set",
+		{name: "missing token", step: "reading the tokens", code: exit.CodeUsage, contains: "BB_TEST_NO_SUCH_TOKEN is not set",
 			edit: func(m *manifest.Manifest) {
 				m.Bottle.Tokens["GITHUB"] = manifest.TokenSource{Env: "BB_TEST_NO_SUCH_TOKEN"}
 			}},
-		{name: "missing token file", step: "reading the tokens", code: cli.ExitUsage, contains: "no such file",
+		{name: "missing token file", step: "reading the tokens", code: exit.CodeUsage, contains: "no such file",
 			edit: func(m *manifest.Manifest) {
 				m.Bottle.Tokens["GITHUB"] = manifest.TokenSource{File: "/nonexistent/token"}
 			}},
-		{name: "failing build", edit: badDockerfile, step: "building the agent image", code: cli.ExitBackend, contains: "false"},
-		{name: "name clash", before: clash, step: "starting the sidecar", code: cli.ExitBackend, contains: "already in use"},
-		{name: "interrupted", cancel: true, step: "starting the agent", code: cli.ExitInterrupted, contains: "canceled"},
+		{name: "failing build", edit: badDockerfile, step: "building the agent image", code: exit.CodeBackend, contains: "false"},
+		{name: "name clash", before: clash, step: "starting the sidecar", code: exit.CodeBackend, contains: "already in use"},
+		{name: "interrupted", cancel: true, step: "starting the agent", code: exit.CodeInterrupted, contains: "canceled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,7 +491,7 @@ func TestLaunchFailureCleanup(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.contains) {
 				t.Errorf("error %q does not say %q", err, tt.contains)
 			}
-			if code := cli.CodeOf(err); code != tt.code {
+			if code := exit.CodeOf(err); code != tt.code {
 				t.Errorf("exit code %d, want %d", code, tt.code)
 			}
 			assertGone(t, c, slug)
@@ -497,37 +499,6 @@ func TestLaunchFailureCleanup(t *testing.T) {
 				t.Errorf("the state folder the launch created is left: %v", err)
 			}
 		})
-	}
-}
-
-func TestTokenValue(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "tok"), []byte("  s3cret\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "two"), []byte("a\nb\n"), 0o600)
-	env := func(k string) string {
-		return map[string]string{"TOK": "from-env", "HOME": dir}[k]
-	}
-	tests := []struct {
-		tok     plan.Token
-		want    string
-		wantErr string
-	}{
-		{plan.Token{Name: "A", Env: "TOK"}, "from-env", ""},
-		{plan.Token{Name: "A", Env: "UNSET"}, "", "the host variable UNSET is not set"},
-		{plan.Token{Name: "A", File: "~/tok"}, "s3cret", ""},
-		{plan.Token{Name: "A", File: filepath.Join(dir, "tok")}, "s3cret", ""},
-		{plan.Token{Name: "A", File: "~/two"}, "", "must hold one line"},
-		{plan.Token{Name: "A", File: "~/none"}, "", "no such file"},
-		{plan.Token{Name: "A"}, "", "neither env nor file"},
-	}
-	for _, tt := range tests {
-		got, err := tokenValue(tt.tok, env)
-		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("tokenValue(%+v) = %q, %v; want %q, %q", tt.tok, got, err, tt.want, tt.wantErr)
-		}
-		if err != nil && strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("an error names the token's value: %v", err)
-		}
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
@@ -79,11 +79,11 @@ func TestLaunchRefusesWorkspace(t *testing.T) {
 				Stop(context.Background(), c, slug)
 				t.Fatal("launched")
 			}
-			if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "checking the workspace: ") ||
+			if exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "checking the workspace: ") ||
 				!strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v (exit %d); want exit 2 and %q", err, cli.CodeOf(err), tc.want)
+				t.Errorf("got %v (exit %d); want exit 2 and %q", err, exit.CodeOf(err), tc.want)
 			}
-			var ce *cli.Error
+			var ce *exit.Error
 			if !errors.As(err, &ce) || len(ce.Hints) == 0 {
 				t.Errorf("no hint: %v", err)
 			}

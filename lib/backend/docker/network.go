@@ -8,7 +8,8 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
 // InhibitIPv4 is the bridge driver's option that gives the bridge itself no
@@ -53,15 +54,15 @@ func (l *launch) network(ctx context.Context, name string, opts client.NetworkCr
 	// asked not to, and this client never asks: refuse a clash here, or
 	// the bottle could join someone else's network.
 	if _, err := l.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err == nil {
-		return "", cli.Backend(fmt.Errorf("a network named %s already exists", name),
-			fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.p.Slug, l.p.Slug))
+		return "", exit.Backend(fmt.Errorf("a network named %s already exists", name),
+			fmt.Sprintf("is bottle %s running? 'bb-launch stop %s' removes its containers and networks", l.Plan.Slug, l.Plan.Slug))
 	} else if !isNotFound(err) {
-		return "", cli.Backend(fmt.Errorf("inspecting network %s: %w", name, err))
+		return "", exit.Backend(fmt.Errorf("inspecting network %s: %w", name, err))
 	}
 	opts.Labels = l.labels(l.d.Labels)
 	res, err := l.api.NetworkCreate(ctx, name, opts)
 	if err != nil {
-		return "", cli.Backend(fmt.Errorf("creating network %s: %w", name, err))
+		return "", exit.Backend(fmt.Errorf("creating network %s: %w", name, err))
 	}
 	return res.ID, nil
 }
@@ -69,16 +70,16 @@ func (l *launch) network(ctx context.Context, name string, opts client.NetworkCr
 // removeNetwork removes a network; one already gone is no error.
 func removeNetwork(ctx context.Context, api Engine, id string) error {
 	if _, err := api.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
-		return cli.Backend(fmt.Errorf("removing network %s: %w", id, err))
+		return exit.Backend(fmt.Errorf("removing network %s: %w", id, err))
 	}
 	return nil
 }
 
 // bottleNetworks lists the networks labelled with slug.
 func bottleNetworks(ctx context.Context, api Engine, slug string) ([]string, error) {
-	res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", LabelSlug+"="+slug)})
+	res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", names.LabelSlug+"="+slug)})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing the networks of bottle %s: %w", slug, err))
+		return nil, exit.Backend(fmt.Errorf("listing the networks of bottle %s: %w", slug, err))
 	}
 	var ids []string
 	for _, n := range res.Items {

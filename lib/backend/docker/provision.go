@@ -17,7 +17,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
@@ -46,7 +46,7 @@ type provisioned struct {
 // and the prompt. It needs no root inside: the engine writes the files,
 // owned by the agent's user.
 func (l *launch) provision(ctx context.Context) error {
-	a := l.p.Agent
+	a := l.Plan.Agent
 	uid, gid, home, err := l.lookupUser(ctx, a.User)
 	if err != nil {
 		return err
@@ -56,11 +56,11 @@ func (l *launch) provision(ctx context.Context) error {
 	}
 	if !path.IsAbs(home) || path.Clean(home) == "/" {
 		// Provisioning makes the home the agent's own.
-		return cli.Usagef("the agent's user %q has the home %q: want a folder of its own", a.User, home)
+		return exit.Usagef("the agent's user %q has the home %q: want a folder of its own", a.User, home)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(l.o.Store.EgressDir(l.p.Slug), state.CACertFile))
+	caPEM, err := os.ReadFile(filepath.Join(l.Store.EgressDir(l.Plan.Slug), state.CACertFile))
 	if err != nil {
-		return fmt.Errorf("reading the bottle's CA: %w", unwrapPathErr(err))
+		return fmt.Errorf("reading the bottle's CA: %w", unwrapPath(err))
 	}
 	bundle, err := l.readFile(ctx, SystemCABundle)
 	if err != nil {
@@ -92,7 +92,7 @@ func (l *launch) provision(ctx context.Context) error {
 	_, err = l.api.CopyToContainer(ctx, l.agentID, client.CopyToContainerOptions{
 		DestinationPath: "/", Content: bytes.NewReader(tarball)})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("copying files into %s: %w", l.d.AgentContainer, err))
+		return exit.Backend(fmt.Errorf("copying files into %s: %w", l.d.AgentContainer, err))
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 	hasPrompt := false
 	add := func(p string, data []byte, mode int64) error {
 		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, home+"/") {
-			return cli.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
+			return exit.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
 		}
 		var parents []string
 		for d := path.Dir(p); !dirs[d]; d = path.Dir(d) {
@@ -123,7 +123,7 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 	for _, f := range list {
 		mode, err := f.FileMode()
 		if err != nil {
-			return nil, cli.Usage(fmt.Errorf("plan agent.files: %w", err))
+			return nil, exit.Usage(fmt.Errorf("plan agent.files: %w", err))
 		}
 		if err := add(f.Path, []byte(f.Content), int64(mode.Perm())); err != nil {
 			return nil, err
@@ -145,7 +145,7 @@ func (l *launch) readFile(ctx context.Context, p string) ([]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
+		return nil, exit.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
 	}
 	defer res.Content.Close()
 	tr := tar.NewReader(res.Content)
@@ -155,12 +155,12 @@ func (l *launch) readFile(ctx context.Context, p string) ([]byte, error) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, cli.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
+			return nil, exit.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
 		}
 		if hdr.Typeflag == tar.TypeReg {
 			b, err := io.ReadAll(io.LimitReader(tr, 64<<20))
 			if err != nil {
-				return nil, cli.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
+				return nil, exit.Backend(fmt.Errorf("reading %s from %s: %w", p, l.d.AgentContainer, err))
 			}
 			return b, nil
 		}
@@ -179,16 +179,16 @@ func (l *launch) lookupUser(ctx context.Context, user string) (uid, gid int, hom
 	if !found {
 		// Not even a numeric one: its home would be a guess ("/"), and
 		// provisioning gives the home to the agent.
-		return 0, 0, "", cli.Usage(fmt.Errorf("the agent's user %q is not in the image's /etc/passwd", user),
+		return 0, 0, "", exit.Usage(fmt.Errorf("the agent's user %q is not in the image's /etc/passwd", user),
 			"add the user to the image (useradd in its Dockerfile), or plan a user it has")
 	}
 	if hasGroup {
 		if gid, err = strconv.Atoi(group); err != nil {
-			return 0, 0, "", cli.Usagef("the agent's user %q: want a numeric group", user)
+			return 0, 0, "", exit.Usagef("the agent's user %q: want a numeric group", user)
 		}
 	}
 	if uid == 0 {
-		return 0, 0, "", cli.Usagef("the agent's user %q is root in the image", user)
+		return 0, 0, "", exit.Usagef("the agent's user %q is root in the image", user)
 	}
 	return uid, gid, home, nil
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 )
 
 // RemoveLabelled removes every container, network and image labelled
@@ -16,30 +16,30 @@ func RemoveLabelled(ctx context.Context, c *client.Client, key, value string) er
 	f := client.Filters{}.Add("label", key+"="+value)
 	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("listing containers labelled %s=%s: %w", key, value, err))
+		return exit.Backend(fmt.Errorf("listing containers labelled %s=%s: %w", key, value, err))
 	}
 	for _, ct := range cs.Items {
 		if _, err := c.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
-			return cli.Backend(fmt.Errorf("removing container %s: %w", ct.ID, err))
+			return exit.Backend(fmt.Errorf("removing container %s: %w", ct.ID, err))
 		}
 	}
 	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("listing networks labelled %s=%s: %w", key, value, err))
+		return exit.Backend(fmt.Errorf("listing networks labelled %s=%s: %w", key, value, err))
 	}
 	for _, n := range ns.Items {
 		if _, err := c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
-			return cli.Backend(fmt.Errorf("removing network %s: %w", n.Name, err))
+			return exit.Backend(fmt.Errorf("removing network %s: %w", n.Name, err))
 		}
 	}
 	is, err := c.ImageList(ctx, client.ImageListOptions{All: true, Filters: f})
 	if err != nil {
-		return cli.Backend(fmt.Errorf("listing images labelled %s=%s: %w", key, value, err))
+		return exit.Backend(fmt.Errorf("listing images labelled %s=%s: %w", key, value, err))
 	}
 	for _, im := range is.Items {
 		_, err := c.ImageRemove(ctx, im.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 		if err != nil && !isNotFound(err) {
-			return cli.Backend(fmt.Errorf("removing image %s: %w", im.ID, err))
+			return exit.Backend(fmt.Errorf("removing image %s: %w", im.ID, err))
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package freeze
+package docker
 
 import (
 	"context"
@@ -10,12 +10,14 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/freeze"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
-// DockerAPI is the part of the engine client the Docker freezer needs;
+// FreezerAPI is the part of the engine client the Docker freezer needs;
 // *client.Client has it.
-type DockerAPI interface {
+type FreezerAPI interface {
 	ContainerList(ctx context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error)
 	ContainerCommit(ctx context.Context, container string, opts client.ContainerCommitOptions) (client.ContainerCommitResult, error)
 	ImageTag(ctx context.Context, opts client.ImageTagOptions) (client.ImageTagResult, error)
@@ -23,29 +25,31 @@ type DockerAPI interface {
 	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 }
 
-// Docker freezes bottles on the Docker engine. A commit does not stop the
-// bottle: the engine pauses the container (freezes its cgroup), commits
-// its filesystem and unpauses it.
-type Docker struct {
-	API DockerAPI
+// Freezer freezes bottles on the Docker engine (freeze.Freezer). A commit
+// does not stop the bottle: the engine pauses the container (freezes its
+// cgroup), commits its filesystem and unpauses it.
+type Freezer struct {
+	API FreezerAPI
 }
 
+var _ freeze.Freezer = (*Freezer)(nil)
+
 // Backend is "docker".
-func (d *Docker) Backend() string { return "docker" }
+func (d *Freezer) Backend() string { return names.Docker }
 
 // NeedsStop is false: the container is only paused, for the commit.
-func (d *Docker) NeedsStop() bool { return false }
+func (d *Freezer) NeedsStop() bool { return false }
 
 // Running lists the slugs of running agent containers (bb.role=agent).
-func (d *Docker) Running(ctx context.Context) ([]string, error) {
-	f := client.Filters{}.Add("label", LabelRole+"=agent").Add("status", "running")
+func (d *Freezer) Running(ctx context.Context) ([]string, error) {
+	f := client.Filters{}.Add("label", names.LabelRole+"="+names.RoleAgent).Add("status", "running")
 	res, err := d.API.ContainerList(ctx, client.ContainerListOptions{Filters: f})
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var slugs []string
 	for _, c := range res.Items {
-		if s := c.Labels[LabelSlug]; s != "" && !slices.Contains(slugs, s) {
+		if s := c.Labels[names.LabelSlug]; s != "" && !slices.Contains(slugs, s) {
 			slugs = append(slugs, s)
 		}
 	}
@@ -67,26 +71,26 @@ func (d *Docker) Running(ctx context.Context) ([]string, error) {
 // committed untagged and tagged t.Ref only once Commit has its ID: an
 // interrupted commit leaves no tag behind, at worst an untagged image
 // labelled with the bottle's slug.
-func (d *Docker) Commit(ctx context.Context, t Target) (string, error) {
+func (d *Freezer) Commit(ctx context.Context, t freeze.Target) (string, error) {
 	labels := maps.Clone(t.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelSlug] = t.Slug
-	labels[LabelRole] = RoleSnapshot
+	labels[names.LabelSlug] = t.Slug
+	labels[names.LabelRole] = names.RoleSnapshot
 	res, err := d.API.ContainerCommit(ctx, t.Container, client.ContainerCommitOptions{
 		Comment: "bb-freeze snapshot of bottle " + t.Slug,
 		Changes: []string{labelChange(labels)},
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return "", cli.Backend(fmt.Errorf("committing bottle %s: no container %s: %w", t.Slug, t.Container, err),
+			return "", exit.Backend(fmt.Errorf("committing bottle %s: no container %s: %w", t.Slug, t.Container, err),
 				"is the bottle running? bb-launch ls lists them")
 		}
-		return "", cli.Backend(fmt.Errorf("committing container %s: %w", t.Container, err))
+		return "", exit.Backend(fmt.Errorf("committing container %s: %w", t.Container, err))
 	}
 	if err := d.Tag(ctx, res.ID, t.Ref); err != nil {
-		undo(ctx, func(ctx context.Context) error { return d.Remove(ctx, res.ID) })
+		freeze.Undo(ctx, func(ctx context.Context) error { return d.Remove(ctx, res.ID) })
 		return "", err
 	}
 	return res.ID, nil
@@ -105,35 +109,35 @@ func labelChange(labels map[string]string) string {
 }
 
 // Tag points dst at src.
-func (d *Docker) Tag(ctx context.Context, src, dst string) error {
+func (d *Freezer) Tag(ctx context.Context, src, dst string) error {
 	if _, err := d.API.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: dst}); err != nil {
-		return cli.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
+		return exit.Backend(fmt.Errorf("tagging %s as %s: %w", src, dst, err))
 	}
 	return nil
 }
 
 // Remove removes the tag ref, and the image once no tag is left, unless a
 // container uses it (then the engine refuses and so does Remove).
-func (d *Docker) Remove(ctx context.Context, ref string) error {
+func (d *Freezer) Remove(ctx context.Context, ref string) error {
 	_, err := d.API.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
 	if err == nil || cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	if cerrdefs.IsConflict(err) {
-		return cli.Backend(fmt.Errorf("removing image %s: %w", ref, err),
+		return exit.Backend(fmt.Errorf("removing image %s: %w", ref, err),
 			"a container still uses it: stop the bottle (bb-launch stop SLUG) and try again")
 	}
-	return cli.Backend(fmt.Errorf("removing image %s: %w", ref, err))
+	return exit.Backend(fmt.Errorf("removing image %s: %w", ref, err))
 }
 
 // Exists reports whether the engine has ref.
-func (d *Docker) Exists(ctx context.Context, ref string) (bool, error) {
+func (d *Freezer) Exists(ctx context.Context, ref string) (bool, error) {
 	_, err := d.API.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, cli.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
+		return false, exit.Backend(fmt.Errorf("inspecting image %s: %w", ref, err))
 	}
 	return true, nil
 }

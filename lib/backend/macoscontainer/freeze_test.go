@@ -1,9 +1,7 @@
-package freeze
+package macoscontainer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/freeze"
 )
 
 // script is a Runner that records command lines and answers them from a
@@ -45,12 +43,6 @@ func (s *script) Run(_ context.Context, name string, args ...string) ([]byte, er
 		s.create(args)
 	}
 	return nil, nil
-}
-
-func TestNamePrefixIsThePlans(t *testing.T) {
-	if NamePrefix != plan.NamePrefix {
-		t.Errorf("NamePrefix = %q, plan.NamePrefix = %q", NamePrefix, plan.NamePrefix)
-	}
 }
 
 // The Apple container command lines, checked against apple/container's
@@ -105,8 +97,8 @@ func TestAppleCommitCommandLines(t *testing.T) {
 					dockerfile = string(b)
 				}
 			}
-			a := &Apple{Run: run, TempDir: tmp}
-			id, err := a.Commit(t.Context(), Target{Slug: "demo-1a2b", Container: "bot-bottle-demo-1a2b",
+			a := &Freezer{Run: run, TempDir: tmp}
+			id, err := a.Commit(t.Context(), freeze.Target{Slug: "demo-1a2b", Container: "bot-bottle-demo-1a2b",
 				Ref: "bb/demo-1a2b:20261126T120000Z", Labels: map[string]string{"bb.test": "1"}})
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
@@ -159,7 +151,7 @@ func TestAppleTagRemoveExistsRunning(t *testing.T) {
 			{"status":"stopped","configuration":{"id":"bot-bottle-a-1","labels":{"bb.slug":"a-1","bb.role":"agent"}}},
 			{"status":"running","configuration":{"id":"other","labels":{}}}]`},
 	}}
-	a := &Apple{Run: run}
+	a := &Freezer{Run: run}
 	ctx := t.Context()
 	if err := a.Tag(ctx, "bb/x-1:20261126T120000Z", "bb/x-1:latest"); err != nil {
 		t.Fatal(err)
@@ -190,85 +182,5 @@ func TestAppleTagRemoveExistsRunning(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, run.calls); diff != "" {
 		t.Errorf("command lines (-want +got):\n%s", diff)
-	}
-}
-
-// The smolvm command lines, checked against smolvm v1.22.2's CLI
-// (src/cli/machine.rs, src/cli/pack.rs) and docs/pack/SKILL.md:
-// smolvm machine stop --name NAME, smolvm pack create --from-vm NAME
-// --output PATH --single-file, smolvm machine start --name NAME,
-// smolvm machine ls --json.
-func TestSmolVMCommitCommandLines(t *testing.T) {
-	dir := t.TempDir()
-	run := &script{}
-	run.create = func(args []string) {
-		if len(args) > 1 && args[0] == "pack" {
-			os.WriteFile(args[5], []byte("packed"), 0o700)
-		}
-	}
-	s := &SmolVM{Run: run, Dir: dir}
-	ctx := t.Context()
-	id, err := s.Commit(ctx, Target{Slug: "demo-1a2b", Container: "bot-bottle-demo-1a2b", Ref: "bb/demo-1a2b:20261126T120000Z"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "demo-1a2b", "images", "20261126T120000Z")
-	want := []string{
-		"smolvm machine stop --name bot-bottle-demo-1a2b",
-		"smolvm pack create --from-vm bot-bottle-demo-1a2b --output " + path + " --single-file",
-		"smolvm machine start --name bot-bottle-demo-1a2b",
-	}
-	if diff := cmp.Diff(want, run.calls); diff != "" {
-		t.Errorf("command lines (-want +got):\n%s", diff)
-	}
-	if sum := sha256.Sum256([]byte("packed")); id != "sha256:"+hex.EncodeToString(sum[:]) {
-		t.Errorf("id = %q, want the SHA-256 of the packed file", id)
-	}
-	if err := s.Tag(ctx, "bb/demo-1a2b:20261126T120000Z", "bb/demo-1a2b:latest"); err != nil {
-		t.Fatal(err)
-	}
-	if target, err := os.Readlink(filepath.Join(dir, "demo-1a2b", "images", "latest")); err != nil || target != "20261126T120000Z" {
-		t.Errorf("latest -> %q, %v; want the snapshot's file", target, err)
-	}
-	if ok, err := s.Exists(ctx, "bb/demo-1a2b:latest"); !ok || err != nil {
-		t.Errorf("Exists(latest) = %v, %v", ok, err)
-	}
-	for _, ref := range []string{"bb/demo-1a2b:latest", "bb/demo-1a2b:20261126T120000Z", "bb/demo-1a2b:20261126T120000Z"} {
-		if err := s.Remove(ctx, ref); err != nil {
-			t.Errorf("Remove(%s): %v", ref, err)
-		}
-	}
-	if ok, _ := s.Exists(ctx, "bb/demo-1a2b:20261126T120000Z"); ok {
-		t.Error("the snapshot's file is still there")
-	}
-	if _, err := s.Path("bb/demo-1a2b:../../etc"); err == nil {
-		t.Error("Path accepted a tag that climbs out of the folder")
-	}
-}
-
-func TestSmolVMPackFailsRestarts(t *testing.T) {
-	run := &script{answers: []answer{{prefix: "smolvm pack", err: errors.New("refuses a running machine")}}}
-	s := &SmolVM{Run: run, Dir: t.TempDir()}
-	_, err := s.Commit(t.Context(), Target{Slug: "d-1", Container: "bot-bottle-d-1", Ref: "bb/d-1:20261126T120000Z"})
-	if err == nil || !strings.Contains(err.Error(), "packing bottle d-1: refuses a running machine") {
-		t.Errorf("error = %v", err)
-	}
-	if last := run.calls[len(run.calls)-1]; last != "smolvm machine start --name bot-bottle-d-1" {
-		t.Errorf("last command %q, want the machine started again", last)
-	}
-}
-
-func TestSmolVMRunning(t *testing.T) {
-	run := &script{answers: []answer{{prefix: "smolvm machine ls --json", out: `[
-		{"name":"bot-bottle-a-1","state":"running"},
-		{"name":"bot-bottle-b-2","state":"stopped"},
-		{"name":"default","state":"running"}]`}}}
-	s := &SmolVM{Run: run, Dir: t.TempDir()}
-	slugs, err := s.Running(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]string{"a-1"}, slugs); diff != "" {
-		t.Errorf("Running (-want +got):\n%s", diff)
 	}
 }

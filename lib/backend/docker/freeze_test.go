@@ -1,4 +1,4 @@
-package freeze_test
+package docker_test
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/moby/client"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/freeze"
-	"github.com/bb-bottles/bb/lib/freeze/freezetest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
@@ -45,7 +47,7 @@ func TestDockerCommit(t *testing.T) {
 	ctr := freezetest.Bottle(t, c, st, slug)
 	freezetest.WriteFile(t, c, ctr, "/home/agent", "work.txt", "state worth keeping\n")
 
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	start := time.Now()
 	rec, err := freeze.Commit(t.Context(), st, f, slug, freeze.Options{Labels: freezetest.Labels, Now: clock()})
 	if err != nil {
@@ -101,7 +103,7 @@ func TestDockerKeepListRemove(t *testing.T) {
 	st := freezetest.Store(t)
 	slug := uniqueSlug("fz-keep")
 	freezetest.Bottle(t, c, st, slug)
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	var recs []freeze.Record
 	for i := range 3 {
@@ -153,8 +155,8 @@ func TestDockerKeepListRemove(t *testing.T) {
 		t.Errorf("latest is %s after removing the newest, want %s", id, recs[1].ID)
 	}
 	_, err = freeze.Remove(t.Context(), st, f, slug, "20991231T000000Z")
-	if !errors.Is(err, freeze.ErrNotFound) || cli.CodeOf(err) != cli.ExitUsage {
-		t.Errorf("Remove of an unknown snapshot = %v (exit %d), want ErrNotFound, exit 2", err, cli.CodeOf(err))
+	if !errors.Is(err, freeze.ErrNotFound) || exit.CodeOf(err) != exit.CodeUsage {
+		t.Errorf("Remove of an unknown snapshot = %v (exit %d), want ErrNotFound, exit 2", err, exit.CodeOf(err))
 	}
 	// By ID, the last one: latest goes with it.
 	if _, err := freeze.Remove(t.Context(), st, f, slug, recs[1].ID); err != nil {
@@ -171,10 +173,10 @@ func TestDockerKeepListRemove(t *testing.T) {
 
 // failTag is a Docker freezer whose Tag fails, as an engine can between
 // the commit and the tag.
-type failTag struct{ *freeze.Docker }
+type failTag struct{ *docker.Freezer }
 
 func (failTag) Tag(context.Context, string, string) error {
-	return cli.Backend(errors.New("tagging: engine gone"))
+	return exit.Backend(errors.New("tagging: engine gone"))
 }
 
 // A failed commit, however it fails, leaves the previous snapshot, latest
@@ -185,7 +187,7 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 	slug := uniqueSlug("fz-fail")
 	ctr := freezetest.Bottle(t, c, st, slug)
 	freezetest.WriteFile(t, c, ctr, "/home/agent", "v1.txt", "one\n")
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	first, err := freeze.Commit(t.Context(), st, f, slug, freeze.Options{Labels: freezetest.Labels, Now: now})
 	if err != nil {
@@ -202,10 +204,10 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 		f      freeze.Freezer
 		code   int
 	}{
-		{"cancelled before", -1, f, cli.ExitInterrupted},
-		{"cancelled during", 20 * time.Millisecond, f, cli.ExitInterrupted},
-		{"tag fails", 0, failTag{f}, cli.ExitBackend},
-		{"container gone", 0, f, cli.ExitBackend},
+		{"cancelled before", -1, f, exit.CodeInterrupted},
+		{"cancelled during", 20 * time.Millisecond, f, exit.CodeInterrupted},
+		{"tag fails", 0, failTag{f}, exit.CodeBackend},
+		{"container gone", 0, f, exit.CodeBackend},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,7 +228,7 @@ func TestDockerFailedCommitKeepsPrevious(t *testing.T) {
 			if err == nil {
 				t.Fatal("Commit succeeded")
 			}
-			if code := cli.CodeOf(err); code != tt.code {
+			if code := exit.CodeOf(err); code != tt.code {
 				t.Errorf("exit %d (%v), want %d", code, err, tt.code)
 			}
 			after, _ := st.ReadMetadata(slug)
@@ -285,7 +287,7 @@ func refs(t *testing.T, c *client.Client, slug string) []string {
 // commit here).
 func BenchmarkFreezeCommit(b *testing.B) {
 	c, st, slug := benchBottle(b)
-	f := &freeze.Docker{API: c}
+	f := &docker.Freezer{API: c}
 	now := clock()
 	var raw time.Duration
 	b.ResetTimer()
@@ -304,7 +306,7 @@ func BenchmarkFreezeCommit(b *testing.B) {
 }
 
 func rawCommit(b *testing.B, c *client.Client, slug string) {
-	_, err := c.ContainerCommit(b.Context(), freeze.NamePrefix+slug, client.ContainerCommitOptions{Reference: "bb/" + slug + ":raw"})
+	_, err := c.ContainerCommit(b.Context(), names.Agent(slug), client.ContainerCommitOptions{Reference: "bb/" + slug + ":raw"})
 	if err != nil {
 		b.Fatal(err)
 	}

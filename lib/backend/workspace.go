@@ -1,4 +1,4 @@
-package docker
+package backend
 
 import (
 	"context"
@@ -10,9 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/moby/moby/api/types/mount"
-
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/provider"
 )
@@ -26,12 +24,12 @@ var DockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
 // bb-launch runs in) and refuses one that holds what the agent must never
 // reach: the root, the home folder itself, bb's state (routes the sidecar
 // reloads, CA keys), its configuration, a token file, the engine's socket.
-func (l *launch) checkWorkspace(context.Context) error {
-	ws, from := l.p.Agent.Workspace, "the plan's workspace"
-	if l.o.Resume {
-		ld, err := ReadLaunched(l.o.Store, l.p.Slug)
+func (l *Launching) checkWorkspace(context.Context) error {
+	ws, from := l.Plan.Agent.Workspace, "the plan's workspace"
+	if l.Resume {
+		ld, err := ReadLaunched(l.Store, l.Plan.Slug)
 		if err != nil {
-			return cli.Usage(err)
+			return exit.Usage(err)
 		}
 		if ld.Workspace != "" {
 			// Wherever the resume runs from: the bottle keeps its folder.
@@ -39,28 +37,28 @@ func (l *launch) checkWorkspace(context.Context) error {
 		}
 	}
 	if ws == "" {
-		ws, from = l.o.Dir, "the current folder (the plan has no workspace)"
+		ws, from = l.Dir, "the current folder (the plan has no workspace)"
 	}
-	if err := plan.CheckWorkspace(ws, l.o.Env); err != nil {
-		return cli.WithHint(fmt.Errorf("%s: %w", from, err))
+	if err := plan.CheckWorkspace(ws, l.Env); err != nil {
+		return exit.WithHint(fmt.Errorf("%s: %w", from, err))
 	}
 	real, err := filepath.EvalSymlinks(ws)
 	if err != nil {
-		return cli.Usagef("%s %s: %w", from, ws, unwrapPathErr(err))
+		return exit.Usagef("%s %s: %w", from, ws, unwrapPathErr(err))
 	}
 	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
-		return cli.Usagef("%s %s is not a folder", from, ws)
+		return exit.Usagef("%s %s is not a folder", from, ws)
 	}
 	for _, p := range l.protected() {
 		if plan.Within(real, p.path) {
-			return cli.Usage(fmt.Errorf("refusing %s %s: it holds %s %s, which the agent could read and change", from, ws, p.what, p.path),
+			return exit.Usage(fmt.Errorf("refusing %s %s: it holds %s %s, which the agent could read and change", from, ws, p.what, p.path),
 				plan.WorkspaceHint)
 		}
 		if p.dir && plan.Within(p.path, real) {
-			return cli.Usage(fmt.Errorf("refusing %s %s: it is inside %s %s", from, ws, p.what, p.path), plan.WorkspaceHint)
+			return exit.Usage(fmt.Errorf("refusing %s %s: it is inside %s %s", from, ws, p.what, p.path), plan.WorkspaceHint)
 		}
 	}
-	l.workspace = real
+	l.Workspace = real
 	return l.checkBuildContext()
 }
 
@@ -72,9 +70,9 @@ const BuildHint = "keep the bottle's Dockerfile and its folder outside the folde
 // write (its Dockerfile would run at the next launch, with the network,
 // on the engine's default bridge), or from a folder holding a token file
 // or bb's state (they would be baked into a layer).
-func (l *launch) checkBuildContext() error {
-	df := l.p.Agent.Dockerfile
-	if df.Path == "" || l.o.Image != "" {
+func (l *Launching) checkBuildContext() error {
+	df := l.Plan.Agent.Dockerfile
+	if df.Path == "" || l.Image != "" {
 		return nil
 	}
 	ctxDir := df.Context
@@ -83,16 +81,16 @@ func (l *launch) checkBuildContext() error {
 	}
 	file, dir := plan.ResolvePath(df.Path), plan.ResolvePath(ctxDir)
 	switch {
-	case plan.Within(l.workspace, file):
-		return cli.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where the agent can change it", df.Path, l.workspace), BuildHint)
-	case plan.Within(l.workspace, dir):
-		return cli.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where the agent can change it", ctxDir, l.workspace), BuildHint)
-	case plan.Within(dir, l.workspace):
-		return cli.Usage(fmt.Errorf("refusing the build context %s: it holds the workspace %s, whose files the agent can change", ctxDir, l.workspace), BuildHint)
+	case plan.Within(l.Workspace, file):
+		return exit.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where the agent can change it", df.Path, l.Workspace), BuildHint)
+	case plan.Within(l.Workspace, dir):
+		return exit.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where the agent can change it", ctxDir, l.Workspace), BuildHint)
+	case plan.Within(dir, l.Workspace):
+		return exit.Usage(fmt.Errorf("refusing the build context %s: it holds the workspace %s, whose files the agent can change", ctxDir, l.Workspace), BuildHint)
 	}
 	for _, p := range l.protected() {
 		if p.build && plan.Within(dir, p.path) {
-			return cli.Usage(fmt.Errorf("refusing the build context %s: it holds %s %s, which would be baked into the image", ctxDir, p.what, p.path),
+			return exit.Usage(fmt.Errorf("refusing the build context %s: it holds %s %s, which would be baked into the image", ctxDir, p.what, p.path),
 				"give the bottle's Dockerfile a folder of its own")
 		}
 	}
@@ -108,22 +106,22 @@ type protectedPath struct {
 }
 
 // protected lists the host paths the agent must never reach, resolved.
-func (l *launch) protected() []protectedPath {
-	ps := []protectedPath{{what: "bb's state folder", path: l.o.Store.Dir, dir: true, build: true}}
-	if cfg := provider.ConfigDir(l.o.Env); cfg != "" {
+func (l *Launching) protected() []protectedPath {
+	ps := []protectedPath{{what: "bb's state folder", path: l.Store.Dir, dir: true, build: true}}
+	if cfg := provider.ConfigDir(l.Env); cfg != "" {
 		ps = append(ps, protectedPath{what: "bb's configuration", path: filepath.Dir(cfg), dir: true})
 	}
-	if home := l.o.Env("HOME"); home != "" {
+	if home := l.Env("HOME"); home != "" {
 		ps = append(ps, protectedPath{what: "bb's configuration", path: filepath.Join(home, ".config", "bot-bottle"), dir: true})
 	}
 	for _, s := range DockerSockets {
 		ps = append(ps, protectedPath{what: "the Docker socket", path: s})
 	}
-	if h, ok := strings.CutPrefix(l.o.Env("DOCKER_HOST"), "unix://"); ok {
+	if h, ok := strings.CutPrefix(l.Env("DOCKER_HOST"), "unix://"); ok {
 		ps = append(ps, protectedPath{what: "the Docker socket", path: h})
 	}
-	for _, t := range l.p.Egress.Tokens {
-		if p := tokenPath(t, l.o.Env); p != "" {
+	for _, t := range l.Plan.Egress.Tokens {
+		if p := tokenPath(t, l.Env); p != "" {
 			ps = append(ps, protectedPath{what: "the file of token " + t.Name, path: p, build: true})
 		}
 	}
@@ -149,7 +147,13 @@ func tokenPath(t plan.Token, env func(string) string) string {
 	return t.File
 }
 
-// gitMounts keep the host's git from running what the agent writes: git
+// Mount is a host path bound into the agent.
+type Mount struct {
+	Source, Target string
+	ReadOnly       bool
+}
+
+// GitMounts keep the host's git from running what the agent writes: git
 // runs hooks, and commands named in .git/config (core.fsmonitor,
 // core.hooksPath, a filter's), when the person next works in the checkout
 // on the host. So .git/config and .git/hooks are mounted read-only over
@@ -158,7 +162,7 @@ func tokenPath(t plan.Token, env func(string) string) string {
 // (objects, refs and the index stay writable). A hooks folder is made when
 // there is none, or the agent could make one. A .git file (a worktree's or
 // a submodule's "gitdir:") is read-only, so it cannot point elsewhere.
-func gitMounts(ws, workdir string) ([]mount.Mount, error) {
+func GitMounts(ws, workdir string) ([]Mount, error) {
 	gitPath := filepath.Join(ws, ".git")
 	target := path.Join(workdir, ".git")
 	real, err := filepath.EvalSymlinks(gitPath)
@@ -170,21 +174,21 @@ func gitMounts(ws, workdir string) ([]mount.Mount, error) {
 	case err != nil:
 		return nil, nil
 	case fi.Mode().IsRegular():
-		return []mount.Mount{{Type: mount.TypeBind, Source: real, Target: target, ReadOnly: true}}, nil
+		return []Mount{{Source: real, Target: target, ReadOnly: true}}, nil
 	case !fi.IsDir():
 		return nil, nil
 	}
-	ms := []mount.Mount{{Type: mount.TypeBind, Source: real, Target: target}}
+	ms := []Mount{{Source: real, Target: target}}
 	if fi, err := os.Lstat(filepath.Join(real, "config")); err == nil && fi.Mode().IsRegular() {
-		ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: filepath.Join(real, "config"), Target: path.Join(target, "config"), ReadOnly: true})
+		ms = append(ms, Mount{Source: filepath.Join(real, "config"), Target: path.Join(target, "config"), ReadOnly: true})
 	}
 	hooks := filepath.Join(real, "hooks")
 	if err := os.Mkdir(hooks, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, cli.Backend(fmt.Errorf("making %s: %w", hooks, err))
+		return nil, exit.Backend(fmt.Errorf("making %s: %w", hooks, err))
 	}
 	if fi, err := os.Lstat(hooks); err != nil || !fi.IsDir() {
-		return nil, cli.Usagef("%s is not a folder: the agent could put hooks there", hooks)
+		return nil, exit.Usagef("%s is not a folder: the agent could put hooks there", hooks)
 	}
-	ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: hooks, Target: path.Join(target, "hooks"), ReadOnly: true})
+	ms = append(ms, Mount{Source: hooks, Target: path.Join(target, "hooks"), ReadOnly: true})
 	return ms, nil
 }

@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-
 	"io"
 	"os"
 	"strings"
@@ -18,11 +17,12 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend/docker"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/state"
 )
 
 // Labels go on everything the tests make.
-var Labels = map[string]string{"bb.test": "1"}
+var Labels = map[string]string{names.LabelTest: "1"}
 
 // Engine returns the real engine with the offline base image, or skips t
 // (fails it when BB_REQUIRE_DOCKER=1).
@@ -55,14 +55,14 @@ func Engine(t testing.TB) *client.Client {
 func Bottle(t testing.TB, c *client.Client, st *state.Store, slug string) string {
 	t.Helper()
 	ctx := context.Background()
-	name := "bot-bottle-" + slug
+	name := names.Agent(slug)
 	t.Cleanup(func() { Clean(t, c, slug) })
 	res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{
 			Image:  docker.BaseImage,
 			Cmd:    []string{"sleep", "infinity"},
-			Labels: map[string]string{"bb.slug": slug, "bb.role": "agent", "bb.agent": "demo", "bb.test": "1"},
+			Labels: map[string]string{names.LabelSlug: slug, names.LabelRole: names.RoleAgent, names.LabelAgent: "demo", names.LabelTest: "1"},
 		},
 		HostConfig: &container.HostConfig{Init: ptr(true)},
 	})
@@ -73,7 +73,7 @@ func Bottle(t testing.TB, c *client.Client, st *state.Store, slug string) string
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	err = st.WriteMetadata(slug, state.Metadata{Agent: "demo", Template: "shell", Label: "demo " + slug,
-		Backend: "docker", Created: time.Now().UTC()})
+		Backend: names.Docker, Created: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +86,11 @@ func ptr[T any](v T) *T { return &v }
 func Clean(t testing.TB, c *client.Client, slug string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := c.ContainerRemove(ctx, "bot-bottle-"+slug, client.ContainerRemoveOptions{Force: true})
+	_, err := c.ContainerRemove(ctx, names.Agent(slug), client.ContainerRemoveOptions{Force: true})
 	if err != nil && !strings.Contains(err.Error(), "No such container") {
 		t.Errorf("removing the container of %s: %v", slug, err)
 	}
-	f := client.Filters{}.Add("label", "bb.slug="+slug).Add("label", "bb.test=1")
+	f := client.Filters{}.Add("label", names.LabelSlug+"="+slug).Add("label", names.LabelTest+"=1")
 	ims, err := c.ImageList(ctx, client.ImageListOptions{All: true, Filters: f})
 	if err != nil {
 		t.Errorf("listing the images of %s: %v", slug, err)

@@ -1,4 +1,4 @@
-package freeze
+package smolvm
 
 import (
 	"context"
@@ -14,10 +14,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bb-bottles/bb/lib/cli"
+	"github.com/bb-bottles/bb/lib/exit"
+	"github.com/bb-bottles/bb/lib/freeze"
+	"github.com/bb-bottles/bb/lib/names"
 )
 
-// SmolVM freezes bottles that are smolvm machines (github.com/smol-machines/smolvm)
+// Freezer freezes bottles that are smolvm machines (github.com/smol-machines/smolvm)
 // by packing them into single-file artifacts.
 //
 // Command lines follow smolvm's own CLI definitions and its pack guide as
@@ -28,8 +30,8 @@ import (
 // NAME`. smolvm has no image store, so a snapshot is a file: the reference
 // bb/<slug>:<tag> is kept at <Dir>/<slug>/images/<tag>, and latest is a
 // symbolic link beside it. Labels have nowhere to go and are dropped.
-type SmolVM struct {
-	Run Runner
+type Freezer struct {
+	Run freeze.Runner
 	// Tool is the CLI's name or path ("smolvm" when empty).
 	Tool string
 	// Dir is the state directory (state.Store.Dir).
@@ -37,12 +39,12 @@ type SmolVM struct {
 }
 
 // Backend is "smolvm".
-func (s *SmolVM) Backend() string { return "smolvm" }
+func (s *Freezer) Backend() string { return names.Smolvm }
 
 // NeedsStop is true: pack create --from-vm packs a stopped machine.
-func (s *SmolVM) NeedsStop() bool { return true }
+func (s *Freezer) NeedsStop() bool { return true }
 
-func (s *SmolVM) run(ctx context.Context, args ...string) ([]byte, error) {
+func (s *Freezer) run(ctx context.Context, args ...string) ([]byte, error) {
 	tool := s.Tool
 	if tool == "" {
 		tool = "smolvm"
@@ -51,10 +53,10 @@ func (s *SmolVM) run(ctx context.Context, args ...string) ([]byte, error) {
 }
 
 // Path returns the file that holds snapshot ref.
-func (s *SmolVM) Path(ref string) (string, error) {
+func (s *Freezer) Path(ref string) (string, error) {
 	slug, tag, ok := splitRef(ref)
 	if !ok || strings.ContainsAny(tag, `/\`) || tag == "." || tag == ".." {
-		return "", cli.Usagef("snapshot reference %q: want bb/<slug>:<tag>", ref)
+		return "", exit.Usagef("snapshot reference %q: want bb/<slug>:<tag>", ref)
 	}
 	return filepath.Join(s.Dir, slug, "images", tag), nil
 }
@@ -68,18 +70,18 @@ type smolMachine struct {
 
 // Running lists the bottles among the running machines of `smolvm machine
 // ls --json`: those named bot-bottle-<slug>.
-func (s *SmolVM) Running(ctx context.Context) ([]string, error) {
+func (s *Freezer) Running(ctx context.Context) ([]string, error) {
 	out, err := s.run(ctx, "machine", "ls", "--json")
 	if err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: %w", err))
 	}
 	var ms []smolMachine
 	if err := json.Unmarshal(out, &ms); err != nil {
-		return nil, cli.Backend(fmt.Errorf("listing running bottles: reading the machine list: %w", err))
+		return nil, exit.Backend(fmt.Errorf("listing running bottles: reading the machine list: %w", err))
 	}
 	var slugs []string
 	for _, m := range ms {
-		slug, ok := strings.CutPrefix(m.Name, NamePrefix)
+		slug, ok := strings.CutPrefix(m.Name, names.Prefix)
 		if ok && strings.EqualFold(m.State, "running") && !slices.Contains(slugs, slug) {
 			slugs = append(slugs, slug)
 		}
@@ -90,7 +92,7 @@ func (s *SmolVM) Running(ctx context.Context) ([]string, error) {
 
 // Commit stops the machine, packs it into t.Ref's file and starts it
 // again, also when packing failed. The ID is the file's SHA-256.
-func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
+func (s *Freezer) Commit(ctx context.Context, t freeze.Target) (id string, err error) {
 	path, err := s.Path(t.Ref)
 	if err != nil {
 		return "", err
@@ -99,12 +101,12 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 		return "", fmt.Errorf("committing bottle %s: %w", t.Slug, err)
 	}
 	if _, err := s.run(ctx, "machine", "stop", "--name", t.Container); err != nil {
-		return "", cli.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("stopping bottle %s: %w", t.Slug, err))
 	}
 	defer func() {
-		undo(ctx, func(ctx context.Context) error {
+		freeze.Undo(ctx, func(ctx context.Context) error {
 			if _, serr := s.run(ctx, "machine", "start", "--name", t.Container); serr != nil && err == nil {
-				err = cli.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
+				err = exit.Backend(fmt.Errorf("starting bottle %s again after its snapshot: %w", t.Slug, serr),
 					"the snapshot "+t.Ref+" was made; start the bottle with: smolvm machine start --name "+t.Container)
 			}
 			return nil
@@ -112,7 +114,7 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 	}()
 	if _, err := s.run(ctx, "pack", "create", "--from-vm", t.Container, "--output", path, "--single-file"); err != nil {
 		os.Remove(path)
-		return "", cli.Backend(fmt.Errorf("packing bottle %s: %w", t.Slug, err))
+		return "", exit.Backend(fmt.Errorf("packing bottle %s: %w", t.Slug, err))
 	}
 	return fileID(path)
 }
@@ -120,18 +122,18 @@ func (s *SmolVM) Commit(ctx context.Context, t Target) (id string, err error) {
 func fileID(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", cli.Backend(fmt.Errorf("reading the packed snapshot: %w", err))
+		return "", exit.Backend(fmt.Errorf("reading the packed snapshot: %w", err))
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", cli.Backend(fmt.Errorf("reading the packed snapshot %s: %w", path, err))
+		return "", exit.Backend(fmt.Errorf("reading the packed snapshot %s: %w", path, err))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Tag points dst at src with a symbolic link, replaced atomically.
-func (s *SmolVM) Tag(_ context.Context, src, dst string) error {
+func (s *Freezer) Tag(_ context.Context, src, dst string) error {
 	from, err := s.Path(src)
 	if err != nil {
 		return err
@@ -153,7 +155,7 @@ func (s *SmolVM) Tag(_ context.Context, src, dst string) error {
 }
 
 // Remove removes ref's file (or link).
-func (s *SmolVM) Remove(_ context.Context, ref string) error {
+func (s *Freezer) Remove(_ context.Context, ref string) error {
 	path, err := s.Path(ref)
 	if err != nil {
 		return err
@@ -165,7 +167,7 @@ func (s *SmolVM) Remove(_ context.Context, ref string) error {
 }
 
 // Exists reports whether ref's file is there (through the link, for latest).
-func (s *SmolVM) Exists(_ context.Context, ref string) (bool, error) {
+func (s *Freezer) Exists(_ context.Context, ref string) (bool, error) {
 	path, err := s.Path(ref)
 	if err != nil {
 		return false, err
@@ -175,4 +177,14 @@ func (s *SmolVM) Exists(_ context.Context, ref string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// splitRef splits bb/<slug>:<tag>.
+func splitRef(ref string) (slug, tag string, ok bool) {
+	rest, ok := strings.CutPrefix(ref, "bb/")
+	if !ok {
+		return "", "", false
+	}
+	slug, tag, ok = strings.Cut(rest, ":")
+	return slug, tag, ok && slug != "" && tag != ""
 }
