@@ -23,16 +23,26 @@ import (
 // anything is created: a bottle never starts with a credential silently
 // missing.
 func (l *Launching) readTokens(context.Context) error {
-	env := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + l.Plan.Canary}
-	for _, t := range l.Plan.Egress.Tokens {
-		v, err := tokenValue(t, l.Env)
-		if err != nil {
-			return err
-		}
-		env = append(env, plan.TokenEnvPrefix+t.Name+"="+v)
-	}
+	env, err := TokenEnv(l.Plan, l.Env)
 	l.Tokens = env
-	return nil
+	return err
+}
+
+// TokenEnv reads the values of p's tokens from the host (env, and the files
+// the plan names) and returns the sidecar's environment:
+// EGRESS_TOKEN_<NAME>=value for every token and the canary. A backend that
+// starts a stopped sidecar by handing it its tokens again (smolvm) reads
+// them with it.
+func TokenEnv(p *plan.Plan, env func(string) string) ([]string, error) {
+	out := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + p.Canary}
+	for _, t := range p.Egress.Tokens {
+		v, err := tokenValue(t, env)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, plan.TokenEnvPrefix+t.Name+"="+v)
+	}
+	return out, nil
 }
 
 func tokenValue(t plan.Token, env func(string) string) (string, error) {
