@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,6 +130,8 @@ type Machine struct {
 // File is a file written into a machine.
 type File struct {
 	Data []byte `json:"data"`
+	// Blob names a big file's data under blobs/: see Fake.Data.
+	Blob string `json:"blob"`
 	Mode uint32 `json:"mode"`
 	UID  int    `json:"uid"`
 	GID  int    `json:"gid"`
@@ -206,4 +209,29 @@ func (f *Fake) CheckSyntax(t testing.TB) []syntax.Flag {
 		}
 	}
 	return used
+}
+
+// Run runs the fake itself, as a person would, with env over its own.
+func (f *Fake) Run(t testing.TB, env []string, args ...string) error {
+	t.Helper()
+	cmd := exec.Command(f.Bin, args...)
+	cmd.Env = append(append(os.Environ(), f.Env()...), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("smolvm %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Data is f's content.
+func (f *Fake) Data(t testing.TB, file *File) []byte {
+	t.Helper()
+	if file.Blob == "" {
+		return file.Data
+	}
+	b, err := os.ReadFile(filepath.Join(f.Dir, "blobs", file.Blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

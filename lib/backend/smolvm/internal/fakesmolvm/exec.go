@@ -151,7 +151,7 @@ func (g *guest) run(argv []string) error {
 				fmt.Fprintf(g.stderr, "cat: %s: Permission denied\n", p)
 				return exitCode(1)
 			}
-			g.stdout.Write(f.Data) //nolint:errcheck
+			g.stdout.Write(f.data()) //nolint:errcheck
 		}
 		return nil
 	case "mkdir":
@@ -317,7 +317,7 @@ func (g *guest) dial(argv []string) error {
 func (g *guest) resolve(host string) (netip.Addr, error) {
 	f, ok := readGuest(g.m, "/etc/hosts")
 	if ok {
-		sc := bufio.NewScanner(bytes.NewReader(f.Data))
+		sc := bufio.NewScanner(bytes.NewReader(f.data()))
 		for sc.Scan() {
 			fields := strings.Fields(strings.SplitN(sc.Text(), "#", 2)[0])
 			if len(fields) >= 2 && slices.Contains(fields[1:], host) {

@@ -21,8 +21,8 @@
 //
 // Every invocation is appended to $SMOLVM_FAKE_DIR/argv.jsonl with the names
 // (never the values) of the EGRESS_TOKEN_* and SMOLVM_* variables it was run
-// with. Faults for tests: SMOLVM_FAKE_FAIL=<prefix of the command line> fails
-// it; SMOLVM_FAKE_HANG=<prefix> blocks until killed; SMOLVM_FAKE_EXEC_137=1
+// with. Faults for tests: SMOLVM_FAKE_FAIL=<prefix of the command line> (all of it
+// when it ends in "$") fails it; SMOLVM_FAKE_HANG=<prefix> blocks until killed; SMOLVM_FAKE_EXEC_137=1
 // answers the first exec after each start with 137 (killed) and no output;
 // SMOLVM_FAKE_VERSION sets --version's answer (1.9.3).
 package main
@@ -32,6 +32,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,18 +73,31 @@ type exitCode int
 
 func (e exitCode) Error() string { return "exit " + strconv.Itoa(int(e)) }
 
+// stateDir is $SMOLVM_FAKE_DIR.
+var stateDir string
+
+// data is f's content, read from its blob for a big one.
+func (f *file) data() []byte {
+	if f.Blob == "" {
+		return f.Data
+	}
+	b, _ := os.ReadFile(filepath.Join(stateDir, "blobs", f.Blob))
+	return b
+}
+
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dir := os.Getenv("SMOLVM_FAKE_DIR")
+	stateDir = dir
 	if dir == "" {
 		fmt.Fprintln(stderr, "Error: fakesmolvm: SMOLVM_FAKE_DIR is not set")
 		return 1
 	}
 	logArgv(dir, args)
 	line := strings.Join(args, " ")
-	if p := os.Getenv("SMOLVM_FAKE_HANG"); p != "" && strings.HasPrefix(line, p) {
+	if matches(line, os.Getenv("SMOLVM_FAKE_HANG")) {
 		time.Sleep(time.Hour)
 	}
-	if p := os.Getenv("SMOLVM_FAKE_FAIL"); p != "" && strings.HasPrefix(line, p) {
+	if matches(line, os.Getenv("SMOLVM_FAKE_FAIL")) {
 		fmt.Fprintf(stderr, "Error: injected failure of %q\n", line)
 		return 1
 	}
@@ -106,6 +121,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Error:", err)
 		return 1
 	}
+}
+
+// matches says whether line starts with prefix; a prefix ending in "$"
+// must be all of it.
+func matches(line, prefix string) bool {
+	if exact, ok := strings.CutSuffix(prefix, "$"); ok {
+		return line == exact
+	}
+	return prefix != "" && strings.HasPrefix(line, prefix)
 }
 
 func logArgv(dir string, args []string) {
@@ -157,7 +181,11 @@ type machine struct {
 	CreatedAt  int64             `json:"created_at"`
 	// Files are the paths written (nil: removed) over the image's.
 	Files map[string]*file `json:"files,omitempty"`
-	Procs []proc           `json:"procs,omitempty"`
+	// Base indexes an archive image: its files under /etc and its
+	// folders near the root (all the model reads), and its User.
+	Base      map[string]*file `json:"base,omitempty"`
+	ImageUser string           `json:"image_user,omitempty"`
+	Procs     []proc           `json:"procs,omitempty"`
 	// WorkloadEnv is the environment the workload was started with: what
 	// the VM holds in memory (secret values included, as smolvm hands
 	// them to the guest).
@@ -168,6 +196,9 @@ type machine struct {
 
 type file struct {
 	Data []byte `json:"data,omitempty"`
+	// Blob names the file holding a big file's data, under blobs/ in the
+	// state folder: the state stays small enough to read at every call.
+	Blob string `json:"blob,omitempty"`
 	Mode uint32 `json:"mode"`
 	UID  int    `json:"uid"`
 	GID  int    `json:"gid"`
@@ -193,14 +224,16 @@ type holder struct {
 
 // pack is a .smolmachine as the fake writes it.
 type pack struct {
-	Format  string           `json:"format"`
-	FromVM  string           `json:"from_vm"`
-	Image   string           `json:"image"`
-	Files   map[string]*file `json:"files"`
-	Env     []string         `json:"env"`
-	Cmd     []string         `json:"cmd"`
-	Workdir string           `json:"workdir"`
-	Net     bool             `json:"network"`
+	Format    string           `json:"format"`
+	FromVM    string           `json:"from_vm"`
+	Image     string           `json:"image"`
+	Base      map[string]*file `json:"base"`
+	ImageUser string           `json:"image_user"`
+	Files     map[string]*file `json:"files"`
+	Env       []string         `json:"env"`
+	Cmd       []string         `json:"cmd"`
+	Workdir   string           `json:"workdir"`
+	Net       bool             `json:"network"`
 }
 
 const packFormat = "fakesmolvm-smolmachine-1"
@@ -464,13 +497,19 @@ func create(dir string, st *state, in *syntax.Invocation, stdout io.Writer) erro
 			if err := os.MkdirAll(filepath.Dir(cp), 0o700); err != nil {
 				return err
 			}
-			if err := copyFile(img, cp); err != nil {
-				return err
+			if err := os.Link(img, cp); err != nil {
+				if err := copyFile(img, cp); err != nil {
+					return err
+				}
 			}
-			if _, err := imageConfig(cp); err != nil {
+			c, err := imageConfig(cp)
+			if err != nil {
 				return failf("--image: %s is not a docker save archive: %v", img, err)
 			}
-			m.Image = "local-archive:" + cp
+			if m.Base, err = indexArchive(cp); err != nil {
+				return failf("--image: reading %s: %v", img, err)
+			}
+			m.Image, m.ImageUser = "local-archive:"+cp, c.Config.User
 		}
 	case in.Has("--from"):
 		from := in.Value("--from")
@@ -483,7 +522,7 @@ func create(dir string, st *state, in *syntax.Invocation, stdout io.Writer) erro
 			return failf("read .smolmachine: %s is not a .smolmachine", from)
 		}
 		m.From = from
-		m.Image = p.Image
+		m.Image, m.Base, m.ImageUser = p.Image, p.Base, p.ImageUser
 		m.Files = p.Files
 		if m.Files == nil {
 			m.Files = map[string]*file{}
@@ -639,13 +678,23 @@ func cp(st *state, in *syntax.Invocation) error {
 		if !ok || f.Dir {
 			return failf("failed to read %s: No such file or directory (os error 2)", guest)
 		}
-		return os.WriteFile(local, f.Data, 0o644)
+		return os.WriteFile(local, f.data(), 0o644)
 	}
 	data, err := os.ReadFile(local)
 	if err != nil {
 		return failf("read local file: %s: %v", local, err)
 	}
 	f := &file{Data: data, Mode: 0o644}
+	if len(data) > 64<<10 {
+		sum := sha256.Sum256(data)
+		f.Blob, f.Data = hex.EncodeToString(sum[:]), nil
+		if err := os.MkdirAll(filepath.Join(stateDir, "blobs"), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(stateDir, "blobs", f.Blob), data, 0o600); err != nil {
+			return err
+		}
+	}
 	if v := in.Value("--mode"); v != "" {
 		mode, err := strconv.ParseUint(strings.TrimPrefix(v, "0o"), 8, 32)
 		if err != nil || mode > 0o7777 {
@@ -713,8 +762,8 @@ func readGuest(m *machine, p string) (*file, bool) {
 		b, _ := os.ReadFile(hp)
 		return &file{Data: b, Mode: uint32(fi.Mode().Perm())}, true
 	case strings.HasPrefix(m.Image, "local-archive:"):
-		f, err := archiveFile(strings.TrimPrefix(m.Image, "local-archive:"), p)
-		return f, err == nil && f != nil
+		f, ok := m.Base[p]
+		return f, ok && f != nil
 	}
 	return nil, false
 }
@@ -779,15 +828,18 @@ func imageConfig(archive string) (*ociConfig, error) {
 	return &c, nil
 }
 
-// archiveFile finds p in the image's layers: the last layer that has it (or
-// whites it out) wins.
-func archiveFile(archive, p string) (*file, error) {
+// indexed are the files of an image the model reads.
+var indexed = []string{"/etc/passwd", "/etc/group", "/etc/hosts", "/etc/ssl/certs/ca-certificates.crt"}
+
+// indexArchive reads what the model needs of an image's layers, the last
+// layer's word winning (whiteouts remove): the indexed files, and the
+// folders at most three deep outside /usr and /var.
+func indexArchive(archive string) (map[string]*file, error) {
 	_, layers, err := manifestOf(archive)
 	if err != nil {
 		return nil, err
 	}
-	want := strings.TrimPrefix(p, "/")
-	var found *file
+	index := map[string]*file{}
 	for _, l := range layers {
 		b, err := readArchiveMember(archive, l)
 		if err != nil {
@@ -808,34 +860,27 @@ func archiveFile(archive, p string) (*file, error) {
 			if err != nil {
 				return nil, err
 			}
-			n := strings.TrimSuffix(strings.TrimPrefix(path.Clean("/"+h.Name), "/"), "/")
+			p := path.Clean("/" + h.Name)
+			if base := path.Base(p); strings.HasPrefix(base, ".wh.") {
+				delete(index, path.Join(path.Dir(p), strings.TrimPrefix(base, ".wh.")))
+				continue
+			}
 			switch {
-			case n == want:
-				if h.Typeflag == tar.TypeDir {
-					found = &file{Dir: true, Mode: uint32(h.Mode & 0o7777), UID: h.Uid, GID: h.Gid}
-				} else {
-					d, _ := io.ReadAll(tr)
-					found = &file{Data: d, Mode: uint32(h.Mode & 0o7777), UID: h.Uid, GID: h.Gid}
-				}
-			case n == path.Join(path.Dir(want), ".wh."+path.Base(want)):
-				found = nil
+			case h.Typeflag == tar.TypeDir && strings.Count(p, "/") <= 3 && !strings.HasPrefix(p, "/usr/") && !strings.HasPrefix(p, "/var/"):
+				index[p] = &file{Dir: true, Mode: uint32(h.Mode & 0o7777), UID: h.Uid, GID: h.Gid}
+			case h.Typeflag == tar.TypeReg && slices.Contains(indexed, p):
+				d, _ := io.ReadAll(tr)
+				index[p] = &file{Data: d, Mode: uint32(h.Mode & 0o7777), UID: h.Uid, GID: h.Gid}
 			}
 		}
 	}
-	return found, nil
+	return index, nil
 }
 
 // guestUser is the user exec runs as: the image config's User (smolvm
 // resolve_image_runtime_defaults), root when none.
 func guestUser(m *machine) (uid, gid int, err error) {
-	user := ""
-	if strings.HasPrefix(m.Image, "local-archive:") {
-		c, err := imageConfig(strings.TrimPrefix(m.Image, "local-archive:"))
-		if err != nil {
-			return 0, 0, err
-		}
-		user = c.Config.User
-	}
+	user := m.ImageUser
 	if user == "" || user == "root" || user == "0" {
 		return 0, 0, nil
 	}
@@ -844,7 +889,7 @@ func guestUser(m *machine) (uid, gid int, err error) {
 	if !ok {
 		return 0, 0, failf("unable to find user %s: no /etc/passwd", name)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(passwd.Data))
+	sc := bufio.NewScanner(bytes.NewReader(passwd.data()))
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), ":")
 		if len(f) >= 4 && (f[0] == name || f[2] == name) {
@@ -880,7 +925,8 @@ func packCreate(st *state, in *syntax.Invocation, stdout io.Writer) error {
 	for p, f := range m.Files {
 		files[p] = f
 	}
-	p := pack{Format: packFormat, FromVM: vm, Image: m.Image, Files: files, Env: m.Env, Cmd: m.Cmd, Workdir: m.Workdir, Net: m.Net}
+	p := pack{Format: packFormat, FromVM: vm, Image: m.Image, Base: m.Base, ImageUser: m.ImageUser, Files: files,
+		Env: m.Env, Cmd: m.Cmd, Workdir: m.Workdir, Net: m.Net}
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
