@@ -2,10 +2,8 @@ package smolvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -130,5 +128,3 @@ func imageExists(ctx context.Context, ref string) (bool, error) {
 	defer api.Close()
 	return docker.ImageExists(ctx, api, ref)
 }
-
-func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

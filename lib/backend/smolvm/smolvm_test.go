@@ -229,6 +229,9 @@ func TestLifeCycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Resume (restart): %v", err)
 	}
+	if rec.AgentContainer != names.Agent(slug) || !strings.HasPrefix(rec.AgentImage, "local-archive:") && rec.AgentImage != "" {
+		t.Errorf("the restart's record = %+v", rec)
+	}
 	ms = w.fake.Machines(t)
 	if a, s := ms[names.Agent(slug)], ms[names.Sidecar(slug)]; a.State != "running" || s.State != "running" || a.Holder == nil || !a.Holder.Running || s.Address != plan.SmolvmSidecarAddress {
 		t.Errorf("after the restart: agent %s (holder %+v), sidecar %s at %s", a.State, a.Holder, s.State, s.Address)

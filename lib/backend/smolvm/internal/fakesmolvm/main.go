@@ -620,7 +620,9 @@ func statusJSON(m *machine) map[string]any {
 		pid = m.PID
 	}
 	var image any
-	if m.Image != "" {
+	if m.Image != "" && m.From == "" {
+		// A machine made from a VM-mode pack has no image
+		// (src/cli/machine.rs run_from_smolmachine: image None).
 		image = m.Image
 	}
 	labels := m.Labels
