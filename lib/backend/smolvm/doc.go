@@ -33,8 +33,8 @@
 // 100.96.1.1 (which smolvm relays to the host's loopback, tcp_relay.rs
 // host_connect_addr) among them, unless a route names one.
 //
-// The agent is created with --network and --allow-host 100.96.1.2, and
-// nothing else that opens a way: no --net of its own, no -p, no
+// The agent is created with --network, --allow-host 100.96.1.2 and --dns
+// 127.0.0.1, and nothing else that opens a way: no --net of its own, no -p, no
 // --ssh-agent, no --mount-socket or --expose-socket, no --docker-socket.
 // Why nothing but the sidecar is reachable, for any process in the agent's
 // VM, root included (it can write raw frames to its NIC, so nothing below
@@ -69,14 +69,17 @@
 //     spelled into a name). With it, only names equal to or under an allowed
 //     host are forwarded, and every other one is answered NXDOMAIN at the
 //     gateway (stack.rs classify_dns_query). The one allowed host is
-//     100.96.1.2, so the only names that can leave end in the label "2":
-//     all-numeric, which no top-level domain may be (RFC 3696 §2), so such a
-//     query reaches at most the host's resolver and a root server, which
-//     answer NXDOMAIN, and no name server anyone could register. (A resolver
-//     that invents an address for a name that does not exist would make that
-//     address reachable: the gateway learns the addresses of forwarded
-//     answers; the README says so.) host.smolvm.internal is answered with
-//     the gateway's address, which the policy refuses.
+//     100.96.1.2, so the only names that can leave end in the label "2" (or
+//     in one holding dots): no top-level domain is all-numeric (RFC 3696
+//     §2), so no name server anyone could register is ever asked. And
+//     they go where --dns 127.0.0.1 sends the gateway's queries: the host's
+//     loopback, where usually nothing answers (macOS, or Linux with
+//     systemd-resolved on 127.0.0.53), and where something does, a local
+//     resolver that answers NXDOMAIN from the root. (One that invents an
+//     address for a name that does not exist would make that address
+//     reachable: the gateway learns the addresses of forwarded answers.)
+//     host.smolvm.internal is answered with the gateway's address, which
+//     the policy refuses.
 //   - smolvm's own channels to the VM — vsock for its agent, virtiofs for
 //     mounts — are its trusted base (README "Security Model"); bb mounts
 //     the workspace and the bottle's git folders and nothing else, and

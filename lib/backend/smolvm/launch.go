@@ -31,6 +31,10 @@ const (
 	sidecarBinary = "/bb-egress"
 )
 
+// agentDNS is the upstream resolver of the agent's gateway: the host's
+// loopback (see the package doc).
+const agentDNS = "127.0.0.1"
+
 // idleCommand is the agent machine's workload, run at every start: it keeps
 // the machine up, and the image's own command (the agent's) from starting
 // before provisioning; the agent runs under the holder. It is smolvm's own
@@ -233,8 +237,10 @@ func (l *launch) createAgent(ctx context.Context) error {
 	}
 	args = append(args, resources(l.s.Limits, plan.AgentLimits)...)
 	// No --net: the named network and an egress policy whose one address
-	// is the sidecar's are its only way anywhere (see the package doc).
-	args = append(args, "--network", l.s.Network, "--allow-host", l.s.SidecarAddress)
+	// is the sidecar's are its only way anywhere; and the few names the
+	// policy lets the gateway forward go to the host's loopback, where
+	// usually nothing answers (see the package doc).
+	args = append(args, "--network", l.s.Network, "--allow-host", l.s.SidecarAddress, "--dns", agentDNS)
 	mounts, err := agentMounts(l.Workspace, a.Workdir, l.Progress)
 	if err != nil {
 		return err

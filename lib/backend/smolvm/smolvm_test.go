@@ -64,7 +64,7 @@ func TestLifeCycle(t *testing.T) {
 	if agent.Network != plan.SmolvmNetwork(slug) || sidecar.Network != agent.Network {
 		t.Errorf("networks: agent %q, sidecar %q", agent.Network, sidecar.Network)
 	}
-	if !slices.Equal(agent.AllowHosts, []string{plan.SmolvmSidecarAddress}) || sidecar.Address != plan.SmolvmSidecarAddress {
+	if !slices.Equal(agent.AllowHosts, []string{plan.SmolvmSidecarAddress}) || sidecar.Address != plan.SmolvmSidecarAddress || agent.DNS != "127.0.0.1" || sidecar.DNS != "" {
 		t.Errorf("the agent allows %q; the sidecar is at %q", agent.AllowHosts, sidecar.Address)
 	}
 	for _, m := range []*smolvmtest.Machine{agent, sidecar} {

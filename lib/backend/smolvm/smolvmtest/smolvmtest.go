@@ -115,6 +115,7 @@ type Machine struct {
 	Net         bool              `json:"net"`
 	Network     string            `json:"network"`
 	AllowHosts  []string          `json:"allow_hosts"`
+	DNS         string            `json:"dns"`
 	Env         []string          `json:"env"`
 	Workdir     string            `json:"workdir"`
 	SecretEnv   map[string]string `json:"secret_env"`

@@ -171,6 +171,7 @@ type machine struct {
 	Net        bool              `json:"net"`
 	Network    string            `json:"network,omitempty"`
 	AllowHosts []string          `json:"allow_hosts,omitempty"`
+	DNS        string            `json:"dns,omitempty"`
 	Env        []string          `json:"env,omitempty"`
 	Workdir    string            `json:"workdir,omitempty"`
 	SecretEnv  map[string]string `json:"secret_env,omitempty"` // guest var -> host var
@@ -460,7 +461,13 @@ func create(dir string, st *state, in *syntax.Invocation, stdout io.Writer) erro
 		}
 		m.AllowHosts = append(m.AllowHosts, h)
 	}
-	m.Net = in.Bools["--net"] || in.Has("--network") || len(m.AllowHosts) > 0
+	if d := in.Value("--dns"); d != "" {
+		if ip := net.ParseIP(d); ip == nil || ip.To4() == nil {
+			return &fail{code: 2, msg: fmt.Sprintf("error: invalid value '%s' for '--dns <IP>'", d)}
+		}
+		m.DNS = d
+	}
+	m.Net = in.Bools["--net"] || in.Has("--network") || len(m.AllowHosts) > 0 || m.DNS != ""
 	m.Network = in.Value("--network")
 	m.Env = in.Values["--env"]
 	for _, e := range m.Env {

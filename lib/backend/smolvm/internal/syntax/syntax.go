@@ -88,6 +88,7 @@ var Commands = []*Command{
 			{Long: "--net", Cite: "src/cli/machine.rs CreateCmd.net"},
 			{Long: "--network", Value: true, Since: "v1.8.3", Cite: "src/cli/machine.rs CreateCmd.network_name"},
 			{Long: "--allow-host", Value: true, Repeat: true, Cite: "src/cli/machine.rs CreateCmd.allow_host"},
+			{Long: "--dns", Value: true, Cite: "src/cli/machine.rs CreateCmd.dns"},
 			{Long: "--env", Short: "-e", Value: true, Repeat: true, Cite: "src/cli/machine.rs CreateCmd.env"},
 			{Long: "--workdir", Short: "-w", Value: true, Cite: "src/cli/machine.rs CreateCmd.workdir"},
 			{Long: "--secret-env", Value: true, Repeat: true, Cite: "src/cli/machine.rs CreateCmd.secret_env"},
