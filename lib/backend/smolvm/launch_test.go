@@ -102,7 +102,10 @@ func TestFailureCleansUp(t *testing.T) {
 		name, fail, step string
 		hang             bool
 	}{
+		{name: "sidecar rootfs", step: "laying out the sidecar's root filesystem"},
 		{name: "sidecar create", fail: "machine create --name bot-bottle-SLUG-egress", step: "creating the sidecar"},
+		{name: "sidecar start", fail: "machine start --name bot-bottle-SLUG-egress", step: "starting the sidecar"},
+		{name: "agent create", fail: "machine create --name bot-bottle-SLUG ", step: "creating the agent"},
 		{name: "agent start", fail: "machine start --name bot-bottle-SLUG$", step: "starting the agent's VM"},
 		{name: "provisioning", fail: "machine cp", step: "provisioning the agent"},
 		{name: "sidecar unreachable", fail: "machine exec --name bot-bottle-SLUG -- /bb/bin/bb-egress guest dial", step: "waiting for the sidecar"},
@@ -136,7 +139,12 @@ func TestFailureCleansUp(t *testing.T) {
 					}
 				}()
 			}
-			_, err := backend.Launch(ctx, b, w.launchOptions(t, p, raw))
+			o := w.launchOptions(t, p, raw)
+			if tt.fail == "" {
+				o.SidecarBinary = filepath.Join(t.TempDir(), "not-elf")
+				os.WriteFile(o.SidecarBinary, []byte("#!/bin/sh\n"), 0o755)
+			}
+			_, err := backend.Launch(ctx, b, o)
 			var se *backend.StepError
 			if !errors.As(err, &se) || se.Step != tt.step {
 				t.Fatalf("Launch = %v, want a failure at %q", err, tt.step)
