@@ -29,13 +29,16 @@ var MinVersion = version{1, 9, 0}
 // tool runs the smolvm command line.
 type tool struct {
 	path string
-	// env is every call's environment: the person's, less what must not
-	// reach smolvm (withoutSecrets).
+	// env is every call's environment (smolvmEnv).
 	env []string
+	// v is the installed smolvm's version, asked once.
+	v *versionOnce
+}
 
+type versionOnce struct {
 	once    sync.Once
 	version version
-	verr    error
+	err     error
 }
 
 // guestHostService is the one smolvm variable that widens what a guest
@@ -43,24 +46,33 @@ type tool struct {
 // (src/network/launch.rs guest_host_service).
 const guestHostService = "SMOLVM_GUEST_HOST_SERVICE"
 
-// withoutSecrets is environ less the token variables (EGRESS_TOKEN_*, and
-// the host variables a plan reads tokens from) and guestHostService.
-func withoutSecrets(environ []string, p *plan.Plan) []string {
-	drop := map[string]bool{guestHostService: true}
+// smolvmEnv is the part of the person's environment smolvm gets: what it
+// needs to find itself, its state and the terminal (PATH, HOME, the XDG
+// folders, locale, TERM, SMOLVM_* settings), and nothing else — no token,
+// and no variable a plan reads one from, reaches smolvm or the VM
+// processes it leaves running — less guestHostService.
+func smolvmEnv(environ []string, p *plan.Plan) []string {
+	keep := func(k string) bool {
+		switch k {
+		case "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TERM", "COLORTERM", "LANG", "TZ", "RUST_LOG", "RUST_BACKTRACE":
+			return true
+		case guestHostService:
+			return false
+		}
+		return strings.HasPrefix(k, "LC_") || strings.HasPrefix(k, "XDG_") || strings.HasPrefix(k, "SMOLVM_")
+	}
+	drop := map[string]bool{}
 	if p != nil {
 		for _, t := range p.Egress.Tokens {
-			if t.Env != "" {
-				drop[t.Env] = true
-			}
+			drop[t.Env] = true
 		}
 	}
 	out := make([]string, 0, len(environ))
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if drop[k] || strings.HasPrefix(k, plan.TokenEnvPrefix) {
-			continue
+		if keep(k) && !drop[k] {
+			out = append(out, kv)
 		}
-		out = append(out, kv)
 	}
 	return out
 }
@@ -177,21 +189,21 @@ func parseVersion(out string) (version, error) {
 // checkVersion fails, exit 3 naming the release bb needs, unless the
 // installed smolvm can isolate a bottle.
 func (t *tool) checkVersion(ctx context.Context) error {
-	t.once.Do(func() {
+	t.v.once.Do(func() {
 		out, err := t.output(ctx, nil, "--version")
 		if err != nil {
-			t.verr = err
+			t.v.err = err
 			return
 		}
-		t.version, t.verr = parseVersion(string(out))
+		t.v.version, t.v.err = parseVersion(string(out))
 	})
-	if t.verr != nil {
-		return exit.Backend(fmt.Errorf("asking smolvm its version: %w", t.verr))
+	if t.v.err != nil {
+		return exit.Backend(fmt.Errorf("asking smolvm its version: %w", t.v.err))
 	}
-	if t.version.less(MinVersion) {
+	if t.v.version.less(MinVersion) {
 		return exit.Backend(fmt.Errorf("smolvm %s cannot isolate a bottle: bb needs smolvm %s or later, "+
 			"whose named networks (--network, 1.8.3) are the agent's only way to its sidecar and whose machine cp "+
-			"--uid/--gid (1.9.0) give the agent its files", t.version, MinVersion),
+			"--uid/--gid (1.9.0) give the agent its files", t.v.version, MinVersion),
 			"upgrade smolvm: curl -sSL https://smolmachines.com/install.sh | bash")
 	}
 	return nil

@@ -94,9 +94,11 @@
 // of a value (AGENTS.md "Secrets"), and the values are in the environment of
 // the one `machine start` of the sidecar, which resolves them into its
 // workload's environment. No command line, no machine record, no file and no
-// other smolvm process sees them; every smolvm process bb runs gets an
-// environment without them and without the host variables they were read
-// from.
+// other smolvm process sees them: every smolvm process bb runs gets only
+// the part of the person's environment it needs (PATH, HOME, the XDG
+// folders, locale, TERM, SMOLVM_* settings), so neither the values nor the
+// host variables they were read from reach it, or the VM processes it
+// leaves running.
 //
 // # The rest
 //

@@ -70,7 +70,7 @@ func (b *Backend) tool() (*tool, error) {
 				"install smolvm "+MinVersion.String()+" or later (curl -sSL https://smolmachines.com/install.sh | bash), or name it in "+ToolEnv)
 			return
 		}
-		b.t = &tool{path: path, env: withoutSecrets(b.environ(), nil)}
+		b.t = &tool{path: path, env: smolvmEnv(b.environ(), nil), v: &versionOnce{}}
 	})
 	return b.t, b.terr
 }
@@ -82,10 +82,11 @@ func (b *Backend) forPlan(p *plan.Plan) (*tool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.checkVersion(context.Background()); err != nil {
+	pt := &tool{path: t.path, env: smolvmEnv(t.env, p), v: t.v}
+	if err := pt.checkVersion(context.Background()); err != nil {
 		return nil, err
 	}
-	return &tool{path: t.path, env: withoutSecrets(t.env, p)}, nil
+	return pt, nil
 }
 
 // Prepare checks the plan's smolvm section and returns the smolvm steps of

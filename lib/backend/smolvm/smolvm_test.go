@@ -92,6 +92,13 @@ func TestLifeCycle(t *testing.T) {
 		if tokened != (c.Line() == "machine start --name "+names.Sidecar(slug)) {
 			t.Errorf("smolvm %s ran with %q", c.Line(), c.Env)
 		}
+		// Nor the host variable the plan reads the token from.
+		if slices.Contains(c.Env, "BB_TEST_GITHUB_TOKEN") {
+			t.Errorf("smolvm %s ran with the token's host variable", c.Line())
+		}
+	}
+	if strings.Contains(progress.String(), testToken) {
+		t.Error("the token's value is in the launch's progress")
 	}
 	// Provisioning: bb.egress, the CA, the agent's files as its own.
 	hosts := agent.Files["/etc/hosts"]

@@ -61,7 +61,7 @@ func New(t testing.TB) *Fake {
 func (f *Fake) Env() []string { return []string{"SMOLVM_FAKE_DIR=" + f.Dir} }
 
 // Call is one invocation of the fake: its arguments, and the names of the
-// EGRESS_TOKEN_* and SMOLVM_* variables it was run with.
+// variables it was run with.
 type Call struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`

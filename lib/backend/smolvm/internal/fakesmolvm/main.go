@@ -20,8 +20,7 @@
 // the egress allow-list holds.
 //
 // Every invocation is appended to $SMOLVM_FAKE_DIR/argv.jsonl with the names
-// (never the values) of the EGRESS_TOKEN_* and SMOLVM_* variables it was run
-// with. Faults for tests: SMOLVM_FAKE_FAIL=<prefix of the command line> (all of it
+// (never the values) of the variables it was run with. Faults for tests: SMOLVM_FAKE_FAIL=<prefix of the command line> (all of it
 // when it ends in "$") fails it; SMOLVM_FAKE_HANG=<prefix> blocks until killed; SMOLVM_FAKE_EXEC_137=1
 // answers the first exec after each start with 137 (killed) and no output;
 // SMOLVM_FAKE_VERSION sets --version's answer (1.9.3).
@@ -136,9 +135,7 @@ func logArgv(dir string, args []string) {
 	var names []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "EGRESS_TOKEN_") || strings.HasPrefix(k, "SMOLVM_") && !strings.HasPrefix(k, "SMOLVM_FAKE_") {
-			names = append(names, k)
-		}
+		names = append(names, k)
 	}
 	sort.Strings(names)
 	b, _ := json.Marshal(struct {
