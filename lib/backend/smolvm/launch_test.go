@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/terminal/ptytest"
 )
 
 // Two bottles launched at once get machines and networks of their own, and
@@ -244,4 +247,67 @@ func TestExecKilledAsTheVMWoke(t *testing.T) {
 	if err != nil || code != 137 {
 		t.Errorf("Exec of a command that exits 137 = %d, %v", code, err)
 	}
+}
+
+// An attached launch holds the agent until the session joins, so nothing
+// it prints first is lost; the session then gets the agent's status.
+func TestAttachedLaunch(t *testing.T) {
+	needBase(t)
+	w := newWorld(t)
+	b := w.backend(t)
+	slug := newSlug("attached")
+	p, raw := shellPlan(t, slug)
+	w.cleanup(t, b, slug)
+	o := w.launchOptions(t, p, raw)
+	o.Attach = true
+	rec, err := backend.Launch(t.Context(), b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Session == nil {
+		t.Fatal("no session")
+	}
+	if h := w.fake.Machines(t)[names.Agent(slug)].Holder; h == nil || h.Started || !h.Running {
+		t.Fatalf("the holder before the session joined: %+v", h)
+	}
+	ptmx, tty := ptytest.Open(t, 80, 24)
+	term, err := terminal.New(tty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := &lockedWriter{w: &bytes.Buffer{}}
+	go io.Copy(seen, ptmx)
+	code, detached, err := runSession(t, rec.Session, term, ptmx, tty, "exit 0\r")
+	if err != nil || detached || code != 0 {
+		t.Fatalf("Run = %d, %v, %v", code, detached, err)
+	}
+	// The agent's first words (the fake's holder says its command) reached
+	// the terminal.
+	want := "[agent " + strings.Join(p.Agent.Command, " ") + "]"
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(seen.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the terminal got %q, want %q", seen.String(), want)
+		}
+	}
+	if h := w.fake.Machines(t)[names.Agent(slug)].Holder; h == nil || !h.Started || h.Running {
+		t.Errorf("the holder after the agent exited: %+v", h)
+	}
+}
+
+// lockedWriter is a writer for one goroutine while another reads it later.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(*bytes.Buffer).String()
 }
