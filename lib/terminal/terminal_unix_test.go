@@ -10,12 +10,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/bb-bottles/bb/lib/terminal/ptytest"
 )
 
-// openPTY returns a new pseudo-terminal's controller and its terminal.
-func openPTY(t *testing.T) (ptmx, tty *os.File) { return ptytest.Open(t, 0, 0) }
+// openPTY returns a new pseudo-terminal's controller and its terminal,
+// closed when t ends. (ptytest opens them with this package.)
+func openPTY(t *testing.T) (ptmx, tty *os.File) {
+	t.Helper()
+	ptmx, tty, err := OpenPTY()
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	return ptmx, tty
+}
 
 func TestRawAndRestore(t *testing.T) {
 	_, tty := openPTY(t)

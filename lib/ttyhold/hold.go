@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/terminal"
 )
 
 // HoldOptions say what to hold and where.
@@ -73,13 +75,13 @@ func Hold(ctx context.Context, o HoldOptions) (int, error) {
 			return 0, ctx.Err()
 		}
 	}
-	ptmx, tty, err := openPTY()
+	ptmx, tty, err := terminal.OpenPTY()
 	if err != nil {
 		return 0, fmt.Errorf("holding a terminal: %w", err)
 	}
 	defer ptmx.Close()
 	h.ptmx = ptmx
-	setSize(ptmx, size.Cols, size.Rows) //nolint:errcheck // a size is a courtesy
+	terminal.SetPTYSize(ptmx, size.Cols, size.Rows) //nolint:errcheck // a size is a courtesy
 	env := slices.Clone(o.Env)
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "TERM=") }) {
 		term := size.Term
@@ -194,7 +196,7 @@ func (h *holder) serve() {
 		h.cur = c
 		h.mu.Unlock()
 		if c.hello.Cols > 0 && c.hello.Rows > 0 {
-			setSize(h.ptmx, c.hello.Cols, c.hello.Rows) //nolint:errcheck
+			terminal.SetPTYSize(h.ptmx, c.hello.Cols, c.hello.Rows) //nolint:errcheck
 		}
 		go h.input(c)
 	}
@@ -221,7 +223,7 @@ func (h *holder) input(c *client) {
 			}
 		case frameResize:
 			if len(p) == 4 {
-				setSize(h.ptmx, uint16(p[0])<<8|uint16(p[1]), uint16(p[2])<<8|uint16(p[3])) //nolint:errcheck
+				terminal.SetPTYSize(h.ptmx, uint16(p[0])<<8|uint16(p[1]), uint16(p[2])<<8|uint16(p[3])) //nolint:errcheck
 			}
 		}
 	}

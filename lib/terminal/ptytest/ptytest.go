@@ -1,8 +1,7 @@
 //go:build unix
 
-// Package ptytest opens pseudo-terminals for tests, on Linux and on macOS
-// (and the BSDs), where the ioctls that unlock and name one differ; on other
-// systems a test that needs one is skipped.
+// Package ptytest opens pseudo-terminals for tests (terminal.OpenPTY, on
+// Linux and macOS); on other systems a test that needs one is skipped.
 package ptytest
 
 import (
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bb-bottles/bb/lib/terminal"
 )
 
 // Open returns a new pseudo-terminal's controller and its terminal, closed
@@ -17,26 +18,11 @@ import (
 // size). A system without pseudo-terminals skips t.
 func Open(t testing.TB, cols, rows uint16) (ptmx, tty *os.File) {
 	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	ptmx, tty, err := terminal.OpenPTY()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	t.Cleanup(func() { ptmx.Close() })
-	var name string
-	rc, err := ptmx.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cerr := rc.Control(func(fd uintptr) { name, err = unlock(int(fd)) }); cerr != nil {
-		t.Fatal(cerr)
-	}
-	if err != nil {
-		t.Fatalf("unlocking a pseudo-terminal: %v", err)
-	}
-	tty, err = os.OpenFile(name, os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { tty.Close() })
 	if cols != 0 || rows != 0 {
 		if err := unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows}); err != nil {

@@ -1,4 +1,4 @@
-package ttyhold
+package terminal
 
 import (
 	"fmt"

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package ttyhold
+package terminal
 
 import (
 	"os"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openPTY opens a new pseudo-terminal: its controller, and the terminal the
+// OpenPTY opens a new pseudo-terminal: its controller, and the terminal a
 // command gets.
-func openPTY() (ptmx, tty *os.File, err error) {
+func OpenPTY() (ptmx, tty *os.File, err error) {
 	ptmx, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -34,8 +34,9 @@ func openPTY() (ptmx, tty *os.File, err error) {
 	return ptmx, tty, nil
 }
 
-// setSize sets the terminal's size; its command gets SIGWINCH.
-func setSize(ptmx *os.File, cols, rows uint16) error {
+// SetPTYSize sets a pseudo-terminal's size through its controller; the
+// terminal's process group gets SIGWINCH.
+func SetPTYSize(ptmx *os.File, cols, rows uint16) error {
 	rc, err := ptmx.SyscallConn()
 	if err != nil {
 		return err
