@@ -66,11 +66,11 @@ func Hold(ctx context.Context, o HoldOptions) (int, error) {
 	go h.accept(ln)
 
 	size := hello{Cols: 80, Rows: 24}
+	var first *client
 	if o.Wait {
 		select {
-		case c := <-h.joined:
-			size = c.hello
-			h.joined <- c // serve below
+		case first = <-h.joined:
+			size = first.hello
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
@@ -89,6 +89,11 @@ func Hold(ctx context.Context, o HoldOptions) (int, error) {
 			term = "xterm-256color"
 		}
 		env = append(env, "TERM="+term)
+	}
+	if first != nil {
+		// Joined before the command starts: its first words are not
+		// printed to nobody.
+		h.join(first)
 	}
 	cmd := exec.Command(o.Command[0], o.Command[1:]...)
 	cmd.Env, cmd.Dir = env, o.Dir
@@ -189,17 +194,21 @@ func (h *holder) accept(ln net.Listener) {
 // size, and copies what it types to the command.
 func (h *holder) serve() {
 	for c := range h.joined {
-		h.mu.Lock()
-		if h.cur != nil {
-			h.cur.conn.Close()
-		}
-		h.cur = c
-		h.mu.Unlock()
-		if c.hello.Cols > 0 && c.hello.Rows > 0 {
-			terminal.SetPTYSize(h.ptmx, c.hello.Cols, c.hello.Rows) //nolint:errcheck
-		}
-		go h.input(c)
+		h.join(c)
 	}
+}
+
+func (h *holder) join(c *client) {
+	h.mu.Lock()
+	if h.cur != nil {
+		h.cur.conn.Close()
+	}
+	h.cur = c
+	h.mu.Unlock()
+	if c.hello.Cols > 0 && c.hello.Rows > 0 {
+		terminal.SetPTYSize(h.ptmx, c.hello.Cols, c.hello.Rows) //nolint:errcheck
+	}
+	go h.input(c)
 }
 
 func (h *holder) input(c *client) {
