@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bb-bottles/bb/lib/backend"
@@ -86,7 +87,9 @@ type launch struct {
 	archive, pack string
 	agentRef      string
 	rootfs        string
-	// created are the machines this launch asked smolvm to create.
+	// created are the machines this launch asked smolvm to create (the
+	// sidecar's and the agent's lanes add to it at once).
+	mu      sync.Mutex
 	created []string
 	session *session
 }
@@ -121,7 +124,10 @@ func (l *launch) Undo(ctx context.Context, interrupted bool) {
 	if l.archive != "" {
 		os.Remove(l.archive)
 	}
-	if len(l.created) == 0 {
+	l.mu.Lock()
+	created := slices.Clone(l.created)
+	l.mu.Unlock()
+	if len(created) == 0 {
 		return
 	}
 	if interrupted {
@@ -133,7 +139,7 @@ func (l *launch) Undo(ctx context.Context, interrupted bool) {
 	if err != nil {
 		return
 	}
-	for _, n := range l.created {
+	for _, n := range created {
 		if m := find(ms, n); m != nil && m.Labels[names.LabelLaunch] == l.ID {
 			l.t.run(ctx, nil, "machine", "delete", "--name", n, "--force") //nolint:errcheck // best effort
 		}
@@ -187,6 +193,13 @@ func volume(src, target string, ro bool) ([]string, error) {
 	return []string{"--volume", v}, nil
 }
 
+// creating records that this launch asks smolvm to create machine n.
+func (l *launch) creating(n string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.created = append(l.created, n)
+}
+
 func (l *launch) createSidecar(ctx context.Context) error {
 	e := l.Plan.Egress
 	egress := l.Store.EgressDir(l.Plan.Slug)
@@ -214,7 +227,7 @@ func (l *launch) createSidecar(ctx context.Context) error {
 	if l.AllowPrivate {
 		args = append(args, "--allow-private")
 	}
-	l.created = append(l.created, l.s.SidecarVM)
+	l.creating(l.s.SidecarVM)
 	if err := l.t.run(ctx, nil, args...); err != nil {
 		return clash(err, l.Plan.Slug)
 	}
@@ -258,7 +271,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 	args = append(args, labelArgs(l.labels(names.RoleAgent))...)
 	args = append(args, "--")
 	args = append(args, idleCommand...)
-	l.created = append(l.created, l.s.VM)
+	l.creating(l.s.VM)
 	if err := l.t.run(ctx, nil, args...); err != nil {
 		return clash(err, l.Plan.Slug)
 	}

@@ -40,10 +40,11 @@ func TestLifeCycle(t *testing.T) {
 	slug := newSlug("life")
 	p, raw := shellPlan(t, slug)
 	w.cleanup(t, b, slug)
-	var progress bytes.Buffer
+	// Written by the launch's lanes at once.
+	progress := &lockedWriter{w: &bytes.Buffer{}}
 	o := w.launchOptions(t, p, raw)
-	o.Progress = &progress
-	o.Trace = &progress
+	o.Progress = progress
+	o.Trace = progress
 	start := time.Now()
 	rec, err := backend.Launch(ctx, b, o)
 	t.Logf("launched in %v\n%s", time.Since(start), progress.String())
