@@ -312,7 +312,7 @@ func TestTmuxTint(t *testing.T) {
 	run := fmt.Sprintf("tmux-%d-%d", os.Getpid(), time.Now().UnixNano())
 	t.Cleanup(func() { sweep(t, c, run) })
 	dir := t.TempDir()
-	env := []string{"BB_STATE_DIR=" + filepath.Join(dir, "state"), "BB_BASE_IMAGE=" + docker.BaseImage}
+	env := []string{"BB_STATE_DIR=" + filepath.Join(dir, "state"), "BB_BASE_IMAGE=" + docker.BaseImage, docker.TestRunEnv + "=" + run}
 
 	const tintRE = `\x1b\[22;0t\x1b\]0;bob \(tester\) — %s\x1b\\\x1b\]4;0;rgb:[0-9a-f/]+;7;[^\x1b]+;8;[^\x1b]+;15;[^\x1b]+\x1b\\\x1b\]10;rgb:[0-9a-f/]+\x1b\\\x1b\]11;rgb:00/16/26\x1b\\`
 	const reset = "\x1b]104\x1b\\\x1b]110\x1b\\\x1b]111\x1b\\\x1b]0;\x1b\\\x1b[23;0t"
@@ -460,30 +460,12 @@ func needDocker(t *testing.T) *client.Client {
 	return c
 }
 
-// sweep removes the containers and networks labelled with run.
+// sweep removes what the run made: containers, networks, volumes, images.
 func sweep(t *testing.T, c *client.Client, run string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	f := client.Filters{}.Add("label", labelTestRun+"="+run)
-	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		t.Errorf("listing test containers: %v", err)
-		return
-	}
-	for _, ct := range cs.Items {
-		if _, err := c.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
-			t.Errorf("removing container %s: %v", ct.ID, err)
-		}
-	}
-	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
-	if err != nil {
-		t.Errorf("listing test networks: %v", err)
-		return
-	}
-	for _, n := range ns.Items {
-		if _, err := c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
-			t.Errorf("removing network %s: %v", n.Name, err)
-		}
+	if err := docker.RemoveLabelled(ctx, c, labelTestRun, run); err != nil {
+		t.Errorf("removing what the test made: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -153,7 +154,39 @@ func tableRow(e audit.Entry) string {
 	if e.Canary {
 		secret = "CANARY!"
 	}
-	return tableCols(e.Time.Local().Format("15:04:05"), e.Decision, strconv.Itoa(e.Status), e.Method, e.Host, e.Path, secret, e.Reason)
+	path, reason := e.Path, e.Reason
+	if g := e.Git; g != nil {
+		// A push reads as what it did to which repository, not as the
+		// endpoint it was posted to.
+		path = g.Repo
+		reason = gitSummary(g) + reason
+	}
+	return tableCols(e.Time.Local().Format("15:04:05"), e.Decision, strconv.Itoa(e.Status), e.Method, e.Host, path, secret, reason)
+}
+
+// gitSummary is a push's refs (old..new, abbreviated as git does), object
+// count and pack size, ahead of the reason; a fetch's service.
+func gitSummary(g *audit.Git) string {
+	if len(g.Refs) == 0 {
+		return g.Service + ": "
+	}
+	var b strings.Builder
+	b.WriteString("push")
+	for _, r := range g.Refs {
+		fmt.Fprintf(&b, " %s %s..%s", r.Ref, abbrev(r.Old), abbrev(r.New))
+	}
+	if n := g.RefCount - len(g.Refs); n > 0 {
+		fmt.Fprintf(&b, " (and %d more)", n)
+	}
+	fmt.Fprintf(&b, ", %d objects, %d bytes: ", g.Objects, g.PackBytes)
+	return b.String()
+}
+
+func abbrev(id string) string {
+	if len(id) > 7 {
+		return id[:7]
+	}
+	return id
 }
 
 // clip shortens s to n characters, marking the cut.

@@ -31,6 +31,10 @@ func serveCommand() *ucli.Command {
 			"when absent); the agent's route requests go to requests.jsonl beside it. SIGHUP, or any\n" +
 			"change to the routes file, reloads the routes; an invalid file is refused and the old\n" +
 			"routes stay. SIGTERM stops accepting and drains requests in flight.\n\n" +
+			"A route with git: puts its host behind the git gate: only the listed repositories are\n" +
+			"reachable, and a push is read whole into git/ beside the routes file, every object scanned\n" +
+			"and its refs judged, before any of it goes upstream; the gate keeps its mirrors of the\n" +
+			"upstream repositories there too.\n\n" +
 			cli.Examples(
 				"EGRESS_TOKEN_CANARY=$(bb-canary new) bb-egress serve --listen :3128 --routes routes.yaml --ca-dir . --log audit.jsonl",
 				"kill -HUP $(pidof bb-egress)   # reload routes.yaml now",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/bb-bottles/bb/lib/backend/docker"
 	"github.com/bb-bottles/bb/lib/backend/docker/freezetest"
 	"github.com/bb-bottles/bb/lib/freeze"
 	"github.com/bb-bottles/bb/lib/names"
@@ -36,7 +38,16 @@ func TestCommitLaunchedBottle(t *testing.T) {
 	}
 	before := imageRefs(t, c)
 	stateDir := t.TempDir()
-	env := append(os.Environ(), "BB_STATE_DIR="+stateDir, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	run := fmt.Sprintf("freeze-launch-%d-%d", os.Getpid(), time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := docker.RemoveLabelled(ctx, c, names.LabelTestRun, run); err != nil {
+			t.Errorf("removing what the test made: %v", err)
+		}
+	})
+	env := append(os.Environ(), "BB_STATE_DIR="+stateDir, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		docker.TestRunEnv+"="+run)
 	sh := func(script string) string {
 		t.Helper()
 		cmd := exec.Command("sh", "-c", script)

@@ -31,7 +31,8 @@ func newApp() *ucli.App {
 			"when it is /, your home folder, or holds bb's state or configuration, a token file or the\n" +
 			"Docker socket. A bottle's Dockerfile and build context must lie outside it (the agent could\n" +
 			"change them, and they run at the next launch); the context honours .dockerignore and may\n" +
-			"hold no token file. In a git workspace, .git/config and .git/hooks are read-only to the agent.\n\n" +
+			"hold no token file. In a git workspace the agent commits to a repository of its own, seeded\n" +
+			"from yours, which stays read-only to it; 'bb-launch fetch SLUG' brings its branches in.\n\n" +
 			"BB_BASE_IMAGE sets the agent Dockerfile's BASE (e.g. bb-base:bookworm, the offline base).\n\n" +
 			cli.Examples(
 				"bb-manifest demo | bb-plan | bb-launch",
@@ -49,6 +50,7 @@ func newApp() *ucli.App {
 			stopCommand(),
 			resumeCommand(),
 			reloadCommand(),
+			fetchCommand(),
 		},
 	}
 }

@@ -149,7 +149,7 @@ func TestCommands(t *testing.T) {
 	if code, _, _ := bbLaunch(t, env, "", "exec", slug, "--", "true"); code != 2 {
 		t.Errorf("exec in a stopped bottle: exit %d, want 2", code)
 	}
-	if _, out, _ := bbLaunch(t, env, "", "ls", "--json"); !strings.Contains(out, `"status": "missing"`) {
+	if _, out, _ := bbLaunch(t, env, "", "ls", "--json"); !strings.Contains(out, `"status": "stopped"`) {
 		t.Errorf("ls after stop:\n%s", out)
 	}
 

@@ -92,7 +92,7 @@ func runLaunch(ctx context.Context, d *deps, o launchOptions) error {
 // decodePlan decodes a plan strictly and checks that it can launch here.
 func decodePlan(raw []byte, label string) (*plan.Plan, error) {
 	var p plan.Plan
-	if err := cli.DecodeJSON(strings.NewReader(string(raw)), label, &p); err != nil {
+	if err := cli.DecodeDoc(strings.NewReader(string(raw)), label, plan.Kind, &p); err != nil {
 		return nil, err
 	}
 	if p.Kind != plan.Kind {
@@ -134,7 +134,8 @@ func start(ctx context.Context, d *deps, b backend.Backend, o startOptions,
 		UID: os.Getuid(), GID: os.Getgid(), Progress: d.Err,
 		// Opened before the agent starts, so nothing it prints first is
 		// lost; a launch that fails closes it.
-		Attach: term != nil,
+		Attach:  term != nil,
+		Confirm: d.confirm(),
 	}
 	// A plan the backend refuses is said before the rest is looked for.
 	if err := backend.Check(b, lo); err != nil {

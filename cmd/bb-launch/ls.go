@@ -24,10 +24,13 @@ func lsCommand() *ucli.Command {
 		Usage: "list the bottles, with their live status",
 		Description: "Prints the bottles of the state directory, oldest first, as a JSON array of\n" +
 			"{\"slug\",\"agent\",\"template\",\"label\",\"color\",\"display\",\"backend\",\"created\",\n" +
-			"\"preserved\",\"status\",\"agent_container\",\"images\"}; display is \"LABEL (AGENT)\", as plain\n" +
-			"text; status is running (the agent runs), stopped (its container has exited), missing\n" +
-			"(the engine has no container for it: stopped, or never started here; resume boots it)\n" +
-			"or unknown (its backend could not be asked). --format table is for people, and the\n" +
+			"\"preserved\",\"status\",\"exit_code\",\"agent_container\",\"images\"}; display is \"LABEL (AGENT)\",\n" +
+			"as plain text; status is running (the agent runs), exited (the agent ended, with exit_code,\n" +
+			"and its container is kept with what it holds, as a preserved bottle's is), stopped (its\n" +
+			"containers are gone, by bb-launch stop or the agent's end) or unknown (its backend could\n" +
+			"not be asked). Whatever the status, the bottle's state, audit log, snapshots and own git\n" +
+			"repository stay until 'bb-launch stop --rm'; 'bb-launch resume' boots an exited or\n" +
+			"stopped bottle again. --format table is for people, and the\n" +
 			"default on a terminal; there each bottle is shown in its colour (24-bit when COLORTERM\n" +
 			"is truecolor or 24bit, else 256 colours), and in plain text with NO_COLOR set or TERM=dumb.\n\n" +
 			cli.Examples("bb-launch ls", "bb-launch ls --format json | jq -r '.[] | select(.status == \"running\") | .slug'"),
@@ -97,7 +100,11 @@ func writeTable(w io.Writer, list []backend.Listed, depth terminal.Depth) error 
 		// Cells are the metadata's text: a tab or an escape in a label
 		// edited by hand must not break the table or the terminal.
 		shown[i] = printable(b.Display)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", printable(b.Slug), shown[i], printable(b.Template), b.Status,
+		status := b.Status
+		if b.ExitCode != nil {
+			status = fmt.Sprintf("%s (%d)", status, *b.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", printable(b.Slug), shown[i], printable(b.Template), status,
 			preserved, b.Images, b.Created.Local().Format(time.DateTime))
 	}
 	if err := tw.Flush(); err != nil {

@@ -20,18 +20,20 @@ var lsCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
 
 var lsList = []backend.Listed{
 	{Slug: "claude-implementer-x1y2", Agent: "claude-implementer", Template: "claude", Label: "bob", Color: "red",
-		Display: "bob (claude-implementer)", Status: backend.StatusRunning, Created: lsCreated},
+		Display: "bob (claude-implementer)", Status: backend.ListRunning, Created: lsCreated},
 	{Slug: "codex-ab12", Agent: "codex", Template: "codex", Label: "fix #42", Color: "#00ff80",
-		Display: "fix #42 (codex)", Status: backend.StatusStopped, Preserved: true, Images: 2, Created: lsCreated},
+		Display: "fix #42 (codex)", Status: backend.ListExited, ExitCode: &exited, Preserved: true, Images: 2, Created: lsCreated},
 	// Hand-edited metadata: no colour, and a tab in the label.
 	{Slug: "odd-cd34", Agent: "odd", Template: "shell", Label: "a\tb", Display: "a\tb (odd)",
-		Status: backend.StatusMissing, Created: lsCreated},
+		Status: backend.ListStopped, Created: lsCreated},
 }
 
-const lsPlain = "SLUG                     BOTTLE                    TEMPLATE  STATUS   PRESERVED  IMAGES  CREATED\n" +
-	"claude-implementer-x1y2  bob (claude-implementer)  claude    running  no         0       2026-01-02 03:04:05\n" +
-	"codex-ab12               fix #42 (codex)           codex     stopped  yes        2       2026-01-02 03:04:05\n" +
-	"odd-cd34                 ab (odd)                  shell     missing  no         0       2026-01-02 03:04:05\n"
+var exited = 137
+
+const lsPlain = "SLUG                     BOTTLE                    TEMPLATE  STATUS        PRESERVED  IMAGES  CREATED\n" +
+	"claude-implementer-x1y2  bob (claude-implementer)  claude    running       no         0       2026-01-02 03:04:05\n" +
+	"codex-ab12               fix #42 (codex)           codex     exited (137)  yes        2       2026-01-02 03:04:05\n" +
+	"odd-cd34                 ab (odd)                  shell     stopped       no         0       2026-01-02 03:04:05\n"
 
 var sgr = regexp.MustCompile("\x1b\\[[0-9;]*m")
 

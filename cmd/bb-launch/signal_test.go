@@ -62,7 +62,7 @@ func TestSIGHUPMidLaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "--detach", "--build-arg", "INSTALL_CLI=0")
-	cmd.Env = append(os.Environ(), "BB_LAUNCH_TEST_MAIN=1", "BB_STATE_DIR="+stateDir, "BB_BASE_IMAGE="+docker.BaseImage,
+	cmd.Env = append(os.Environ(), "BB_LAUNCH_TEST_MAIN=1", docker.TestRunEnv+"="+testRun, "BB_STATE_DIR="+stateDir, "BB_BASE_IMAGE="+docker.BaseImage,
 		"GH_TEST_TOKEN=tok-not-in-the-agent", "BB_LAUNCH_TRACE=1")
 	cmd.Stdin = strings.NewReader(shellPlanJSON(t, slug, "GH_TEST_TOKEN"))
 	stderr, err := cmd.StderrPipe()

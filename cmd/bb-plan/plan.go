@@ -33,7 +33,7 @@ func runPlan(ctx context.Context, s cli.Streams, o planOptions) error {
 	}
 	defer r.Close()
 	var m manifest.Manifest
-	if err := cli.DecodeJSON(r, "manifest "+label, &m); err != nil {
+	if err := cli.DecodeDoc(r, label, manifest.Kind, &m); err != nil {
 		return err
 	}
 	if err := plan.CheckManifest(&m); err != nil {

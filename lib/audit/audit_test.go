@@ -452,3 +452,37 @@ func TestFailing(t *testing.T) {
 		t.Error("a closed writer is not failing")
 	}
 }
+
+// A push's refs are the agent's to choose, as many and as long as it
+// likes: a line lists MaxGitRefs of them, each cut to MaxField, and says
+// how many there were.
+func TestWriteCutsGitRefs(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewStreamWriter(&buf)
+	refs := make([]GitRef, 500)
+	for i := range refs {
+		refs[i] = GitRef{Ref: "refs/heads/" + strings.Repeat("x", 5000), Old: strings.Repeat("0", 500), New: "1"}
+	}
+	g := &Git{Repo: "a/b", Service: "receive-pack", Refs: refs, RefCount: 500}
+	if err := w.Write(Entry{Git: g}); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Refs) != 500 || len(g.Refs[0].Ref) != 5011 {
+		t.Error("Write changed the caller's entry")
+	}
+	var e Entry
+	if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Git.Refs) != MaxGitRefs || e.Git.RefCount != 500 {
+		t.Errorf("logged %d refs of %d", len(e.Git.Refs), e.Git.RefCount)
+	}
+	for _, r := range e.Git.Refs {
+		if len(r.Ref) > MaxField || len(r.Old) > 80 {
+			t.Fatalf("a ref of %d bytes (old %d) was logged", len(r.Ref), len(r.Old))
+		}
+	}
+	if buf.Len() > 100<<10 {
+		t.Errorf("the line is %d bytes", buf.Len())
+	}
+}

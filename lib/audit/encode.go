@@ -63,9 +63,48 @@ func appendEntry(b []byte, e *Entry) ([]byte, bool) {
 		b = append(b, `,"client":`...)
 		b = appendString(b, e.Client)
 	}
+	if g := e.Git; g != nil {
+		b = appendGit(b, g)
+	}
 	b = append(b, `,"prev":`...)
 	b = appendString(b, e.Prev)
 	return append(b, "}\n"...), true
+}
+
+func appendGit(b []byte, g *Git) []byte {
+	b = append(b, `,"git":{"repo":`...)
+	b = appendString(b, g.Repo)
+	b = append(b, `,"service":`...)
+	b = appendString(b, g.Service)
+	if len(g.Refs) > 0 {
+		b = append(b, `,"refs":[`...)
+		for i, r := range g.Refs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"ref":`...)
+			b = appendString(b, r.Ref)
+			b = append(b, `,"old":`...)
+			b = appendString(b, r.Old)
+			b = append(b, `,"new":`...)
+			b = appendString(b, r.New)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if g.RefCount != 0 {
+		b = append(b, `,"ref_count":`...)
+		b = strconv.AppendInt(b, int64(g.RefCount), 10)
+	}
+	if g.Objects != 0 {
+		b = append(b, `,"objects":`...)
+		b = strconv.AppendInt(b, g.Objects, 10)
+	}
+	if g.PackBytes != 0 {
+		b = append(b, `,"pack_bytes":`...)
+		b = strconv.AppendInt(b, g.PackBytes, 10)
+	}
+	return append(b, '}')
 }
 
 // appendFloat is encoding/json's float64 format: like %g as ES6 prints

@@ -68,7 +68,13 @@ func TestAppendEntryMatchesJSON(t *testing.T) {
 	for _, d := range []float64{0, math.Copysign(0, -1), 1, 0.001, 123.456, 1e-6, 9.99e-7, 1e-7, 1e20, 1e21, 1.5e300, -2.5e-9, math.SmallestNonzeroFloat64, math.MaxFloat64} {
 		entries = append(entries, Entry{Time: when, DurationMS: d})
 	}
+	for _, s := range encodeStrings {
+		entries = append(entries, Entry{Time: when, Git: &Git{Repo: s, Service: s,
+			Refs: []GitRef{{Ref: s, Old: s, New: s}, {Ref: "refs/heads/x"}}, RefCount: 70, Objects: 3, PackBytes: 1 << 33}})
+	}
 	entries = append(entries,
+		Entry{Git: &Git{}}, // a git line with nothing but its repository and service
+		Entry{Git: &Git{Repo: "a/b", Refs: []GitRef{}}}, // no refs: omitted, as encoding/json does
 		Entry{}, // zero time, omitted fields
 		Entry{Seq: math.MaxUint64, Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Status: -1},
 		Entry{Time: when.In(time.FixedZone("x", -(23*3600 + 59*60)))},

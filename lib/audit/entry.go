@@ -34,6 +34,8 @@ type Entry struct {
 	BytesDown  int64     `json:"bytes_down"`
 	DurationMS float64   `json:"duration_ms"`
 	Client     string    `json:"client,omitempty"`
+	// Git is set on a request the git gate judged.
+	Git *Git `json:"git,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); the first line of a log carries Genesis.
 	Prev string `json:"prev"`
@@ -41,3 +43,27 @@ type Entry struct {
 
 // Genesis is the Prev of a log's first line.
 const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Git is what a request through the git gate was: the repository and the
+// service and, for a push, each ref it updates (old and new object ids),
+// how many refs it carried in all (Refs is cut to MaxGitRefs), the objects
+// of its pack and the pack's bytes. Ref names are the agent's: a Writer
+// cuts each to MaxField.
+type Git struct {
+	Repo      string   `json:"repo"`
+	Service   string   `json:"service"`
+	Refs      []GitRef `json:"refs,omitempty"`
+	RefCount  int      `json:"ref_count,omitempty"`
+	Objects   int64    `json:"objects,omitempty"`
+	PackBytes int64    `json:"pack_bytes,omitempty"`
+}
+
+// GitRef is one ref a push updates.
+type GitRef struct {
+	Ref string `json:"ref"`
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// MaxGitRefs is the most refs of one push a line lists.
+const MaxGitRefs = 64

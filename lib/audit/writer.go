@@ -117,6 +117,20 @@ func (w *Writer) Write(e Entry) error {
 		&e.Route, &e.Secret, &e.Encoding, &e.Client} {
 		*f = Truncate(*f, MaxField)
 	}
+	if g := e.Git; g != nil {
+		c := *g
+		c.Repo, c.Service = Truncate(c.Repo, MaxField), Truncate(c.Service, MaxField)
+		if len(c.Refs) > MaxGitRefs {
+			c.RefCount = max(c.RefCount, len(c.Refs))
+			c.Refs = c.Refs[:MaxGitRefs]
+		}
+		c.Refs = append([]GitRef(nil), c.Refs...)
+		for i := range c.Refs {
+			r := &c.Refs[i]
+			r.Ref, r.Old, r.New = Truncate(r.Ref, MaxField), Truncate(r.Old, 80), Truncate(r.New, 80)
+		}
+		e.Git = &c
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()

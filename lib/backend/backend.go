@@ -97,6 +97,40 @@ type Freezable interface {
 	Freezer() freeze.Freezer
 }
 
+// Remover is a backend that keeps more of a bottle than its containers
+// and networks — its own git repository, its snapshots — which go when the
+// bottle is removed (bb-launch stop --rm).
+type Remover interface {
+	// Remove removes what the backend keeps of bottle slug beyond what
+	// Stop removes. Nothing of it is no error.
+	Remove(ctx context.Context, slug string) error
+}
+
+// GitExporter is a backend that can hand out a bottle's own git
+// repository (the agent's commits) as data.
+type GitExporter interface {
+	// ExportGit writes to w a git bundle of the branches of the bottle's
+	// own repository, without the history of o.Exclude (commits the
+	// person's repository has). git runs in a sandbox of the backend's
+	// (the agent's image, no network, the repository read-only), never on
+	// the host: the agent wrote that repository's configuration. A
+	// repository with nothing to send writes nothing.
+	ExportGit(ctx context.Context, o GitExport, w io.Writer) error
+}
+
+// GitExport says which bottle's repository ExportGit bundles, and how.
+type GitExport struct {
+	Slug string
+	// Image is an image with git (the agent's), User the agent's user.
+	Image, User string
+	// HostGit is the person's .git, which the bottle's repository borrows
+	// objects from (mounted read-only at workspace.HostGitMount); "" when
+	// the workspace had none.
+	HostGit string
+	// Exclude are commits left out of the bundle with their history.
+	Exclude []string
+}
+
 // ImageChecker is a backend that can say whether it still has an image (a
 // resume boots the image the last launch built, when it is there).
 type ImageChecker interface {
@@ -123,6 +157,9 @@ type Status struct {
 	// AgentName is the backend's name of the agent's container or VM; ""
 	// when it has none.
 	AgentName string
+	// ExitCode is the stopped agent's exit status (Agent StatusStopped),
+	// -1 when the backend cannot tell.
+	ExitCode int
 	// SidecarRunning says whether the sidecar runs.
 	SidecarRunning bool
 	// Leftovers says whether the backend has anything of the bottle:

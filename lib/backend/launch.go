@@ -18,6 +18,7 @@ import (
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
+	"github.com/bb-bottles/bb/lib/workspace"
 )
 
 // LaunchOptions are what a launch needs besides the backend.
@@ -65,6 +66,10 @@ type LaunchOptions struct {
 	// BeforeStart is called with the agent created and provisioned, just
 	// before it starts. An error fails the launch.
 	BeforeStart func(ctx context.Context, agentID string) error
+	// Confirm, when set, asks the person at a terminal (the text to show,
+	// then the question): a manifest in a workspace that they have not
+	// trusted is shown and trusted only with their yes. Nil: refused.
+	Confirm func(show, question string) (bool, error)
 	// ReadyTimeout bounds the wait for the sidecar; 0 means 20s.
 	ReadyTimeout time.Duration
 	// Trace, when set, gets how long each step took.
@@ -133,14 +138,23 @@ type Launching struct {
 	// before the engine could say its ID.
 	ID string
 	// Workspace is the host folder the agent gets read-write, its symlinks
-	// resolved and checked (CheckWorkspace).
-	Workspace string
+	// resolved and checked (CheckWorkspace), and WorkspaceID its identity.
+	Workspace   string
+	WorkspaceID workspace.ID
+	// Git is what the agent gets of git (GitMounts, GitSeed): its own
+	// repository, never the person's .git.
+	Git workspace.GitPlan
+	// MadeGitDir: the backend made <workspace>/.git as the mountpoint of
+	// the bottle's own repository (MakeGitMountpoint); recorded, so that
+	// removing the bottle removes it.
+	MadeGitDir bool
 	// Tokens are the sidecar's environment: EGRESS_TOKEN_<NAME>=value for
 	// every token and the canary. They go to the sidecar and nowhere else.
 	Tokens []string
 
 	madeState bool // this launch wrote the bottle's metadata: undo removes its folder
 	unlock    func() error
+	backend   Backend
 }
 
 // Mark traces a point within a step.
@@ -165,7 +179,7 @@ func Launch(ctx context.Context, b Backend, o LaunchOptions) (rec *Record, err e
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	l := &Launching{LaunchOptions: o, ID: strings.ToLower(rand.Text()[:16])}
+	l := &Launching{LaunchOptions: o, ID: strings.ToLower(rand.Text()[:16]), backend: b}
 	bl, err := b.Prepare(l)
 	if err != nil {
 		return nil, err
@@ -305,14 +319,19 @@ type Launched struct {
 	AllowPrivate bool `json:"allow_private,omitempty"`
 	// Workspace is the host folder mounted in the agent (symlinks
 	// resolved), recorded at the first launch: a resume mounts it, not the
-	// folder the resume happens to run in.
-	Workspace string `json:"workspace,omitempty"`
+	// folder the resume happens to run in — and only while it is still
+	// that folder (WorkspaceID: its device and inode).
+	Workspace   string       `json:"workspace,omitempty"`
+	WorkspaceID workspace.ID `json:"workspace_id,omitzero"`
+	// MadeGitDir says bb made <workspace>/.git, empty, for the bottle's
+	// own repository to be mounted on; removing the bottle removes it.
+	MadeGitDir bool `json:"made_git_dir,omitempty"`
 }
 
 func (l *Launching) record(rec *Record) error {
 	prev, _ := ReadLaunched(l.Store, l.Plan.Slug)
 	ld := Launched{AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, BaseImage: l.BaseImage, BuildArgs: l.BuildArgs,
-		AllowPrivate: l.AllowPrivate, Workspace: l.Workspace}
+		AllowPrivate: l.AllowPrivate, Workspace: l.Workspace, WorkspaceID: l.WorkspaceID, MadeGitDir: l.MadeGitDir || prev.MadeGitDir}
 	if l.Image != "" && prev.AgentImage != "" {
 		// Booted from a committed image: the built one is still the one
 		// to rebuild from.

@@ -452,7 +452,7 @@ func TestList(t *testing.T) {
 	for _, l := range list {
 		got = append(got, l.Slug+" "+l.Status+" "+l.AgentContainer+" "+l.Display)
 	}
-	want := []string{"a-1 running mem-a-1 bob (a)", "b-2 unknown bot-bottle-b-2 b", "c-3 unknown bot-bottle-c-3 c", "d-4 missing bot-bottle-d-4 d",
+	want := []string{"a-1 running mem-a-1 bob (a)", "b-2 unknown bot-bottle-b-2 b", "c-3 unknown bot-bottle-c-3 c", "d-4 stopped bot-bottle-d-4 d",
 		"e-5 unknown bot-bottle-e-5 e", "f-6 unknown bot-bottle-f-6 f"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)

@@ -24,12 +24,25 @@ type Listed struct {
 	Backend   string    `json:"backend"`
 	Created   time.Time `json:"created"`
 	Preserved bool      `json:"preserved"`
-	// Status is StatusRunning, StatusStopped, StatusMissing or
-	// StatusUnknown (the backend could not be asked).
+	// Status is what the bottle is now, for people and scripts:
+	// "running" (its agent runs), "exited" (its agent ended and its
+	// container is kept, with what it holds: a preserved bottle), "stopped"
+	// (its containers are gone; its state, snapshots and own repository
+	// stay, and resume boots it) or "unknown" (its backend could not be
+	// asked). ExitCode is the exited agent's status.
 	Status         string `json:"status"`
+	ExitCode       *int   `json:"exit_code,omitempty"`
 	AgentContainer string `json:"agent_container"`
 	Images         int    `json:"images"`
 }
+
+// A listed bottle's statuses (Listed.Status).
+const (
+	ListRunning = "running"
+	ListExited  = "exited"
+	ListStopped = "stopped"
+	ListUnknown = StatusUnknown
+)
 
 // Opener opens a backend by name (Open, with the command's Config).
 type Opener func(ctx context.Context, name string) (Backend, error)
@@ -75,7 +88,20 @@ func List(ctx context.Context, st *state.Store, open Opener, warn func(error)) (
 				out = append(out, s)
 				continue
 			}
-			s.Status = bs.Agent
+			switch bs.Agent {
+			case StatusUnknown:
+				s.Status = ListUnknown
+			case StatusRunning:
+				s.Status = ListRunning
+			case StatusStopped:
+				s.Status = ListExited
+				if bs.ExitCode >= 0 {
+					code := bs.ExitCode
+					s.ExitCode = &code
+				}
+			default:
+				s.Status = ListStopped
+			}
 			if bs.AgentName != "" {
 				s.AgentContainer = bs.AgentName
 			}

@@ -12,6 +12,8 @@ import (
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/manifest"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/provider"
+	"github.com/bb-bottles/bb/lib/routes"
 )
 
 // What every backend provisions in the agent before its command starts:
@@ -47,6 +49,9 @@ type HomeFile struct {
 	Data []byte
 	Mode os.FileMode
 	Dir  bool
+	// Keep: written only when the agent has no such file (a CLI's own
+	// state, which a resumed agent keeps).
+	Keep bool
 }
 
 // HomeFiles are the plan's files (and the prompt, for a plan that does not
@@ -57,7 +62,7 @@ func HomeFiles(list []plan.File, prompt, home string) ([]HomeFile, error) {
 	var out []HomeFile
 	dirs := map[string]bool{home: true}
 	hasPrompt := false
-	add := func(p string, data []byte, mode os.FileMode) error {
+	add := func(p string, data []byte, mode os.FileMode, keep bool) error {
 		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, home+"/") {
 			return exit.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
 		}
@@ -69,7 +74,7 @@ func HomeFiles(list []plan.File, prompt, home string) ([]HomeFile, error) {
 		for i := len(parents) - 1; i >= 0; i-- {
 			out = append(out, HomeFile{Path: parents[i], Mode: 0o755, Dir: true})
 		}
-		out = append(out, HomeFile{Path: p, Data: data, Mode: mode})
+		out = append(out, HomeFile{Path: p, Data: data, Mode: mode, Keep: keep})
 		return nil
 	}
 	for _, f := range list {
@@ -77,13 +82,13 @@ func HomeFiles(list []plan.File, prompt, home string) ([]HomeFile, error) {
 		if err != nil {
 			return nil, exit.Usage(fmt.Errorf("plan agent.files: %w", err))
 		}
-		if err := add(f.Path, []byte(f.Content), mode.Perm()); err != nil {
+		if err := add(f.Path, []byte(f.Content), mode.Perm(), f.Keep); err != nil {
 			return nil, err
 		}
 		hasPrompt = hasPrompt || f.Path == path.Join(home, PromptFile)
 	}
 	if prompt != "" && !hasPrompt {
-		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644); err != nil {
+		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644, false); err != nil {
 			return nil, err
 		}
 	}
@@ -130,22 +135,12 @@ func parsePasswd(passwd []byte, name string) (uid, gid int, home string, found b
 	return 0, 0, "", false
 }
 
-// GitConfig is the agent's ~/.gitconfig: who it commits as, and GitHub's
-// SSH remotes rewritten to HTTPS, the only way out the sidecar offers (and
-// where it injects the git token).
-func GitConfig(u *manifest.GitUser) []byte {
-	var b strings.Builder
-	b.WriteString("# Written by bb-launch.\n")
-	if u != nil {
-		fmt.Fprintf(&b, "[user]\n\tname = %s\n\temail = %s\n", gitQuote(u.Name), gitQuote(u.Email))
+// GitConfig is the agent's ~/.gitconfig (provider.GitConfig): who it
+// commits as, and the SSH remotes of GitHub and of the git routes
+// rewritten to HTTPS, the sidecar's way.
+func GitConfig(u *manifest.GitUser, rs []routes.Route) []byte {
+	if u == nil {
+		return provider.GitConfig("", "", rs)
 	}
-	b.WriteString("[url \"https://github.com/\"]\n\tinsteadOf = git@github.com:\n\tinsteadOf = ssh://git@github.com/\n")
-	return []byte(b.String())
-}
-
-// gitQuote quotes a git config value: inside double quotes only " and \
-// are special, and a line break cannot be written at all.
-func gitQuote(s string) string {
-	s = strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", " ", "\r", " ", "\x00", "").Replace(s)
-	return "\"" + s + "\""
+	return provider.GitConfig(u.Name, u.Email, rs)
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/state"
@@ -38,6 +39,20 @@ func Resume(ctx context.Context, b Backend, o LaunchOptions, md state.Metadata, 
 		if !ok {
 			return nil, Unsupported(b.Name(), "restart a stopped agent with what it holds",
 				fmt.Sprintf("'bb-launch resume --discard %s' removes it, and what it holds beyond its newest snapshot, and boots the snapshot", slug))
+		}
+		// The engine binds the workspace again as it restarts the
+		// container, following whatever its path leads to now: the folder
+		// is checked as at any launch, and must still be the first one.
+		lo := o
+		if lo.Progress == nil {
+			lo.Progress = io.Discard
+		}
+		if lo.Env == nil {
+			lo.Env = func(string) string { return "" }
+		}
+		l := &Launching{LaunchOptions: lo, backend: b}
+		if err := l.checkWorkspace(ctx); err != nil {
+			return nil, &StepError{Step: "checking the workspace", Err: err}
 		}
 		// Its filesystem holds work no snapshot has.
 		say("restarting bottle %s's stopped agent container, with what it holds ('--discard' boots a snapshot instead)", slug)

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/bb-bottles/bb/lib/detect"
 	"github.com/bb-bottles/bb/lib/egress"
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/plan"
@@ -21,7 +22,8 @@ import (
 
 // readTokens reads every token the plan names from the host, before
 // anything is created: a bottle never starts with a credential silently
-// missing.
+// missing, or one its sidecar could not guard. Every bad token is said at
+// once, not the first of them.
 func (l *Launching) readTokens(context.Context) error {
 	env, err := TokenEnv(l.Plan, l.Env)
 	l.Tokens = env
@@ -30,19 +32,53 @@ func (l *Launching) readTokens(context.Context) error {
 
 // TokenEnv reads the values of p's tokens from the host (env, and the files
 // the plan names) and returns the sidecar's environment:
-// EGRESS_TOKEN_<NAME>=value for every token and the canary. A backend that
-// starts a stopped sidecar by handing it its tokens again (smolvm) reads
-// them with it.
-func TokenEnv(p *plan.Plan, env func(string) string) ([]string, error) {
-	out := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + p.Canary}
+// EGRESS_TOKEN_<NAME>=value for every token and the canary. Every bad
+// token is said at once, not the first of them. A backend that starts a
+// stopped sidecar by handing it its tokens again (smolvm) reads them with
+// it.
+func TokenEnv(p *plan.Plan, getenv func(string) string) ([]string, error) {
+	env := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + p.Canary}
+	var bad []error
+	var hints []string
+	seen := map[string]string{}
 	for _, t := range p.Egress.Tokens {
-		v, err := tokenValue(t, env)
-		if err != nil {
-			return nil, err
+		v, err := tokenValue(t, getenv)
+		if err == nil {
+			err = checkToken(t.Name, v, seen)
 		}
-		out = append(out, plan.TokenEnvPrefix+t.Name+"="+v)
+		if err != nil {
+			bad = append(bad, err)
+			hints = append(hints, exit.Hints(err)...)
+			continue
+		}
+		seen[v] = t.Name
+		env = append(env, plan.TokenEnvPrefix+t.Name+"="+v)
 	}
-	return out, nil
+	switch len(bad) {
+	case 0:
+		return env, nil
+	case 1:
+		return nil, bad[0]
+	}
+	msgs := make([]string, len(bad))
+	for i, e := range bad {
+		msgs[i] = e.Error()
+	}
+	return nil, exit.Usage(fmt.Errorf("%d tokens cannot be used:\n  %s", len(bad), strings.Join(msgs, "\n  ")), hints...)
+}
+
+// checkToken refuses a value the sidecar could not guard: one shorter than
+// the detector can tell from ordinary text (it would be injected, and
+// could leave in any request unseen), or one equal to another token's.
+func checkToken(name, v string, seen map[string]string) error {
+	if len(v) < detect.MinLen {
+		return exit.Usage(fmt.Errorf("token %s is %d characters long: the sidecar cannot tell fewer than %d from ordinary text, so it could not keep it from leaving",
+			name, len(v), detect.MinLen), "check that the variable or file holds the whole token")
+	}
+	if other, ok := seen[v]; ok {
+		return exit.Usagef("token %s has the same value as token %s", name, other)
+	}
+	return nil
 }
 
 func tokenValue(t plan.Token, env func(string) string) (string, error) {

@@ -251,22 +251,6 @@ func WriteJSONLine(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// DecodeJSON decodes one JSON document from r into v, refusing unknown
-// fields and trailing data; label names the input in errors.
-func DecodeJSON(r io.Reader, label string, v any) error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Usage(fmt.Errorf("reading %s: empty input", label))
-		}
-		return Usage(fmt.Errorf("reading %s: %w", label, err))
-	}
-	if dec.More() {
-		return Usage(fmt.Errorf("reading %s: more than one JSON document", label))
-	}
-	return nil
-}
 
 // Examples formats an "EXAMPLES" block for a command's Description.
 func Examples(lines ...string) string {

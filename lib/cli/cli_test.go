@@ -134,30 +134,6 @@ func TestRunAndPositional(t *testing.T) {
 	}
 }
 
-func TestDecodeJSON(t *testing.T) {
-	type doc struct {
-		Kind string `json:"kind"`
-	}
-	for _, tc := range []struct{ in, want string }{
-		{`{"kind":"x"}`, ""},
-		{``, "reading <stdin>: empty input"},
-		{`{"kind":"x","extra":1}`, `reading <stdin>: json: unknown field "extra"`},
-		{`{"kind":"x"} {"kind":"y"}`, "reading <stdin>: more than one JSON document"},
-	} {
-		var d doc
-		err := DecodeJSON(strings.NewReader(tc.in), StdinLabel, &d)
-		got := ""
-		if err != nil {
-			got = err.Error()
-			if CodeOf(err) != ExitUsage {
-				t.Errorf("%q: code %d, want 2", tc.in, CodeOf(err))
-			}
-		}
-		if got != tc.want {
-			t.Errorf("DecodeJSON(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
 
 // An action's unclassified error is a failure (3); the framework's own
 // refusal of a command line (a required flag missing) is bad usage (2).
@@ -187,5 +163,35 @@ func TestRunClassifies(t *testing.T) {
 				t.Errorf("%v: exit %d, stderr %q; want %d, %q", tc.args, code, errb.String(), tc.code, tc.stderr)
 			}
 		}
+	}
+}
+
+// Another command's output, or no JSON at all, is named with what to do.
+func TestDecodeDoc(t *testing.T) {
+	type doc struct {
+		Kind    string `json:"kind"`
+		Version int    `json:"version"`
+	}
+	for in, want := range map[string]string{
+		"":                                     "empty input, want a bb.plan",
+		"usage: bb-plan ...\nmore":             `text starting "usage: bb-plan ..."`,
+		`[{"name":"a"}]`:                       "a JSON list",
+		`{"kind":"bb.manifest","version":1}`:   "this is a bb.manifest (what bb-manifest AGENT prints), not a bb.plan",
+		`{"slug":"a","agent_container":"b"}`:   "bb-launch's launch record",
+		`{"version":1}`:                        `without "kind"`,
+		`{"kind":"bb.plan","version":1,"x":1}`: `has a field this bb-launch does not know: "x"`,
+		`{"kind":"bb.plan","version":1`:        "is cut short",
+		`{"kind":"bb.plan"}{"kind":"bb.plan"}`: "more than one JSON document",
+		`{"kind":"bb.other"}`:                  `kind is "bb.other", want "bb.plan"`,
+	} {
+		var v doc
+		err := DecodeDoc(strings.NewReader(in), "<stdin>", "bb.plan", &v)
+		if err == nil || !strings.Contains(err.Error(), want) || CodeOf(err) != ExitUsage {
+			t.Errorf("%q: %v, want exit 2 and %q", in, err, want)
+		}
+	}
+	var v doc
+	if err := DecodeDoc(strings.NewReader(" {\"kind\":\"bb.plan\",\"version\":1}\n"), "<stdin>", "bb.plan", &v); err != nil || v.Version != 1 {
+		t.Errorf("a plan: %v %+v", err, v)
 	}
 }

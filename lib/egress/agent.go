@@ -24,6 +24,9 @@ type AgentRoute struct {
 	Methods   []string     `json:"methods,omitempty"`
 	Websocket bool         `json:"websocket,omitempty"`
 	Inject    *AgentInject `json:"inject,omitempty"`
+	// Git is the route's git gate: the repositories the agent may clone
+	// and fetch, and the refs it may push.
+	Git *routes.Git `json:"git,omitempty"`
 }
 
 // AgentInject names what the sidecar injects on a route.
@@ -70,7 +73,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		}
 		var out []AgentRoute
 		for _, rt := range snap.table.Routes() {
-			ar := AgentRoute{Host: rt.Host, Ports: rt.Ports, Paths: rt.Paths, Methods: rt.Methods, Websocket: rt.Websocket}
+			ar := AgentRoute{Host: rt.Host, Ports: rt.Ports, Paths: rt.Paths, Methods: rt.Methods, Websocket: rt.Websocket, Git: rt.Git}
 			if rt.Inject != nil {
 				ar.Inject = &AgentInject{Header: rt.Inject.Header, Token: rt.Inject.Token}
 			}

@@ -103,6 +103,8 @@ type Config struct {
 	// Logf receives diagnostics for people (reloads, handshake failures);
 	// nil discards them.
 	Logf func(format string, args ...any)
+	// Git configures the git gate of the routes that have git.
+	Git GitConfig
 
 	MaxConns              int           // concurrent client connections (1024)
 	ConnWait              time.Duration // how long a connection beyond MaxConns waits for a slot (500ms)
@@ -209,6 +211,8 @@ type Server struct {
 	denials   *denyLimiter
 	bodySlots chan struct{} // MaxBufferedBodies
 	wsBytes   atomic.Int64  // WebSocket message bytes held, against MaxWSBuffered
+
+	git gitState // the git gate's folders, mirrors and turns
 
 	reqFileMu sync.Mutex
 	conns     sync.WaitGroup // hijacked work (handshakes, WebSockets)

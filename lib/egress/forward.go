@@ -89,6 +89,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
+	if rt.Git != nil {
+		// The git gate judges the route's git paths (see git.go).
+		var done bool
+		if e.Git, done = s.serveGit(w, r, snap, e, rt, t); done {
+			return
+		}
+	}
+
 	// A slot per body bounds the memory of buffered bodies server-wide;
 	// it is given back once the body has been sent. Waiting for one, and
 	// reading the body, are bounded in time: stalled uploads must not hold

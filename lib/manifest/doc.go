@@ -40,9 +40,16 @@
 //	inject:               # optional: a header the sidecar sets
 //	  header: Authorization
 //	  token: GITHUB       # a NAME declared in the bottle's tokens
-//	  format: "Bearer {token}"  # default "{token}"
+//	  format: "Bearer {token}"  # default "{token}"; "Basic {basic:USER}" is HTTP
+//	                      # Basic with USER and the token as password
 //	  placeholder: ...    # optional stand-in the agent may hold (8+ characters)
 //	websocket: false
+//	git:                  # optional: the git gate for this host (one git route a host)
+//	  repos: [acme/widgets]       # the only repositories reachable (owner/name, with or without .git)
+//	  push: ["refs/heads/agent/*"] # refs the agent may create or fast-forward; absent: read-only
+//
+// On a git route, the host's git paths are the gate's alone, and its other
+// paths are reachable only where paths lists them (none when absent).
 //
 // A token NAME is upper-case letters, digits and _ (it becomes the
 // sidecar's EGRESS_TOKEN_<NAME>); CANARY is reserved. Each token sets

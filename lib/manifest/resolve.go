@@ -154,14 +154,7 @@ func (ix *ManifestIndex) abs(p string) string {
 func cloneRoutes(rs []routes.Route) []routes.Route {
 	out := make([]routes.Route, len(rs))
 	for i, r := range rs {
-		r.Ports = append([]int(nil), r.Ports...)
-		r.Paths = append([]string(nil), r.Paths...)
-		r.Methods = append([]string(nil), r.Methods...)
-		if r.Inject != nil {
-			in := *r.Inject
-			r.Inject = &in
-		}
-		out[i] = r
+		out[i] = r.Clone()
 	}
 	return out
 }

@@ -140,6 +140,10 @@ func (ix *ManifestIndex) validateBottle(add func(*yamlx.Error), b *Bottle, path 
 				r.Inject.Token, path).WithHints(hint))
 		}
 	}
+	if err := routes.CheckGitHosts(b.Egress.Routes); err != nil {
+		fe := err.(*routes.FieldError)
+		add(pos.Errorf(rpath+fe.Field, "%s", fe.Msg))
+	}
 	ix.validateGitUser(add, b.GitUser, yamlx.Join(path, "git_user"))
 }
 

@@ -55,6 +55,9 @@ const (
 	RoleEgress   = "egress"
 	RoleSnapshot = "snapshot"
 	RoleImage    = "image"
+	// RoleGit is the bottle's own git repository (a volume): the agent's
+	// commits, never the person's .git.
+	RoleGit = "git"
 )
 
 // Prefix starts the name of every container, network and VM of a bottle.
@@ -65,3 +68,7 @@ func Agent(slug string) string { return Prefix + slug }
 
 // Sidecar is the name of a bottle's egress sidecar container or VM.
 func Sidecar(slug string) string { return Prefix + slug + "-egress" }
+
+// GitVolume is the name of a bottle's own git repository, a volume mounted
+// at <workdir>/.git in its agent.
+func GitVolume(slug string) string { return Prefix + slug + "-git" }

@@ -312,16 +312,7 @@ func covered(rs []routes.Route, host string) bool {
 	return false
 }
 
-func copyRoute(r routes.Route) routes.Route {
-	r.Ports = append([]int(nil), r.Ports...)
-	r.Paths = append([]string(nil), r.Paths...)
-	r.Methods = append([]string(nil), r.Methods...)
-	if r.Inject != nil {
-		in := *r.Inject
-		r.Inject = &in
-	}
-	return r
-}
+func copyRoute(r routes.Route) routes.Route { return r.Clone() }
 
 // placeholderTokens are the tokens the provider's agent holds placeholders
 // for, sorted.

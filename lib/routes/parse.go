@@ -44,5 +44,9 @@ func ValidateAt(rs []Route, path string, pos *yamlx.Positions) error {
 		}
 		return pos.Errorf(fmt.Sprintf("%s[%d].%s", path, i, fe.Field), "%s", fe.Msg)
 	}
+	if err := CheckGitHosts(rs); err != nil {
+		fe := err.(*FieldError)
+		return pos.Errorf(path+fe.Field, "%s", fe.Msg)
+	}
 	return nil
 }

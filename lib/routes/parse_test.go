@@ -25,10 +25,15 @@ func TestParse(t *testing.T) {
   inject: {header: Authorization, token: API, format: "Bearer {token}", placeholder: sk-placeholder}
 - host: "*.example.org"
   websocket: true
+- host: github.com
+  git: {repos: [acme/widgets], push: ["refs/heads/agent/*"]}
+  inject: {header: Authorization, token: GITHUB, format: "Basic {basic:x-access-token}"}
 `, []Route{
 			{Host: "api.example.com", Ports: []int{443, 8443}, Paths: []string{"/v1/"}, Methods: []string{"GET", "POST"},
 				Inject: &Inject{Header: "Authorization", Token: "API", Format: "Bearer {token}", Placeholder: "sk-placeholder"}},
 			{Host: "*.example.org", Websocket: true},
+			{Host: "github.com", Git: &Git{Repos: []string{"acme/widgets"}, Push: []string{"refs/heads/agent/*"}},
+				Inject: &Inject{Header: "Authorization", Token: "GITHUB", Format: "Basic {basic:x-access-token}"}},
 		}},
 	}
 	for _, tt := range tests {
@@ -58,6 +63,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad port", "- host: example.com\n  ports: [0]\n", `routes.yaml:2:11: [0].ports[0]: 0 is not a port`},
 		{"port as a string", "- host: example.com\n  ports: [\"443\"]\n", `routes.yaml:2:11: [0].ports[0]: must be an integer, not a string`},
 		{"a mapping, not a list", "routes:\n  - host: example.com\n", `routes.yaml:1:1: must be a list, not a mapping`},
+		{"two git routes for a host", "- host: github.com\n  git: {repos: [a/b]}\n- host: github.com\n  git: {repos: [a/c]}\n",
+			`routes.yaml:4:8: [1].git: host github.com already has a git route ([0]): list all its repositories in one`},
+		{"a bad push glob", "- host: github.com\n  git: {repos: [a/b], push: [\"refs/heads/a b\"]}\n",
+			`routes.yaml:2:30: [0].git.push[0]: "refs/heads/a b" is not a valid ref name pattern (see git check-ref-format)`},
 		{"duplicate key", "- host: a.example.com\n  host: b.example.com\n", `routes.yaml:2:3: [0].host: duplicate key "host" (first at line 1)`},
 		{"syntax", "- host: a\n  - b\n", `routes.yaml:2:3: YAML syntax error: did not find expected key`},
 	}

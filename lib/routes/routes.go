@@ -4,6 +4,7 @@
 package routes
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/netip"
@@ -23,12 +24,33 @@ type Route struct {
 	Methods   []string `yaml:"methods,omitempty" json:"methods,omitempty"`
 	Inject    *Inject  `yaml:"inject,omitempty" json:"inject,omitempty"`
 	Websocket bool     `yaml:"websocket,omitempty" json:"websocket,omitempty"`
+	// Git puts the host behind the git gate (see Git): its git paths are
+	// the gate's, and its other paths need Paths (none when absent).
+	Git *Git `yaml:"git,omitempty" json:"git,omitempty"`
+}
+
+// Clone returns a deep copy of r.
+func (r Route) Clone() Route {
+	r.Ports = append([]int(nil), r.Ports...)
+	r.Paths = append([]string(nil), r.Paths...)
+	r.Methods = append([]string(nil), r.Methods...)
+	if r.Inject != nil {
+		in := *r.Inject
+		r.Inject = &in
+	}
+	if r.Git != nil {
+		g := Git{Repos: append([]string(nil), r.Git.Repos...), Push: append([]string(nil), r.Git.Push...)}
+		r.Git = &g
+	}
+	return r
 }
 
 // Inject sets Header on the route's requests to Format with {token}
-// replaced by the sidecar's EGRESS_TOKEN_<Token>. Placeholder, when set, is
-// the token-shaped stand-in the agent holds instead: it may be sent on this
-// route only, and is blocked anywhere else.
+// replaced by the sidecar's EGRESS_TOKEN_<Token>, and {basic:USER} by the
+// base64 of USER:<token>: "Basic {basic:x-access-token}" is HTTP Basic with
+// the token as password, as git over HTTPS on GitHub and GitLab takes it.
+// Placeholder, when set, is the token-shaped stand-in the agent holds
+// instead: it may be sent on this route only, and is blocked anywhere else.
 type Inject struct {
 	Header      string `yaml:"header" json:"header"`
 	Token       string `yaml:"token" json:"token"`
@@ -45,8 +67,16 @@ func (in *Inject) Value(v string) string {
 	if f == "" {
 		f = DefaultFormat
 	}
+	f = basicRE.ReplaceAllStringFunc(f, func(m string) string {
+		user := m[len("{basic:") : len(m)-1]
+		return base64.StdEncoding.EncodeToString([]byte(user + ":" + v))
+	})
 	return strings.ReplaceAll(f, "{token}", v)
 }
+
+// basicRE finds {basic:USER} in a format: USER is what HTTP Basic allows
+// in a user-id (RFC 7617: no ":"), printable ASCII without "{" or "}".
+var basicRE = regexp.MustCompile(`\{basic:[!-9;-z|~]+\}`)
 
 // String names the route in logs and messages: its host and, if any, its
 // path prefixes.
@@ -153,8 +183,11 @@ func (r *Route) Validate() error {
 		if strings.HasPrefix(r.Host, "*.") {
 			return &FieldError{"inject.token", "a wildcard route cannot inject a token: name the host exactly"}
 		}
-		if in.Format != "" && !strings.Contains(in.Format, "{token}") {
-			return &FieldError{"inject.format", fmt.Sprintf("%q does not contain {token}", in.Format)}
+		if in.Format != "" && !strings.Contains(in.Format, "{token}") && !basicRE.MatchString(in.Format) {
+			if strings.Contains(in.Format, "{basic:") {
+				return &FieldError{"inject.format", fmt.Sprintf("%q: {basic:USER} needs a USER of printable characters without ':', '{' or '}'", in.Format)}
+			}
+			return &FieldError{"inject.format", fmt.Sprintf("%q does not contain {token} or {basic:USER}", in.Format)}
 		}
 		if strings.ContainsAny(in.Format, "\r\n") {
 			return &FieldError{"inject.format", "must not contain a line break"}
@@ -162,6 +195,9 @@ func (r *Route) Validate() error {
 		if in.Placeholder != "" && len(in.Placeholder) < 8 {
 			return &FieldError{"inject.placeholder", "must be at least 8 characters"}
 		}
+	}
+	if r.Git != nil {
+		return r.validateGit()
 	}
 	return nil
 }
@@ -175,7 +211,7 @@ func ValidateAll(rs []Route) error {
 			return &FieldError{Field: fmt.Sprintf("[%d].%s", i, fe.Field), Msg: fe.Msg}
 		}
 	}
-	return nil
+	return CheckGitHosts(rs)
 }
 
 // CanonicalHost lower-cases h and strips a trailing dot and brackets, so
@@ -296,9 +332,25 @@ func (t *Table) HostAllowed(host string, port int) *Route {
 }
 
 // Match returns the first route that allows the request, or nil and the
-// reason none did (for the 403 and the log).
+// reason none did (for the 403 and the log). A git path on a host with a
+// git route is that route's, whatever comes before it (the gate judges it
+// further); other paths of a git route need its Paths.
 func (t *Table) Match(method, host string, port int, p string) (*Route, string) {
 	host = CanonicalHost(host)
+	if IsGitPath(p) {
+		for i := range t.routes {
+			r := &t.routes[i]
+			if r.Git == nil || !r.MatchHost(host) {
+				continue
+			}
+			if !r.MatchPort(port) {
+				// Another route of the host on this port must not be a
+				// way around the gate.
+				return nil, fmt.Sprintf("port %d of host %s is not its git route's", port, host)
+			}
+			return r, ""
+		}
+	}
 	hostSeen, portSeen := false, false
 	for i := range t.routes {
 		r := &t.routes[i]
@@ -310,6 +362,9 @@ func (t *Table) Match(method, host string, port int, p string) (*Route, string) 
 			continue
 		}
 		portSeen = true
+		if r.Git != nil && len(r.Paths) == 0 {
+			continue // a git route opens no other path unless it lists it
+		}
 		if r.MatchMethod(method) && r.MatchPath(p) {
 			return r, ""
 		}

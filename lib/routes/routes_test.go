@@ -53,7 +53,7 @@ func TestValidate(t *testing.T) {
 		{"lower method", Route{Host: "a.example", Methods: []string{"get"}}, `methods[0]: "get" is not an upper-case HTTP method`},
 		{"bad header", Route{Host: "a.example", Inject: &Inject{Header: "X Y", Token: "T"}}, `inject.header: "X Y" is not a header name`},
 		{"bad token", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "t"}}, `inject.token: "t" is not a token NAME (upper case, digits, _)`},
-		{"format without token", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Format: "Bearer"}}, `inject.format: "Bearer" does not contain {token}`},
+		{"format without token", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Format: "Bearer"}}, `inject.format: "Bearer" does not contain {token} or {basic:USER}`},
 		{"format with newline", Route{Host: "a.example", Inject: &Inject{Header: "X", Token: "T", Format: "{token}\r\nX-Evil: 1"}}, "inject.format: must not contain a line break"},
 		{"inject on a wildcard", Route{Host: "*.example.com", Inject: &Inject{Header: "Authorization", Token: "GH"}},
 			"inject.token: a wildcard route cannot inject a token: name the host exactly"},

@@ -69,6 +69,11 @@ func InspectGit(ws string) (Git, error) {
 	case fi.Mode().IsRegular():
 		return Git{Kind: GitFile}, nil
 	case fi.IsDir():
+		// An empty .git (a mountpoint bb made, say) is no repository: git
+		// passes over it, and so does bb.
+		if hf, err := os.Lstat(filepath.Join(p, "HEAD")); err != nil || !hf.Mode().IsRegular() {
+			return Git{Kind: GitNone}, nil
+		}
 		return Git{Kind: GitDir, Dir: p}, nil
 	}
 	return Git{}, &Refusal{ws, "its .git is neither a folder nor a file"}

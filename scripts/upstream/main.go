@@ -7,7 +7,13 @@
 // request).
 //
 //	upstream cert --dir DIR NAME...    # a CA (ca.pem) and a leaf for NAMEs (cert.pem, key.pem)
-//	upstream serve --name allowed --tls-dir DIR [--http :80] [--https :443]
+//	upstream serve --name allowed --tls-dir DIR [--http :80] [--https :443] [--git-root DIR]
+//
+// With --git-root it is also a git forge: the smart-HTTP requests of the
+// repositories under DIR are served by git's own http-backend (the image
+// then needs git: it is built on the offline base), and over HTTPS they
+// must carry the Authorization of $UPSTREAM_GIT_AUTH when it is set, as a
+// forge wants its token.
 //
 // GET /echo/headers answers with the request's headers, as some real
 // services do: whatever the sidecar adds to a request can come back to the
@@ -15,6 +21,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -31,9 +38,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cgi"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -67,12 +76,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		httpAddr := fs.String("http", ":80", "plain HTTP address (empty: none)")
 		httpsAddr := fs.String("https", ":443", "HTTPS address (empty: none)")
 		tlsDir := fs.String("tls-dir", "", "folder of cert.pem and key.pem (empty: no HTTPS)")
+		gitRoot := fs.String("git-root", "", "serve git smart HTTP for the repositories under DIR")
+		gitBackend := fs.String("git-backend", "/usr/lib/git-core/git-http-backend", "git's http-backend")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 		defer stop()
-		return serve(ctx, *name, *httpAddr, *httpsAddr, *tlsDir, stdout, stderr)
+		var git http.Handler
+		if *gitRoot != "" {
+			git = &cgi.Handler{Path: *gitBackend, Env: []string{"GIT_PROJECT_ROOT=" + *gitRoot, "GIT_HTTP_EXPORT_ALL=1",
+				"HOME=" + *gitRoot, "GIT_CONFIG_NOSYSTEM=1",
+				// The repositories are the test's, owned by whoever made them.
+				"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*"}}
+		}
+		return serve(ctx, *name, *httpAddr, *httpsAddr, *tlsDir, git, os.Getenv("UPSTREAM_GIT_AUTH"), stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
@@ -91,17 +109,36 @@ type Seen struct {
 	Remote   string              `json:"remote"`
 }
 
-func serve(ctx context.Context, name, httpAddr, httpsAddr, tlsDir string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, name, httpAddr, httpsAddr, tlsDir string, git http.Handler, gitAuth string, stdout, stderr io.Writer) error {
 	var mu sync.Mutex
 	enc := json.NewEncoder(stdout)
 	handler := func(scheme string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n, _ := io.Copy(io.Discard, r.Body)
+			isGit := git != nil && (strings.HasSuffix(r.URL.Path, "/info/refs") ||
+				strings.HasSuffix(r.URL.Path, "/git-upload-pack") || strings.HasSuffix(r.URL.Path, "/git-receive-pack"))
+			var body []byte
+			var n int64
+			if isGit {
+				body, _ = io.ReadAll(r.Body)
+				n = int64(len(body))
+			} else {
+				n, _ = io.Copy(io.Discard, r.Body)
+			}
 			s := Seen{Upstream: name, Time: time.Now().UTC(), Scheme: scheme, Method: r.Method, Host: r.Host,
 				Path: r.URL.Path, Query: r.URL.RawQuery, Headers: r.Header, BodyLen: n, Remote: r.RemoteAddr}
 			mu.Lock()
 			enc.Encode(s)
 			mu.Unlock()
+			if isGit {
+				if scheme == "https" && gitAuth != "" && r.Header.Get("Authorization") != gitAuth {
+					w.Header().Set("WWW-Authenticate", `Basic realm="upstream"`)
+					http.Error(w, "upstream: who are you?", http.StatusUnauthorized)
+					return
+				}
+				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), n
+				git.ServeHTTP(w, r)
+				return
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("X-Upstream", name)
 			reply := map[string]any{"upstream": name, "message": "hello from " + name, "method": r.Method,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/image"
+	"github.com/bb-bottles/bb/lib/state"
 )
 
 // The shape of the embedded agent Dockerfiles: a BASE argument defaulting
@@ -168,4 +169,25 @@ func slicesContain(lines []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// With no registry, an image whose base cannot be pulled fails at its FROM;
+// the hint names the offline base this engine has, and how to use it.
+func TestLaunchHintsOfflineBase(t *testing.T) {
+	c := needBase(t)
+	slug := newSlug("nobase")
+	p, raw := shellPlan(t, slug, nil)
+	st := &state.Store{Dir: t.TempDir()}
+	cleanupBottle(t, c, slug)
+	o := launchOptions(t, p, raw, st)
+	o.BaseImage = "" // the Dockerfile's own FROM: a registry's debian
+	_, err := Launch(t.Context(), c, o)
+	if err == nil {
+		t.Skip("this engine can pull from a registry: nothing to hint")
+	}
+	hints := strings.Join(exit.Hints(err), "\n")
+	if exit.CodeOf(err) != exit.CodeBackend || !strings.Contains(hints, "BB_BASE_IMAGE="+BaseImage) ||
+		!strings.Contains(hints, "offline base "+BaseImage) {
+		t.Errorf("a base that cannot be pulled: %v\nhints: %s", err, hints)
+	}
 }

@@ -49,6 +49,24 @@ func resources(lim, floor plan.Limits) container.Resources {
 	}
 }
 
+// agentResources are the plan's limits for the agent, with its CPUs below
+// the engine's count, however many the plan asks for: an agent busy on
+// every core leaves the person's machine (and the sidecar, which it
+// shares) none.
+func (l *launch) agentResources(ctx context.Context) container.Resources {
+	r := resources(l.d.Limits, plan.AgentLimits)
+	info, err := l.api.Info(ctx, client.InfoOptions{})
+	if err != nil || info.Info.NCPU <= 0 {
+		return r
+	}
+	ncpu := float64(info.Info.NCPU)
+	most := max(ncpu-1, 0.75*ncpu)
+	if r.NanoCPUs == 0 || float64(r.NanoCPUs)/1e9 > most {
+		r.NanoCPUs = int64(most * 1e9)
+	}
+	return r
+}
+
 // startSidecar creates, connects and starts the sidecar, and waits until it
 // listens.
 func (l *launch) startSidecar(ctx context.Context) error {
@@ -93,6 +111,9 @@ func (l *launch) startSidecar(ctx context.Context) error {
 			SecurityOpt:    securityOpt(l.d.SecurityOpt),
 			Resources:      resources(l.d.SidecarLimits, plan.SidecarLimits),
 			Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,size=16m"},
+			// It sits on both networks: it must never route a packet from
+			// one to the other, only proxy what it decides on.
+			Sysctls: map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"},
 		},
 		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			l.d.InternalNetwork: {Aliases: []string{e.Host}},
@@ -241,8 +262,7 @@ func waitReady(ctx context.Context, api Engine, id string, timeout time.Duration
 func (l *launch) createAgent(ctx context.Context) error {
 	a := l.Plan.Agent
 	ws := l.Workspace // checked by backend.Launch
-	gits, err := backend.GitMounts(ws, a.Workdir)
-	if err != nil {
+	if err := l.gitVolume(ctx); err != nil {
 		return err
 	}
 	dir := l.Store.BottleDir(l.Plan.Slug)
@@ -282,7 +302,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 					Target: "/etc/resolv.conf", ReadOnly: true},
 				{Type: mount.TypeBind, Source: filepath.Join(l.Store.BottleDir(l.Plan.Slug), HostsFile),
 					Target: "/etc/hosts", ReadOnly: true},
-			}, bindMounts(gits)...),
+			}, l.mounts(l.GitMounts())...),
 			// The embedded DNS server (127.0.0.11, still reachable by
 			// address) forwards what it does not know to these servers,
 			// queried from inside the container: loopback, where nothing
@@ -290,8 +310,12 @@ func (l *launch) createAgent(ctx context.Context) error {
 			DNS:         []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 			CapDrop:     capDrop(l.d.CapDrop),
 			SecurityOpt: securityOpt(l.d.SecurityOpt),
-			Resources:   resources(l.d.Limits, plan.AgentLimits),
+			Resources:   l.agentResources(ctx),
 			Init:        &yes,
+			// Scratch space is memory, counted against the agent's limit,
+			// and bounded: what the agent leaves there cannot fill the
+			// host's disk (nor is it in a snapshot, as /tmp never is).
+			Tmpfs: map[string]string{"/tmp": "rw,nosuid,nodev,size=1g,mode=1777", "/var/tmp": "rw,nosuid,nodev,size=1g,mode=1777"},
 		},
 	})
 	if err != nil {
@@ -325,12 +349,45 @@ func (l *launch) startAgent(ctx context.Context) error {
 }
 
 // bindMounts are ms as the engine's bind mounts.
-func bindMounts(ms []backend.Mount) []mount.Mount {
+func (l *launch) mounts(ms []backend.Mount) []mount.Mount {
 	out := make([]mount.Mount, len(ms))
 	for i, m := range ms {
 		out[i] = mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+		if m.Volume {
+			// NoCopy: nothing of the image's is copied into it.
+			out[i] = mount.Mount{Type: mount.TypeVolume, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly,
+				VolumeOptions: &mount.VolumeOptions{NoCopy: true}}
+		}
 	}
 	return out
+}
+
+// gitVolume makes the bottle's own git repository, a volume, when it has
+// none yet (a resumed bottle keeps its repository: the agent's commits),
+// and the workspace's .git for it to be mounted on, where there is none.
+// A new one is seeded by provisioning (l.gitNew).
+func (l *launch) gitVolume(ctx context.Context) error {
+	if !l.Git.OwnRepo {
+		return nil
+	}
+	name := names.GitVolume(l.Plan.Slug)
+	if _, err := l.api.VolumeInspect(ctx, name, client.VolumeInspectOptions{}); err == nil {
+		return nil
+	} else if !isNotFound(err) {
+		return exit.Backend(fmt.Errorf("looking for the bottle's git repository %s: %w", name, err))
+	}
+	labels := withTestLabels(map[string]string{names.LabelSlug: l.Plan.Slug, names.LabelRole: names.RoleGit,
+		names.LabelAgent: l.Plan.Agent.Name})
+	if _, err := l.api.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Labels: labels}); err != nil {
+		return exit.Backend(fmt.Errorf("making the bottle's git repository %s: %w", name, err))
+	}
+	l.gitNew = true
+	made, err := l.MakeGitMountpoint()
+	if err != nil {
+		return err
+	}
+	l.MadeGitDir = l.MadeGitDir || made
+	return nil
 }
 
 // removeContainer force-removes a container; one already gone is no error.

@@ -31,7 +31,8 @@ func TestDemo(t *testing.T) {
 	// Interrupted, it still cleans up after itself.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	cmd.Env = append(os.Environ(), "BB_DEMO_SLUG="+slug, "NO_COLOR=1")
+	// Its images are this test run's (swept when the package's tests end).
+	cmd.Env = append(os.Environ(), "BB_DEMO_SLUG="+slug, "NO_COLOR=1", TestRunEnv+"="+testRun)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

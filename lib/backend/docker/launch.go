@@ -2,12 +2,17 @@ package docker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/bb-bottles/bb/lib/backend"
+	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
 	"github.com/bb-bottles/bb/lib/state"
@@ -38,6 +43,12 @@ type Engine interface {
 	ExecAttach(ctx context.Context, execID string, opts client.ExecAttachOptions) (client.ExecAttachResult, error)
 	ExecInspect(ctx context.Context, execID string, opts client.ExecInspectOptions) (client.ExecInspectResult, error)
 	ContainerCommit(ctx context.Context, container string, opts client.ContainerCommitOptions) (client.ContainerCommitResult, error)
+	VolumeCreate(ctx context.Context, opts client.VolumeCreateOptions) (client.VolumeCreateResult, error)
+	VolumeInspect(ctx context.Context, name string, opts client.VolumeInspectOptions) (client.VolumeInspectResult, error)
+	VolumeRemove(ctx context.Context, name string, opts client.VolumeRemoveOptions) (client.VolumeRemoveResult, error)
+	VolumeList(ctx context.Context, opts client.VolumeListOptions) (client.VolumeListResult, error)
+	ImageList(ctx context.Context, opts client.ImageListOptions) (client.ImageListResult, error)
+	Info(ctx context.Context, opts client.InfoOptions) (client.SystemInfoResult, error)
 	ImageTag(ctx context.Context, opts client.ImageTagOptions) (client.ImageTagResult, error)
 }
 
@@ -65,6 +76,7 @@ type launch struct {
 	sidecarIP  string
 	agentID    string
 	session    *Session
+	gitNew     bool // this launch made the bottle's git repository: provisioning seeds it, undo removes it
 }
 
 // Stages are the Docker steps of a launch, after the state is written.
@@ -101,6 +113,9 @@ func (l *launch) Undo(ctx context.Context, interrupted bool) {
 		if id != "" {
 			removeContainer(ctx, l.api, id) //nolint:errcheck // best effort
 		}
+	}
+	if l.gitNew {
+		l.api.VolumeRemove(ctx, names.GitVolume(l.Plan.Slug), client.VolumeRemoveOptions{Force: true}) //nolint:errcheck // best effort
 	}
 	l.sweep(ctx)
 	if interrupted {
@@ -170,7 +185,51 @@ func (l *launch) agentImage(ctx context.Context) error {
 	}
 	ref, _, err := EnsureAgentImage(ctx, l.api, spec, l.Progress)
 	l.agentRef = ref
+	if err != nil && l.BaseImage == "" && pullFailed(err) {
+		return exit.WithHint(err, baseHint(ctx, l.api)...)
+	}
 	return err
+}
+
+// pullFailed reports whether a build failed at its FROM, getting the base
+// image from a registry: no registry answers, or it would not give it.
+func pullFailed(err error) bool {
+	var be *BuildError
+	if !errors.As(err, &be) || !strings.Contains(be.Step, "FROM") {
+		return false
+	}
+	m := strings.ToLower(be.Message)
+	for _, s := range []string{"registry", "no such host", "pull access denied", "manifest unknown", "dial tcp",
+		"i/o timeout", "connection refused", "tls handshake", "not found", "unauthorized"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// baseHint says how to build on a base the engine has: the offline ones
+// scripts/base-image makes (labelled bb.role=base), or how to make one.
+func baseHint(ctx context.Context, api Engine) []string {
+	var bases []string
+	f := client.Filters{}.Add("label", names.LabelRole+"=base")
+	if res, err := api.ImageList(ctx, client.ImageListOptions{Filters: f}); err == nil {
+		for _, im := range res.Items {
+			for _, t := range im.RepoTags {
+				if t != "<none>:<none>" {
+					bases = append(bases, t)
+				}
+			}
+		}
+	}
+	slices.Sort(bases)
+	if len(bases) == 0 {
+		return []string{"the image's base could not be pulled, and this engine has no offline base: make one with " +
+			"'make base-image' in bb's sources (debootstrap, no registry), then run the same command with BB_BASE_IMAGE=" + BaseImage + " before it"}
+	}
+	return []string{fmt.Sprintf("the image's base could not be pulled, but this engine has the offline base %s: "+
+		"run the same command with BB_BASE_IMAGE=%s before it (e.g. BB_BASE_IMAGE=%s bb start AGENT), or export it",
+		strings.Join(bases, ", "), bases[0], bases[0])}
 }
 
 // AddLabels adds labels to every image, container and network this package

@@ -53,6 +53,9 @@ func BenchmarkLaunchWarm(b *testing.B) {
 		if err := Stop(context.Background(), c, slug); err != nil {
 			b.Fatal(err)
 		}
+		if err := New(c).Remove(context.Background(), slug); err != nil {
+			b.Fatal(err)
+		}
 		os.RemoveAll(st.BottleDir(slug))
 	}
 	stop(launchOnce()) // builds the images: not timed

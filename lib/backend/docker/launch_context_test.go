@@ -105,7 +105,7 @@ func TestLaunchRefusesBuildContext(t *testing.T) {
 		{name: "context holds the workspace", dockerfile: "ok/Dockerfile", context: ".",
 			want: "refusing the build context " + root + ": it holds the workspace"},
 		{name: "context holds the state", dockerfile: "bottles/Dockerfile",
-			want: "holds bb's state folder " + stateDir + ", which would be baked into the image"},
+			want: "holds bb's state folder (the bottles' routes and CA keys) (" + stateDir + "), which would be baked into the image"},
 		// Even one its .dockerignore leaves out: one edit from a leak.
 		{name: "context holds a token file", dockerfile: "withtoken/Dockerfile", token: "withtoken/secrets/gh",
 			want: "holds the file of token GITHUB"},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -99,4 +100,60 @@ func TestLaunchRefusesUnknownUser(t *testing.T) {
 		!strings.Contains(err.Error(), `the agent's user "4242" is not in the image's /etc/passwd`) {
 		t.Errorf("Launch = %v (exit %d)", err, exit.CodeOf(err))
 	}
+}
+
+// Bounded by default: the agent's scratch space is memory with a size (a
+// full disk is not the agent's to make), its CPUs are fewer than the
+// engine's, and the sidecar, on both networks, routes no packet between
+// them.
+func TestLaunchBounds(t *testing.T) {
+	c := needBase(t)
+	slug := newSlug("bounds")
+	p, raw := shellPlan(t, slug, nil)
+	st := &state.Store{Dir: t.TempDir()}
+	cleanupBottle(t, c, slug)
+	if _, err := Launch(t.Context(), c, launchOptions(t, p, raw, st)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/tmp", "/var/tmp"} {
+		code, out, errs := execIn(t, c, slug, "sh", "-c",
+			"dd if=/dev/zero of="+dir+"/fill bs=1M count=1100 2>&1; rc=$?; rm -f "+dir+"/fill; exit $rc")
+		if code == 0 || !strings.Contains(out+errs, "No space left") {
+			t.Errorf("writing 1.1 GiB to %s: exit %d\n%s%s", dir, code, out, errs)
+		}
+	}
+	info, err := c.Info(t.Context(), client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := c.ContainerInspect(t.Context(), p.Docker.AgentContainer, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := in.Container.HostConfig.NanoCPUs; n <= 0 || n >= int64(info.Info.NCPU)*1e9 {
+		t.Errorf("the agent may use %d nano-CPUs of the engine's %d CPUs", n, info.Info.NCPU)
+	}
+	// The sidecar's image has no shell: a container in its network
+	// namespace reads its forwarding switches.
+	sc, err := c.ContainerInspect(t.Context(), p.Docker.SidecarContainer, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runInNetns(t, c, sc.Container.ID, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding")
+	if strings.Fields(out) == nil || strings.Join(strings.Fields(out), " ") != "0 0" {
+		t.Errorf("the sidecar's forwarding: %q, want 0 0", out)
+	}
+}
+
+// runInNetns runs script in a throwaway container of the base image in
+// container id's network namespace, and returns what it printed.
+func runInNetns(t *testing.T, c *client.Client, id, script string) string {
+	t.Helper()
+	cmd := exec.Command("docker", "run", "--rm", "--network", "container:"+id, "--label", LabelTest+"=1",
+		"--label", labelTestRun+"="+testRun, BaseImage, "sh", "-c", script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s in %s's network: %v\n%s", script, id, err, out)
+	}
+	return string(out)
 }

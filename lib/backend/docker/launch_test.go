@@ -88,12 +88,15 @@ func cleanupBottle(t testing.TB, c Engine, slug string) {
 		if err := Stop(ctx, c, slug); err != nil {
 			t.Errorf("stopping %s: %v", slug, err)
 		}
+		if err := New(c).Remove(ctx, slug); err != nil {
+			t.Errorf("removing %s: %v", slug, err)
+		}
 		assertGone(t, c, slug)
 	})
 }
 
-// assertGone checks that no container or network of slug is left.
-func assertGone(t testing.TB, c Engine, slug string) {
+// assertStopped checks that no container or network of slug is left.
+func assertStopped(t testing.TB, c Engine, slug string) {
 	t.Helper()
 	ctx := context.Background()
 	cs, err := bottleContainers(ctx, c, slug, "")
@@ -106,6 +109,28 @@ func assertGone(t testing.TB, c Engine, slug string) {
 	}
 	if len(cs) > 0 || len(ns) > 0 {
 		t.Errorf("bottle %s left %d containers and %d networks", slug, len(cs), len(ns))
+	}
+}
+
+// assertGone checks that nothing of slug is left: no container, network
+// or volume.
+func assertGone(t testing.TB, c Engine, slug string) {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := bottleContainers(ctx, c, slug, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := bottleNetworks(ctx, c, slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: client.Filters{}.Add("label", LabelSlug+"="+slug)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) > 0 || len(ns) > 0 || len(vs.Items) > 0 {
+		t.Errorf("bottle %s left %d containers, %d networks and %d volumes", slug, len(cs), len(ns), len(vs.Items))
 	}
 }
 
@@ -318,15 +343,16 @@ func TestLaunch(t *testing.T) {
 		}
 	})
 
-	// Stop, then resume from the same state.
+	// Stop, then resume from the same state. The bottle's own git
+	// repository stays for the resume.
 	if err := Stop(ctx, c, slug); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, c, slug)
+	assertStopped(t, c, slug)
 	if err := Stop(ctx, c, slug); err != nil {
 		t.Errorf("a second Stop: %v", err)
 	}
-	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.StatusMissing {
+	if list, _ := backend.List(ctx, st, openOn(c), func(err error) { t.Error(err) }); len(list) != 1 || list[0].Status != backend.ListStopped {
 		t.Errorf("List after stop = %+v", list)
 	}
 	var ran bool

@@ -24,7 +24,7 @@ func TestLaunchRefusesWorkspace(t *testing.T) {
 	stateDir := filepath.Join(home, ".local", "state", "bot-bottle")
 	project := filepath.Join(home, "project")
 	tokenFile := filepath.Join(project, "secrets", "gh-token")
-	for _, d := range []string{stateDir, filepath.Dir(tokenFile), filepath.Join(home, ".config", "bot-bottle")} {
+	for _, d := range []string{stateDir, filepath.Dir(tokenFile), filepath.Join(home, ".config", "bot-bottle"), filepath.Join(home, ".ssh", "keys"), filepath.Join(home, "run", "engine")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -42,6 +42,8 @@ func TestLaunchRefusesWorkspace(t *testing.T) {
 			return home
 		case "BB_TEST_GITHUB_TOKEN":
 			return testToken
+		case "DOCKER_HOST":
+			return "unix://" + filepath.Join(home, "run", "engine", "docker.sock")
 		}
 		return ""
 	}
@@ -56,9 +58,12 @@ func TestLaunchRefusesWorkspace(t *testing.T) {
 		{name: "home as the current folder", dir: home, want: "the current folder (the plan has no workspace)"},
 		{name: "holds the state", ws: filepath.Join(home, ".local"), want: "holds bb's state folder"},
 		{name: "inside the state", ws: filepath.Join(stateDir, "x-1"), want: "inside bb's state folder"},
-		{name: "holds the configuration", ws: filepath.Join(home, ".config"), want: "holds bb's configuration"},
-		{name: "holds a token file", ws: project, tokenFile: true, want: "holds the file of token GITHUB " + tokenFile},
-		{name: "holds the docker socket", ws: "/run", want: "holds the Docker socket /run/docker.sock"},
+		{name: "holds the configuration", ws: filepath.Join(home, ".config"), want: "it is ~/.config, which holds credentials"},
+		{name: "holds a token file", ws: project, tokenFile: true, want: "holds the file of token GITHUB (" + tokenFile + ")"},
+		{name: "holds the docker socket", ws: filepath.Join(home, "run"), want: "holds the Docker socket (" + filepath.Join(home, "run", "engine", "docker.sock") + ")"},
+		{name: "holds the engine's data", ws: "/var", want: "holds the engine's own data (/var/lib/docker)"},
+		{name: "holds the host's sockets", ws: "/run", want: "it is the host's sockets and runtime state"},
+		{name: "inside ~/.ssh", ws: filepath.Join(home, ".ssh", "keys"), want: "inside ~/.ssh"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			slug := newSlug("ws")

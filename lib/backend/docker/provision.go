@@ -31,6 +31,7 @@ type provisioned struct {
 	mode     int64
 	uid, gid int
 	dir      bool
+	keep     bool // written only when the agent has no such file
 }
 
 // provision copies into the created agent, before its command starts, what
@@ -66,13 +67,33 @@ func (l *launch) provision(ctx context.Context) error {
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: SystemCABundle, data: bundle, mode: 0o644},
 		{path: home, mode: 0o755, uid: uid, gid: gid, dir: true},
-		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser, l.Plan.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
 	}
 	planned, err := homeFiles(a.Files, a.Prompt, home, uid, gid)
 	if err != nil {
 		return err
 	}
-	files = append(files, planned...)
+	for _, f := range planned {
+		if f.keep {
+			// The CLI's own state: a resumed agent keeps its own.
+			if b, err := l.readFile(ctx, f.path); err != nil || b != nil {
+				continue
+			}
+		}
+		files = append(files, f)
+	}
+	if l.gitNew {
+		seed, err := l.GitSeed()
+		if err != nil {
+			return err
+		}
+		root := path.Join(a.Workdir, ".git")
+		files = append(files, provisioned{path: root, mode: 0o755, uid: uid, gid: gid, dir: true})
+		for _, f := range seed {
+			pf := provisioned{path: path.Join(root, f.Path), data: f.Data, mode: int64(f.Mode.Perm()), uid: uid, gid: gid, dir: f.Mode.IsDir()}
+			files = append(files, pf)
+		}
+	}
 	tarball, err := tarOf(files)
 	if err != nil {
 		return err
@@ -93,7 +114,7 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 	}
 	out := make([]provisioned, len(hs))
 	for i, h := range hs {
-		out[i] = provisioned{path: h.Path, data: h.Data, mode: int64(h.Mode), uid: uid, gid: gid, dir: h.Dir}
+		out[i] = provisioned{path: h.Path, data: h.Data, mode: int64(h.Mode), uid: uid, gid: gid, dir: h.Dir, keep: h.Keep}
 	}
 	return out, nil
 }

@@ -32,6 +32,16 @@ func RemoveLabelled(ctx context.Context, c *client.Client, key, value string) er
 			return exit.Backend(fmt.Errorf("removing network %s: %w", n.Name, err))
 		}
 	}
+	// After the containers: a volume in use cannot go.
+	vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		return exit.Backend(fmt.Errorf("listing volumes labelled %s=%s: %w", key, value, err))
+	}
+	for _, v := range vs.Items {
+		if _, err := c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			return exit.Backend(fmt.Errorf("removing volume %s: %w", v.Name, err))
+		}
+	}
 	is, err := c.ImageList(ctx, client.ImageListOptions{All: true, Filters: f})
 	if err != nil {
 		return exit.Backend(fmt.Errorf("listing images labelled %s=%s: %w", key, value, err))

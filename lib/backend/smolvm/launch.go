@@ -92,6 +92,9 @@ type launch struct {
 	mu      sync.Mutex
 	created []string
 	session *session
+	// gitNew: this launch made the bottle's git repository (undo removes
+	// it).
+	gitNew bool
 }
 
 // Stages are the smolvm steps of a launch, after the state is written.
@@ -101,7 +104,7 @@ func (l *launch) Stages() []backend.Stage {
 		// The sidecar starts first: it takes the network's first address,
 		// the one the agent's egress policy names.
 		{{{Name: "creating the sidecar", Run: l.createSidecar}, {Name: "starting the sidecar", Run: l.startSidecar}},
-			{{Name: "creating the agent", Run: l.createAgent}}},
+			{{Name: "making the bottle's git repository", Run: l.gitRepo}, {Name: "creating the agent", Run: l.createAgent}}},
 		{{{Name: "starting the agent's VM", Run: l.startAgentVM}, {Name: "provisioning the agent", Run: l.provision},
 			{Name: "waiting for the sidecar", Run: l.waitSidecar}, {Name: "starting the agent", Run: l.startAgent}}},
 	}
@@ -123,6 +126,9 @@ func (l *launch) Result() backend.Record {
 func (l *launch) Undo(ctx context.Context, interrupted bool) {
 	if l.archive != "" {
 		os.Remove(l.archive)
+	}
+	if l.gitNew {
+		os.RemoveAll(l.gitDir())
 	}
 	l.mu.Lock()
 	created := slices.Clone(l.created)
@@ -254,7 +260,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 	// policy lets the gateway forward go to the host's loopback, where
 	// usually nothing answers (see the package doc).
 	args = append(args, "--network", l.s.Network, "--allow-host", l.s.SidecarAddress, "--dns", agentDNS)
-	mounts, err := agentMounts(l.Workspace, a.Workdir, l.Progress)
+	mounts, err := l.agentMounts()
 	if err != nil {
 		return err
 	}

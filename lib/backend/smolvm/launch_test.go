@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,8 +18,10 @@ import (
 	"github.com/bb-bottles/bb/lib/exit"
 	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/plan"
+	"github.com/bb-bottles/bb/lib/state"
 	"github.com/bb-bottles/bb/lib/terminal"
 	"github.com/bb-bottles/bb/lib/terminal/ptytest"
+	"github.com/bb-bottles/bb/lib/workspace"
 )
 
 // Two bottles launched at once get machines and networks of their own, and
@@ -163,30 +166,56 @@ func TestFailureCleansUp(t *testing.T) {
 	}
 }
 
-// A workspace whose .git is a file cannot be kept from the agent on
-// smolvm, which mounts folders only: refused before anything is made. A
-// .git folder is mounted read-only whole, and the person is told.
-func TestGitWorkspaces(t *testing.T) {
+// The git plan's mounts on smolvm: the bottle's own repository (a folder
+// of its state, seeded from the person's) over the workspace's .git, the
+// person's .git read-only; and a workspace whose .git is a file, which
+// smolvm (folders only) cannot keep read-only, refused.
+func TestGitMounts(t *testing.T) {
 	ws := t.TempDir()
-	os.WriteFile(filepath.Join(ws, ".git"), []byte("gitdir: /elsewhere\n"), 0o644)
-	var progress bytes.Buffer
-	if _, err := agentMounts(ws, "/workspace", &progress); err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "mounts folders only") {
-		t.Errorf("a .git file: %v", err)
+	if out, err := exec.Command("git", "-C", ws, "init", "-q").CombinedOutput(); err != nil {
+		t.Skipf("no git: %v %s", err, out)
 	}
-	ws = t.TempDir()
-	os.MkdirAll(filepath.Join(ws, ".git", "objects"), 0o755)
-	os.WriteFile(filepath.Join(ws, ".git", "config"), []byte("[core]\n"), 0o644)
-	args, err := agentMounts(ws, "/workspace", &progress)
+	p, _ := shellPlan(t, "gits-abcd")
+	st := &state.Store{Dir: t.TempDir()}
+	mk := func(ws string) *launch {
+		real, _ := filepath.EvalSymlinks(ws)
+		g, err := workspace.PlanGit(real)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &launch{Launching: &backend.Launching{LaunchOptions: backend.LaunchOptions{Plan: p, Store: st, Progress: io.Discard},
+			Workspace: real, Git: g}, s: p.Smolvm}
+	}
+	l := mk(ws)
+	if err := l.gitRepo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(l.gitDir(), "HEAD")); err != nil || !l.gitNew {
+		t.Errorf("the bottle's repository was not seeded: %v", err)
+	}
+	args, err := l.agentMounts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	real, _ := filepath.EvalSymlinks(ws)
-	want := []string{"--volume", ws + ":/workspace", "--volume", filepath.Join(real, ".git") + ":/workspace/.git:ro"}
+	want := []string{"--volume", l.Workspace + ":/workspace", "--volume", l.gitDir() + ":/workspace/.git",
+		"--volume", filepath.Join(l.Workspace, ".git") + ":" + workspace.HostGitMount + ":ro"}
 	if !slices.Equal(args, want) {
 		t.Errorf("mounts = %q, want %q", args, want)
 	}
-	if !strings.Contains(progress.String(), "read-only to the agent") {
-		t.Errorf("the person is not told: %q", progress.String())
+	// A second launch keeps the repository: the agent's commits.
+	os.WriteFile(filepath.Join(l.gitDir(), "agent-was-here"), nil, 0o644)
+	l2 := mk(ws)
+	if err := l2.gitRepo(t.Context()); err != nil || l2.gitNew {
+		t.Errorf("a resumed bottle's repository was made again: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(l.gitDir(), "agent-was-here")); err != nil {
+		t.Error("the agent's repository was lost")
+	}
+
+	wt := t.TempDir()
+	os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: "+filepath.Join(ws, ".git")+"\n"), 0o644)
+	if _, err := mk(wt).agentMounts(); err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "mounts folders only") {
+		t.Errorf("a .git file: %v", err)
 	}
 }
 

@@ -1,58 +1,90 @@
 package smolvm
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
-	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/exit"
 )
 
-// agentMounts are the agent's -v flags: the workspace at workdir, and its
-// git folders as backend.GitMounts would bind them. smolvm mounts folders
-// only, so where GitMounts binds a file (.git/config read-only over a
-// writable .git) the whole .git is mounted read-only instead, and the
-// person is told: the agent reads history but cannot commit. A .git that is
-// itself a file (a linked worktree's) cannot be kept from the agent at
-// all, and is refused.
-func agentMounts(ws, workdir string, progress io.Writer) ([]string, error) {
-	args, err := volume(ws, workdir, false)
+// gitDir is the bottle's own git repository on the host: smolvm has no
+// volumes, so it is a folder of the bottle's state, mounted over the
+// workspace's .git, and goes with the state (stop --rm).
+func (l *launch) gitDir() string {
+	return filepath.Join(l.Store.BottleDir(l.Plan.Slug), StateDir, "git")
+}
+
+// gitRepo makes the bottle's own git repository when it has none yet (a
+// resumed bottle keeps its repository: the agent's commits), seeded from
+// the person's, and the workspace's .git for it to be mounted on, where
+// there is none.
+func (l *launch) gitRepo(context.Context) error {
+	if !l.Git.OwnRepo {
+		return nil
+	}
+	dir := l.gitDir()
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	seed, err := l.GitSeed()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return exit.Backend(fmt.Errorf("making the bottle's git repository: %w", err))
+	}
+	l.gitNew = true
+	for _, f := range seed {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if f.Mode.IsDir() {
+			err = os.MkdirAll(p, f.Mode.Perm()|0o700)
+		} else if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+			err = os.WriteFile(p, f.Data, f.Mode.Perm())
+		}
+		if err != nil {
+			return exit.Backend(fmt.Errorf("seeding the bottle's git repository: %w", err))
+		}
+	}
+	made, err := l.MakeGitMountpoint()
+	if err != nil {
+		return err
+	}
+	l.MadeGitDir = l.MadeGitDir || made
+	return nil
+}
+
+// agentMounts are the agent's --volume flags: the workspace at its workdir,
+// and what the launch's git plan mounts (backend.Launching.GitMounts): the
+// bottle's own repository (its folder) over <workdir>/.git, and the
+// person's .git read-only. smolvm mounts folders only, so a workspace whose
+// .git is a file (a linked worktree's), which must be kept read-only from
+// the agent, is refused.
+func (l *launch) agentMounts() ([]string, error) {
+	args, err := volume(l.Workspace, l.Plan.Agent.Workdir, false)
 	if err != nil {
 		return nil, err
 	}
-	gits, err := backend.GitMounts(ws, workdir)
-	if err != nil {
-		return nil, err
-	}
-	allDirs := true
-	for _, m := range gits {
-		if fi, err := os.Stat(m.Source); err != nil || !fi.IsDir() {
-			allDirs = false
+	for _, m := range l.GitMounts() {
+		src := m.Source
+		if m.Volume {
+			src = l.gitDir()
 		}
-	}
-	switch {
-	case len(gits) == 0:
-	case allDirs:
-		for _, m := range gits {
-			v, err := volume(m.Source, m.Target, m.ReadOnly)
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, v...)
+		if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+			return nil, exit.Usage(fmt.Errorf("the workspace's .git is a file (a linked worktree's or a submodule's), "+
+				"which smolvm cannot mount read-only: it mounts folders only, and the agent could point it elsewhere"),
+				"launch the bottle on the repository's main checkout, or on the docker backend")
+		} else if errors.Is(err, fs.ErrNotExist) {
+			return nil, exit.Backend(fmt.Errorf("mounting %s: %w", src, err))
 		}
-	case gits[0].ReadOnly:
-		return nil, exit.Usage(fmt.Errorf("the workspace's .git is a file (a linked worktree's or a submodule's), "+
-			"which smolvm cannot mount read-only: it mounts folders only, and the agent could point it elsewhere"),
-			"launch the bottle on the repository's main checkout, or on the docker backend")
-	default:
-		v, err := volume(gits[0].Source, gits[0].Target, true)
+		v, err := volume(src, m.Target, m.ReadOnly)
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, v...)
-		fmt.Fprintf(progress, "bb-launch: smolvm mounts folders only, so the workspace's .git is read-only to the agent "+
-			"(it cannot commit): its .git/config cannot be kept read-only on its own\n")
 	}
 	return args, nil
 }

@@ -99,7 +99,7 @@ func provision(ctx context.Context, t *tool, p *plan.Plan, st *state.Store, help
 		{path: a.CAFile, data: caPEM, mode: 0o644},
 		{path: backend.SystemCABundle, data: backend.AppendCA(bundle, caPEM), mode: 0o644},
 		{path: "/etc/hosts", data: withHost(hosts, p.Smolvm.SidecarAddress, p.Egress.Host), mode: 0o644},
-		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser), mode: 0o644, uid: uid, gid: gid},
+		{path: path.Join(home, ".gitconfig"), data: backend.GitConfig(a.GitUser, p.Egress.Routes), mode: 0o644, uid: uid, gid: gid},
 	}
 	homes, err := backend.HomeFiles(a.Files, a.Prompt, home)
 	if err != nil {
@@ -110,6 +110,12 @@ func provision(ctx context.Context, t *tool, p *plan.Plan, st *state.Store, help
 		if f.Dir {
 			dirs = append(dirs, f.Path)
 			continue
+		}
+		if f.Keep {
+			// The CLI's own state: a resumed agent keeps its own.
+			if _, err := download(f.Path); err == nil {
+				continue
+			}
 		}
 		files = append(files, upload{path: f.Path, data: f.Data, mode: f.Mode, uid: uid, gid: gid})
 	}

@@ -108,7 +108,7 @@ func (b *Backend) Prepare(l *backend.Launching) (backend.LaunchSteps, error) {
 func (b *Backend) Status(ctx context.Context, slug string) (backend.Status, error) {
 	t, err := b.tool()
 	if errors.Is(err, errNoSmolvm) {
-		return backend.Status{Agent: backend.StatusUnknown}, nil
+		return backend.Status{Agent: backend.StatusUnknown, ExitCode: -1}, nil
 	}
 	if err != nil {
 		return backend.Status{}, err
@@ -118,7 +118,8 @@ func (b *Backend) Status(ctx context.Context, slug string) (backend.Status, erro
 		return backend.Status{}, err
 	}
 	bt := bottleOf(ms, slug)
-	s := backend.Status{Agent: backend.StatusMissing, Leftovers: len(bt.all) > 0}
+	// A stopped machine's agent ended with the VM: its status is not known.
+	s := backend.Status{Agent: backend.StatusMissing, ExitCode: -1, Leftovers: len(bt.all) > 0}
 	if bt.agent != nil {
 		s.AgentName = bt.agent.Name
 		s.Agent = backend.StatusStopped
