@@ -1,26 +1,35 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"slices"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/guest"
+	"github.com/bb-bottles/bb/lib/terminal"
+	"github.com/bb-bottles/bb/lib/ttyhold"
 )
 
-// guestCommand is the agent's side of a bottle on Apple's container, run
-// inside the agent's container by bb-launch (lib/guest): this static binary
-// is already on the host for the sidecar's image, so the agent's container
-// mounts it rather than bb shipping a second one.
+// guestCommand is the agent's side of a bottle on a backend that cannot
+// prepare an agent from outside, run inside its guest by bb-launch: this
+// static binary is already on the host for the sidecar's image, so the
+// guest gets it rather than bb shipping a second one. init, attach and run
+// are Apple's container's (lib/guest); hold, join, status and dial are
+// smolvm's (lib/ttyhold).
 func guestCommand() *ucli.Command {
+	socket := &ucli.StringFlag{Name: "socket", Required: true, Usage: "the holder's Unix socket `PATH`"}
 	return &ucli.Command{
 		Name:  "guest",
 		Usage: "inside a bottle's agent: its init, its terminal, commands with no new privileges (run by bb-launch)",
-		Description: "bb-launch runs these inside the agent's container on backends that cannot prepare an agent\n" +
-			"from outside (macos-container); a person has no need to.",
+		Description: "bb-launch runs these inside the agent's container or VM on backends that cannot prepare an\n" +
+			"agent from outside (macos-container, smolvm); a person has no need to.",
 		HideHelpCommand: true,
 		Subcommands: []*ucli.Command{
 			{
@@ -70,6 +79,78 @@ func guestCommand() *ucli.Command {
 					return cli.Backend(guest.Run(argv, cli.StreamsOf(c).Environ()))
 				},
 			},
+			{
+				Name:      "hold",
+				Usage:     "run a command on a terminal that clients join and leave",
+				ArgsUsage: "-- COMMAND [ARG...]",
+				Flags:     []ucli.Flag{socket, &ucli.BoolFlag{Name: "wait", Usage: "start the command when the first client joins"}},
+				Action: func(c *ucli.Context) error {
+					if c.NArg() == 0 {
+						return cli.Usagef("hold: no command")
+					}
+					s := cli.StreamsOf(c)
+					wd, _ := os.Getwd()
+					code, err := ttyhold.Hold(c.Context, ttyhold.HoldOptions{Socket: c.String("socket"), Wait: c.Bool("wait"),
+						Command: c.Args().Slice(), Env: s.Environ(), Dir: wd})
+					if err != nil {
+						return err
+					}
+					return cli.Exit(code)
+				},
+			},
+			{
+				Name:  "join",
+				Usage: "join a held terminal (Ctrl-P Ctrl-Q leaves it running); exit with its command's status",
+				Flags: []ucli.Flag{socket},
+				Action: func(c *ucli.Context) error {
+					s := cli.StreamsOf(c)
+					var sizes chan [2]uint16
+					if f, ok := s.In.(*os.File); ok {
+						if t, err := terminal.New(f); err == nil {
+							if err := t.MakeRaw(); err != nil {
+								return err
+							}
+							defer t.Restore()
+							sizes = make(chan [2]uint16, 1)
+							go func() {
+								defer close(sizes)
+								for sz := range t.Resizes(c.Context) {
+									sizes <- [2]uint16{uint16(sz.Width), uint16(sz.Height)}
+								}
+							}()
+						}
+					}
+					code, detached, err := ttyhold.Attach(c.Context, c.String("socket"), s.In, s.Out, sizes, s.Env("TERM"))
+					if err != nil || detached {
+						return err
+					}
+					return cli.Exit(code)
+				},
+			},
+			{
+				Name:  "status",
+				Usage: `print {"running":BOOL,"exit_code":N} of the holder at --socket`,
+				Flags: []ucli.Flag{socket},
+				Action: func(c *ucli.Context) error {
+					r, err := ttyhold.Status(c.String("socket"))
+					if err != nil {
+						return err
+					}
+					return cli.WriteJSONLine(cli.StreamsOf(c).Out, r)
+				},
+			},
+			{
+				Name:      "dial",
+				Usage:     "wait until a TCP connection to HOST:PORT succeeds",
+				ArgsUsage: "HOST:PORT",
+				Flags:     []ucli.Flag{&ucli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "give up after this long"}},
+				Action: func(c *ucli.Context) error {
+					if c.NArg() != 1 {
+						return cli.Usagef("dial: want HOST:PORT")
+					}
+					return dial(c.Context, c.Args().First(), c.Duration("timeout"))
+				},
+			},
 		},
 	}
 }
@@ -81,4 +162,27 @@ func rest(c *ucli.Context) []string {
 		args = args[1:]
 	}
 	return slices.Clone(args)
+}
+
+// dial retries a TCP connection to addr until one succeeds or timeout
+// passes: a sidecar that is starting refuses for a moment.
+func dial(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return cli.Negative(fmt.Errorf("dialing %s: no answer within %v: %w", addr, timeout, err))
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

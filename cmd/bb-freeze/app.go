@@ -93,7 +93,7 @@ func backends(s cli.Streams, st *state.Store) func(ctx context.Context, backend 
 		}
 		// Left open: the freezer uses its connection for as long as the
 		// command runs.
-		b, err := backend.Open(ctx, name, backend.Config{Env: s.Env, Store: st})
+		b, err := backend.Open(ctx, name, backend.Config{Env: s.Env, Environ: s.Environ, Store: st})
 		if err != nil {
 			return nil, err
 		}

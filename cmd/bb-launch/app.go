@@ -74,7 +74,7 @@ func newDeps(c *ucli.Context) (*deps, error) {
 // backend opens the backend called name (a plan's, or a bottle's
 // metadata's).
 func (d *deps) backend(ctx context.Context, name string) (backend.Backend, error) {
-	return backend.Open(ctx, name, backend.Config{Env: d.Env, Store: d.store})
+	return backend.Open(ctx, name, backend.Config{Env: d.Env, Environ: d.Environ, Store: d.store})
 }
 
 // bottleBackend opens the backend bottle slug runs on, as its metadata

@@ -210,8 +210,10 @@ func Unsupported(backend, what string, hints ...string) error {
 
 // Config is what opening a backend may need besides its name.
 type Config struct {
-	// Env looks up the person's environment (a tool's path, a socket).
-	Env func(string) string
+	// Env looks up the person's environment (a tool's path, a socket);
+	// Environ lists it (KEY=VALUE), for a backend that runs a tool in it.
+	Env     func(string) string
+	Environ func() []string
 	// Store is bb's state folder (where a backend may keep snapshots).
 	Store *state.Store
 }
@@ -288,6 +290,9 @@ func Open(ctx context.Context, name string, c Config) (Backend, error) {
 	}
 	if c.Env == nil {
 		c.Env = func(string) string { return "" }
+	}
+	if c.Environ == nil {
+		c.Environ = func() []string { return nil }
 	}
 	return d.Open(ctx, c)
 }

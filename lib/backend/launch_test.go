@@ -424,6 +424,8 @@ func TestList(t *testing.T) {
 		{Slug: "b-2", Agent: "b", Backend: "gone", Created: time.Unix(2, 0)},
 		{Slug: "c-3", Agent: "c", Backend: "gone", Created: time.Unix(3, 0)},
 		{Slug: "d-4", Agent: "d", Backend: "mem", Created: time.Unix(4, 0)},
+		{Slug: "e-5", Agent: "e", Backend: "mute", Created: time.Unix(5, 0)},
+		{Slug: "f-6", Agent: "f", Backend: "mute", Created: time.Unix(6, 0)},
 	} {
 		if err := st.WriteMetadata(md.Slug, md); err != nil {
 			t.Fatal(err)
@@ -434,8 +436,11 @@ func TestList(t *testing.T) {
 	var opened, warned []string
 	open := func(_ context.Context, name string) (Backend, error) {
 		opened = append(opened, name)
-		if name == "mem" {
+		switch name {
+		case "mem":
 			return m, nil
+		case "mute":
+			return mute{newMem()}, nil
 		}
 		return nil, errors.New("no engine")
 	}
@@ -447,16 +452,24 @@ func TestList(t *testing.T) {
 	for _, l := range list {
 		got = append(got, l.Slug+" "+l.Status+" "+l.AgentContainer+" "+l.Display)
 	}
-	want := []string{"a-1 running mem-a-1 bob (a)", "b-2 unknown bot-bottle-b-2 b", "c-3 unknown bot-bottle-c-3 c", "d-4 stopped bot-bottle-d-4 d"}
+	want := []string{"a-1 running mem-a-1 bob (a)", "b-2 unknown bot-bottle-b-2 b", "c-3 unknown bot-bottle-c-3 c", "d-4 stopped bot-bottle-d-4 d",
+		"e-5 unknown bot-bottle-e-5 e", "f-6 unknown bot-bottle-f-6 f"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"mem", "gone"}, opened); diff != "" {
+	if diff := cmp.Diff([]string{"mem", "gone", "mute"}, opened); diff != "" {
 		t.Errorf("each backend opened once (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"the status is unknown: no engine"}, warned); diff != "" {
+	if diff := cmp.Diff([]string{"the status is unknown: no engine", "the status is unknown: cannot say"}, warned); diff != "" {
 		t.Errorf("warned (-want +got):\n%s", diff)
 	}
+}
+
+// mute is a backend that cannot be asked.
+type mute struct{ Backend }
+
+func (mute) Status(context.Context, string) (Status, error) {
+	return Status{}, errors.New("cannot say")
 }
 
 func TestRegistry(t *testing.T) {

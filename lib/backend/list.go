@@ -80,9 +80,17 @@ func List(ctx context.Context, st *state.Store, open Opener, warn func(error)) (
 		if b != nil {
 			bs, err := b.Status(ctx, md.Slug)
 			if err != nil {
-				return nil, err
+				// One backend that cannot answer does not hide the others'
+				// bottles: it is asked no more.
+				warn(fmt.Errorf("the status is unknown: %w", err))
+				opened[md.Backend] = nil
+				b.Close()
+				out = append(out, s)
+				continue
 			}
 			switch bs.Agent {
+			case StatusUnknown:
+				s.Status = ListUnknown
 			case StatusRunning:
 				s.Status = ListRunning
 			case StatusStopped:

@@ -25,12 +25,24 @@ import (
 // missing, or one its sidecar could not guard. Every bad token is said at
 // once, not the first of them.
 func (l *Launching) readTokens(context.Context) error {
-	env := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + l.Plan.Canary}
+	env, err := TokenEnv(l.Plan, l.Env)
+	l.Tokens = env
+	return err
+}
+
+// TokenEnv reads the values of p's tokens from the host (env, and the files
+// the plan names) and returns the sidecar's environment:
+// EGRESS_TOKEN_<NAME>=value for every token and the canary. Every bad
+// token is said at once, not the first of them. A backend that starts a
+// stopped sidecar by handing it its tokens again (smolvm) reads them with
+// it.
+func TokenEnv(p *plan.Plan, getenv func(string) string) ([]string, error) {
+	env := []string{plan.TokenEnvPrefix + plan.CanaryToken + "=" + p.Canary}
 	var bad []error
 	var hints []string
 	seen := map[string]string{}
-	for _, t := range l.Plan.Egress.Tokens {
-		v, err := tokenValue(t, l.Env)
+	for _, t := range p.Egress.Tokens {
+		v, err := tokenValue(t, getenv)
 		if err == nil {
 			err = checkToken(t.Name, v, seen)
 		}
@@ -44,16 +56,15 @@ func (l *Launching) readTokens(context.Context) error {
 	}
 	switch len(bad) {
 	case 0:
-		l.Tokens = env
-		return nil
+		return env, nil
 	case 1:
-		return bad[0]
+		return nil, bad[0]
 	}
 	msgs := make([]string, len(bad))
 	for i, e := range bad {
 		msgs[i] = e.Error()
 	}
-	return exit.Usage(fmt.Errorf("%d tokens cannot be used:\n  %s", len(bad), strings.Join(msgs, "\n  ")), hints...)
+	return nil, exit.Usage(fmt.Errorf("%d tokens cannot be used:\n  %s", len(bad), strings.Join(msgs, "\n  ")), hints...)
 }
 
 // checkToken refuses a value the sidecar could not guard: one shorter than

@@ -482,10 +482,12 @@ func planMacOSContainer(m *manifest.Manifest, slug string) *MacOSContainer {
 
 func planSmolvm(slug string) *Smolvm {
 	return &Smolvm{
-		VM:            names.Agent(slug),
-		SidecarVM:     names.Sidecar(slug),
-		Limits:        limits(AgentLimits),
-		SidecarLimits: limits(SidecarLimits),
+		VM:             names.Agent(slug),
+		SidecarVM:      names.Sidecar(slug),
+		Network:        SmolvmNetwork(slug),
+		SidecarAddress: SmolvmSidecarAddress,
+		Limits:         limits(AgentLimits),
+		SidecarLimits:  limits(SidecarLimits),
 	}
 }
 

@@ -8,6 +8,7 @@ package plan
 
 import (
 	"github.com/bb-bottles/bb/lib/manifest"
+	"github.com/bb-bottles/bb/lib/names"
 	"github.com/bb-bottles/bb/lib/provider"
 	"github.com/bb-bottles/bb/lib/routes"
 )
@@ -239,10 +240,25 @@ type MacOSContainer struct {
 }
 
 // Smolvm is the smolvm backend's section: the agent and the sidecar each
-// run in a microVM.
+// run in a microVM, on a named network of the bottle's own.
 type Smolvm struct {
-	VM            string `json:"vm"`
-	SidecarVM     string `json:"sidecar_vm"`
-	Limits        Limits `json:"limits"`
-	SidecarLimits Limits `json:"sidecar_limits"`
+	VM        string `json:"vm"`
+	SidecarVM string `json:"sidecar_vm"`
+	// Network is the bottle's smolvm network (machine create --network),
+	// which its two machines, and no other, join.
+	Network string `json:"network"`
+	// SidecarAddress is the sidecar's address there: the network's first,
+	// as the sidecar starts first. It is the one address the agent's
+	// egress policy allows, and bb.egress in the agent's /etc/hosts.
+	SidecarAddress string `json:"sidecar_address"`
+	Limits         Limits `json:"limits"`
+	SidecarLimits  Limits `json:"sidecar_limits"`
 }
+
+// SmolvmSidecarAddress is the first address a smolvm named network leases
+// (100.96.k.2 for the lowest free k: smolvm's crates/smolvm-network/src/
+// fabric.rs allocate_lease).
+const SmolvmSidecarAddress = "100.96.1.2"
+
+// SmolvmNetwork names a bottle's smolvm network.
+func SmolvmNetwork(slug string) string { return names.Prefix + slug + "-internal" }

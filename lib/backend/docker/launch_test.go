@@ -527,29 +527,3 @@ func TestLaunchFailureCleanup(t *testing.T) {
 		})
 	}
 }
-
-func TestHomeFiles(t *testing.T) {
-	files := []plan.File{{Path: "/home/agent/.claude/skills/README.md", Mode: "0644", Content: "x"},
-		{Path: "/home/agent/.claude/bb-statusline.sh", Mode: "0755", Content: "#!/bin/sh\n"}}
-	got, err := homeFiles(files, "the prompt", "/home/agent", 1000, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var paths []string
-	for _, f := range got {
-		if f.uid != 1000 || f.gid != 1000 {
-			t.Errorf("%s owned by %d:%d", f.path, f.uid, f.gid)
-		}
-		paths = append(paths, f.path)
-	}
-	want := []string{"/home/agent/.claude", "/home/agent/.claude/skills", "/home/agent/.claude/skills/README.md",
-		"/home/agent/.claude/bb-statusline.sh", "/home/agent/.bb", "/home/agent/.bb/prompt.md"}
-	if !slices.Equal(paths, want) {
-		t.Errorf("paths = %q, want %q", paths, want)
-	}
-	for _, bad := range []string{"/etc/passwd", "/home/agent/../root/x", "relative", "/home/agentx/f"} {
-		if _, err := homeFiles([]plan.File{{Path: bad, Mode: "0644"}}, "", "/home/agent", 1000, 1000); err == nil {
-			t.Errorf("homeFiles took %s", bad)
-		}
-	}
-}

@@ -2,7 +2,6 @@ package docker
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,12 +21,8 @@ import (
 	"github.com/bb-bottles/bb/lib/state"
 )
 
-// SystemCABundle is where Debian-like images keep the CAs that curl, git
-// and OpenSSL trust with no variable set.
+// SystemCABundle is backend.SystemCABundle.
 const SystemCABundle = backend.SystemCABundle
-
-// PromptFile is where the agent finds its prompt, under its home.
-const PromptFile = ".bb/prompt.md"
 
 // provisioned is one file put into the agent before it starts.
 type provisioned struct {
@@ -67,13 +61,7 @@ func (l *launch) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// A resumed image already has it: appended once, not at every boot.
-	if !bytes.Contains(bundle, bytes.TrimSpace(caPEM)) {
-		if len(bundle) > 0 && !bytes.HasSuffix(bundle, []byte("\n")) {
-			bundle = append(bundle, '\n')
-		}
-		bundle = append(bundle, caPEM...)
-	}
+	bundle = backend.AppendCA(bundle, caPEM)
 	files := []provisioned{
 		{path: path.Dir(a.CAFile), mode: 0o755, dir: true},
 		{path: a.CAFile, data: caPEM, mode: 0o644},
@@ -118,43 +106,15 @@ func (l *launch) provision(ctx context.Context) error {
 	return nil
 }
 
-// homeFiles are the plan's files (and the prompt, for a plan that does not
-// list it), with the folders they need, all owned by the agent's user. They
-// must be in its home: a file written as the agent's own anywhere else
-// would hand it a part of the system.
+// homeFiles are backend.HomeFiles, owned by uid:gid.
 func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provisioned, error) {
-	var out []provisioned
-	dirs := map[string]bool{home: true}
-	hasPrompt := false
-	add := func(p string, data []byte, mode int64, keep bool) error {
-		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, home+"/") {
-			return exit.Usagef("plan agent.files: %s is not a clean path in the agent's home %s", p, home)
-		}
-		var parents []string
-		for d := path.Dir(p); !dirs[d]; d = path.Dir(d) {
-			dirs[d] = true
-			parents = append(parents, d)
-		}
-		for i := len(parents) - 1; i >= 0; i-- {
-			out = append(out, provisioned{path: parents[i], mode: 0o755, uid: uid, gid: gid, dir: true})
-		}
-		out = append(out, provisioned{path: p, data: data, mode: mode, uid: uid, gid: gid, keep: keep})
-		return nil
+	hs, err := backend.HomeFiles(list, prompt, home)
+	if err != nil {
+		return nil, err
 	}
-	for _, f := range list {
-		mode, err := f.FileMode()
-		if err != nil {
-			return nil, exit.Usage(fmt.Errorf("plan agent.files: %w", err))
-		}
-		if err := add(f.Path, []byte(f.Content), int64(mode.Perm()), f.Keep); err != nil {
-			return nil, err
-		}
-		hasPrompt = hasPrompt || f.Path == path.Join(home, PromptFile)
-	}
-	if prompt != "" && !hasPrompt {
-		if err := add(path.Join(home, PromptFile), []byte(prompt), 0o644, false); err != nil {
-			return nil, err
-		}
+	out := make([]provisioned, len(hs))
+	for i, h := range hs {
+		out[i] = provisioned{path: h.Path, data: h.Data, mode: int64(h.Mode), uid: uid, gid: gid, dir: h.Dir, keep: h.Keep}
 	}
 	return out, nil
 }
@@ -188,47 +148,13 @@ func (l *launch) readFile(ctx context.Context, p string) ([]byte, error) {
 	}
 }
 
-// lookupUser finds user (a name or a numeric uid, either optionally with
-// :group) in the image's /etc/passwd: its uid, gid and home.
+// lookupUser finds user in the image's /etc/passwd (backend.LookupUser).
 func (l *launch) lookupUser(ctx context.Context, user string) (uid, gid int, home string, err error) {
-	name, group, hasGroup := strings.Cut(user, ":")
 	passwd, err := l.readFile(ctx, "/etc/passwd")
 	if err != nil {
 		return 0, 0, "", err
 	}
-	uid, gid, home, found := parsePasswd(passwd, name)
-	if !found {
-		// Not even a numeric one: its home would be a guess ("/"), and
-		// provisioning gives the home to the agent.
-		return 0, 0, "", exit.Usage(fmt.Errorf("the agent's user %q is not in the image's /etc/passwd", user),
-			"add the user to the image (useradd in its Dockerfile), or plan a user it has")
-	}
-	if hasGroup {
-		if gid, err = strconv.Atoi(group); err != nil {
-			return 0, 0, "", exit.Usagef("the agent's user %q: want a numeric group", user)
-		}
-	}
-	if uid == 0 {
-		return 0, 0, "", exit.Usagef("the agent's user %q is root in the image", user)
-	}
-	return uid, gid, home, nil
-}
-
-func parsePasswd(passwd []byte, name string) (uid, gid int, home string, found bool) {
-	sc := bufio.NewScanner(bytes.NewReader(passwd))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) < 7 || (f[0] != name && f[2] != name) {
-			continue
-		}
-		u, err1 := strconv.Atoi(f[2])
-		g, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		return u, g, f[5], true
-	}
-	return 0, 0, "", false
+	return backend.LookupUser(passwd, user)
 }
 
 // tarOf writes files as a tar to extract at /, each owned as it says.
