@@ -26,8 +26,8 @@ import (
 func guestCommand() *ucli.Command {
 	socket := &ucli.StringFlag{Name: "socket", Required: true, Usage: "the holder's Unix socket `PATH`"}
 	return &ucli.Command{
-		Name:  "guest",
-		Usage: "inside a bottle's agent: its init, its terminal, commands with no new privileges (run by bb-launch)",
+		Name:   "guest",
+		Usage:  "inside a bottle's agent: its init, its terminal, commands with no new privileges (run by bb-launch)",
 		Hidden: true,
 		Description: "bb-launch runs these inside the agent's container or VM on backends that cannot prepare an\n" +
 			"agent from outside (macos-container, smolvm); a person has no need to.",
