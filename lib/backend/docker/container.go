@@ -54,11 +54,14 @@ func resources(lim, floor plan.Limits) container.Resources {
 // shares) none.
 func (l *launch) agentResources(ctx context.Context) container.Resources {
 	r := resources(l.d.Limits, plan.AgentLimits)
-	info, err := l.api.Info(ctx, client.InfoOptions{})
-	if err != nil || info.Info.NCPU <= 0 {
-		return r
+	if l.ncpu <= 0 {
+		info, err := l.api.Info(ctx, client.InfoOptions{})
+		if err != nil || info.Info.NCPU <= 0 {
+			return r
+		}
+		l.ncpu = info.Info.NCPU
 	}
-	ncpu := float64(info.Info.NCPU)
+	ncpu := float64(l.ncpu)
 	most := max(ncpu-1, 0.75*ncpu)
 	if r.NanoCPUs == 0 || float64(r.NanoCPUs)/1e9 > most {
 		r.NanoCPUs = int64(most * 1e9)
@@ -69,6 +72,7 @@ func (l *launch) agentResources(ctx context.Context) container.Resources {
 // startSidecar creates, connects and starts the sidecar, and waits until it
 // listens.
 func (l *launch) startSidecar(ctx context.Context) error {
+	defer close(l.sidecarDone)
 	dir := l.Store.EgressDir(l.Plan.Slug)
 	e := l.Plan.Egress
 	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
@@ -141,7 +145,15 @@ func (l *launch) startSidecar(ctx context.Context) error {
 		return err
 	}
 	l.Mark("ready")
-	return l.sidecarAddress(ctx)
+	if err := l.sidecarAddress(ctx); err != nil {
+		return err
+	}
+	// The agent learns its way out, and its waiting command starts.
+	if err := l.writeHosts(l.sidecarIP); err != nil {
+		return err
+	}
+	l.sidecarOK = true
+	return nil
 }
 
 // sidecarAddress finds the sidecar's address on the internal network, which
@@ -264,12 +276,16 @@ func (l *launch) createAgent(ctx context.Context) error {
 		env = append(env, k+"="+v)
 	}
 	slices.Sort(env)
+	cmd := slices.Clone(a.Command)
+	if f := readFacts(l.Store, l.agentImageID); f.Shell != nil && *f.Shell {
+		cmd, l.waits = waitCommand(cmd, l.Plan.Egress.Host), true
+	}
 	yes := true
 	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:  l.d.AgentContainer,
 		Image: l.agentRef,
 		Config: &container.Config{
-			Cmd:        slices.Clone(a.Command),
+			Cmd:        cmd,
 			Env:        env,
 			User:       a.User,
 			WorkingDir: a.Workdir,
@@ -311,9 +327,16 @@ func (l *launch) createAgent(ctx context.Context) error {
 }
 
 func (l *launch) startAgent(ctx context.Context) error {
-	// Replaced by rename: the engine binds the new file at the start.
-	if err := l.writeHosts(l.sidecarIP); err != nil {
-		return err
+	if !l.waits {
+		// No shell to wait in: it starts once the sidecar answers.
+		select {
+		case <-l.sidecarDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !l.sidecarOK {
+			return errors.New("the sidecar did not start")
+		}
 	}
 	if l.Attach {
 		s, err := OpenAttach(ctx, l.api, l.agentID)

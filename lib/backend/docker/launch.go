@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,18 +78,33 @@ type launch struct {
 	agentID    string
 	session    *Session
 	gitNew     bool // this launch made the bottle's git repository: provisioning seeds it, undo removes it
+
+	agentImageID string
+	ncpu         int // the engine's CPUs
+	// waits: the agent's command waits for the sidecar itself (its
+	// image has a shell), so the agent starts without waiting for it.
+	waits bool
+	// sidecarDone is closed when the sidecar's lane has ended, sidecarOK
+	// set before if it answers and the agent's hosts file names it.
+	sidecarDone chan struct{}
+	sidecarOK   bool
 }
 
 // Stages are the Docker steps of a launch, after the state is written.
 func (l *launch) Stages() []backend.Stage {
+	l.sidecarDone = make(chan struct{})
 	return []backend.Stage{
-		// One after the other, so that their progress does not interleave.
-		{{{Name: "building the sidecar image", Run: l.sidecarImage}, {Name: "building the agent image", Run: l.agentImage}}},
-		{{{Name: "creating the networks", Run: l.networks}}},
-		// The sidecar starts while the agent is made ready; the agent
+		// The images one after the other, so that their progress does not
+		// interleave; the networks meanwhile.
+		{{{Name: "building the sidecar image", Run: l.sidecarImage}, {Name: "building the agent image", Run: l.agentImage}},
+			{{Name: "creating the networks", Run: l.networks}}},
+		// The sidecar starts while the agent is made ready and started: its
+		// command waits until the sidecar answers (waitCommand), and it has
+		// no other way out meanwhile. An image with no shell to wait in
 		// starts once the sidecar answers.
-		{{{Name: "starting the sidecar", Run: l.startSidecar}}, {{Name: "creating the agent", Run: l.createAgent}, {Name: "provisioning the agent", Run: l.provision}}},
-		{{{Name: "starting the agent", Run: l.startAgent}}},
+		{{{Name: "starting the sidecar", Run: l.startSidecar}},
+			{{Name: "creating the agent", Run: l.createAgent}, {Name: "provisioning the agent", Run: l.provision},
+				{Name: "starting the agent", Run: l.startAgent}}},
 	}
 }
 
@@ -165,7 +181,30 @@ func (l *launch) writeHosts(sidecarIP string) error {
 	if sidecarIP != "" {
 		text += sidecarIP + "\t" + l.Plan.Egress.Host + "\n"
 	}
-	return state.WriteFileAtomic(filepath.Join(l.Store.BottleDir(l.Plan.Slug), HostsFile), []byte(text), 0o644)
+	p := filepath.Join(l.Store.BottleDir(l.Plan.Slug), HostsFile)
+	// Written in place once it exists: a container that runs has the file
+	// bound, and sees a rename as nothing. One write of a few bytes: the
+	// agent's wait reads it whole or not at all.
+	if f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+		_, werr := f.Write([]byte(text))
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("writing %s: %w", p, werr)
+		}
+		return nil
+	}
+	return state.WriteFileAtomic(p, []byte(text), 0o644)
+}
+
+// waitCommand is cmd started once host is in /etc/hosts, which bb writes
+// there only when the sidecar answers: the agent's command starts then,
+// while its container was started with the sidecar's.
+func waitCommand(cmd []string, host string) []string {
+	re := strings.ReplaceAll(host, ".", `\.`)
+	script := `until grep -qs '[[:space:]]` + re + `$' /etc/hosts; do sleep 0.02; done; exec "$@"`
+	return append([]string{"/bin/sh", "-c", script, "bb-wait"}, cmd...)
 }
 
 func (l *launch) sidecarImage(ctx context.Context) error {
@@ -177,18 +216,27 @@ func (l *launch) sidecarImage(ctx context.Context) error {
 func (l *launch) agentImage(ctx context.Context) error {
 	if l.Image != "" {
 		l.agentRef = l.Image
-		return nil
+	} else {
+		spec, err := AgentSpec(l.Plan, l.BaseImage, l.BuildArgs)
+		if err != nil {
+			return err
+		}
+		ref, _, err := EnsureAgentImage(ctx, l.api, spec, l.Progress)
+		l.agentRef = ref
+		if err != nil && l.BaseImage == "" && pullFailed(err) {
+			return exit.WithHint(err, baseHint(ctx, l.api)...)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	spec, err := AgentSpec(l.Plan, l.BaseImage, l.BuildArgs)
+	// Its ID names what provisioning learned of its files (imageFacts).
+	res, err := l.api.ImageInspect(ctx, l.agentRef)
 	if err != nil {
-		return err
+		return exit.Backend(fmt.Errorf("inspecting image %s: %w", l.agentRef, err))
 	}
-	ref, _, err := EnsureAgentImage(ctx, l.api, spec, l.Progress)
-	l.agentRef = ref
-	if err != nil && l.BaseImage == "" && pullFailed(err) {
-		return exit.WithHint(err, baseHint(ctx, l.api)...)
-	}
-	return err
+	l.agentImageID = res.ID
+	return nil
 }
 
 // pullFailed reports whether a build failed at its FROM, getting the base

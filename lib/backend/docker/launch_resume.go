@@ -82,20 +82,54 @@ func Restart(ctx context.Context, api Engine, o backend.LaunchOptions) (rec *bac
 			l.session.Close()
 		}
 	}()
-	if !sidecarRunning {
-		if _, err := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); err != nil {
-			return nil, &backend.StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, err))}
-		}
-		timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
-		if err := waitReady(ctx, api, sidecar, timeout); err != nil {
-			return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
-		}
+	// The agent's command waits for bb.egress in its hosts file when it
+	// was made to (waitCommand): then the two start together, and the
+	// sidecar's name goes in once it answers. Until then it names none:
+	// the address of the last run may be another's now.
+	in, err := api.ContainerInspect(ctx, agent, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, exit.Backend(fmt.Errorf("inspecting container %s: %w", l.d.AgentContainer, err))
 	}
-	if err := l.sidecarAddress(ctx); err != nil {
-		return nil, &backend.StepError{Step: "starting the sidecar", Err: err}
+	l.waits = in.Container.Config != nil && len(in.Container.Config.Cmd) > 3 && in.Container.Config.Cmd[3] == "bb-wait"
+	if err := l.writeHosts(""); err != nil {
+		return nil, err
 	}
-	if err := l.startAgent(ctx); err != nil {
-		return nil, &backend.StepError{Step: "starting the agent", Err: err}
+	l.sidecarDone = make(chan struct{})
+	agentErr := make(chan error, 1)
+	go func() { agentErr <- l.startAgent(ctx) }()
+	func() {
+		defer close(l.sidecarDone)
+		if !sidecarRunning {
+			if _, serr := api.ContainerStart(ctx, sidecar, client.ContainerStartOptions{}); serr != nil {
+				err = &backend.StepError{Step: "starting the sidecar", Err: exit.Backend(fmt.Errorf("starting container %s: %w", l.d.SidecarContainer, serr))}
+				return
+			}
+			timeout := cmp.Or(o.ReadyTimeout, 20*time.Second)
+			if serr := waitReady(ctx, api, sidecar, timeout); serr != nil {
+				err = &backend.StepError{Step: "starting the sidecar", Err: serr}
+				return
+			}
+		}
+		if serr := l.sidecarAddress(ctx); serr != nil {
+			err = &backend.StepError{Step: "starting the sidecar", Err: serr}
+			return
+		}
+		if serr := l.writeHosts(l.sidecarIP); serr != nil {
+			err = &backend.StepError{Step: "starting the sidecar", Err: serr}
+			return
+		}
+		l.sidecarOK = true
+	}()
+	aerr := <-agentErr
+	if err != nil {
+		if l.waits && aerr == nil {
+			// Started, waiting for a sidecar that will not come.
+			api.ContainerKill(context.WithoutCancel(ctx), agent, client.ContainerKillOptions{Signal: "KILL"}) //nolint:errcheck
+		}
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, &backend.StepError{Step: "starting the agent", Err: aerr}
 	}
 	rec = &backend.Record{Slug: p.Slug, Backend: names.Docker, AgentContainer: l.d.AgentContainer,
 		SidecarContainer: l.d.SidecarContainer, AgentID: agent}

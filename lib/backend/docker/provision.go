@@ -42,10 +42,21 @@ type provisioned struct {
 // owned by the agent's user.
 func (l *launch) provision(ctx context.Context) error {
 	a := l.Plan.Agent
-	uid, gid, home, err := l.lookupUser(ctx, a.User)
-	if err != nil {
-		return err
+	facts := readFacts(l.Store, l.agentImageID)
+	learned := false
+	u, ok := facts.Users[a.User]
+	if !ok {
+		uid, gid, home, err := l.lookupUser(ctx, a.User)
+		if err != nil {
+			return err
+		}
+		u = userFacts{UID: uid, GID: gid, Home: home}
+		if facts.Users == nil {
+			facts.Users = map[string]userFacts{}
+		}
+		facts.Users[a.User], learned = u, true
 	}
+	uid, gid, home := u.UID, u.GID, u.Home
 	if a.Home != "" {
 		home = a.Home
 	}
@@ -57,11 +68,24 @@ func (l *launch) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the bottle's CA: %w", unwrapPath(err))
 	}
-	bundle, err := l.readFile(ctx, SystemCABundle)
-	if err != nil {
-		return err
+	if !facts.HasCA {
+		b, err := l.readFile(ctx, SystemCABundle)
+		if err != nil {
+			return err
+		}
+		facts.CABundle, facts.HasCA, learned = b, true, true
 	}
-	bundle = backend.AppendCA(bundle, caPEM)
+	if facts.Shell == nil {
+		has, err := l.exists(ctx, "/bin/sh")
+		if err != nil {
+			return err
+		}
+		facts.Shell, learned = &has, true
+	}
+	if learned {
+		writeFacts(l.Store, l.agentImageID, facts)
+	}
+	bundle := backend.AppendCA(facts.CABundle, caPEM)
 	files := []provisioned{
 		{path: path.Dir(a.CAFile), mode: 0o755, dir: true},
 		{path: a.CAFile, data: caPEM, mode: 0o644},
@@ -74,8 +98,9 @@ func (l *launch) provision(ctx context.Context) error {
 		return err
 	}
 	for _, f := range planned {
-		if f.keep {
-			// The CLI's own state: a resumed agent keeps its own.
+		if f.keep && l.Image != "" {
+			// The CLI's own state: an agent booted from a snapshot keeps
+			// its own. (An image bb built holds none.)
 			if b, err := l.readFile(ctx, f.path); err != nil || b != nil {
 				continue
 			}
@@ -117,6 +142,19 @@ func homeFiles(list []plan.File, prompt, home string, uid, gid int) ([]provision
 		out[i] = provisioned{path: h.Path, data: h.Data, mode: int64(h.Mode), uid: uid, gid: gid, dir: h.Dir, keep: h.Keep}
 	}
 	return out, nil
+}
+
+// exists says whether the created agent has path (a link counts).
+func (l *launch) exists(ctx context.Context, p string) (bool, error) {
+	res, err := l.api.CopyFromContainer(ctx, l.agentID, client.CopyFromContainerOptions{SourcePath: p})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, exit.Backend(fmt.Errorf("looking for %s in %s: %w", p, l.d.AgentContainer, err))
+	}
+	res.Content.Close()
+	return true, nil
 }
 
 // readFile reads one file of the created agent; a missing one is empty.
