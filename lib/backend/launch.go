@@ -85,6 +85,10 @@ type Record struct {
 	SidecarContainer string `json:"sidecar_container"`
 	AgentImage       string `json:"agent_image"`
 	SidecarImage     string `json:"sidecar_image"`
+	// DiskLimit is the bound on what the agent writes outside its mounts
+	// and tmpfs ("16g"), or why there is none; "" where the backend does
+	// not say.
+	DiskLimit string `json:"disk_limit,omitempty"`
 	// AgentID is the backend's ID of the agent's container or VM (not
 	// printed: names are stable).
 	AgentID string `json:"-"`

@@ -51,7 +51,7 @@ const NoProxy = "localhost,127.0.0.1,::1"
 
 // Default resource limits. The manifest has no say yet.
 var (
-	AgentLimits   = Limits{Memory: "4g", CPUs: 2, PidsLimit: 512}
+	AgentLimits   = Limits{Memory: "4g", CPUs: 2, PidsLimit: 512, Disk: "16g"}
 	SidecarLimits = Limits{Memory: "256m", CPUs: 0.5, PidsLimit: 256}
 )
 

@@ -199,6 +199,10 @@ type Limits struct {
 	CPUs        float64 `json:"cpus"`
 	// PidsLimit caps the number of processes (a fork bomb stays inside).
 	PidsLimit int64 `json:"pids_limit"`
+	// Disk bounds the container's writable layer (all it writes outside
+	// its mounts), as written ("16g"); "" for none. A backend bounds it
+	// where its storage can (see Record.DiskLimit).
+	Disk string `json:"disk,omitempty"`
 }
 
 // Docker is the docker backend's section.

@@ -281,7 +281,7 @@ func (l *launch) createAgent(ctx context.Context) error {
 		cmd, l.waits = waitCommand(cmd, l.Plan.Egress.Host), true
 	}
 	yes := true
-	res, err := l.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+	opts := client.ContainerCreateOptions{
 		Name:  l.d.AgentContainer,
 		Image: l.agentRef,
 		Config: &container.Config{
@@ -318,7 +318,26 @@ func (l *launch) createAgent(ctx context.Context) error {
 			// host's disk (nor is it in a snapshot, as /tmp never is).
 			Tmpfs: map[string]string{"/tmp": "rw,nosuid,nodev,size=1g,mode=1777", "/var/tmp": "rw,nosuid,nodev,size=1g,mode=1777"},
 		},
-	})
+	}
+	// The writable layer is bounded where the engine's storage takes a
+	// size; an engine that turns it down after all gets the container
+	// without, and the record says so.
+	disk := l.d.Limits.Disk
+	if disk == "" {
+		disk = plan.AgentLimits.Disk
+	}
+	if l.storage.sized() {
+		opts.HostConfig.StorageOpt = map[string]string{"size": disk}
+	}
+	res, err := l.api.ContainerCreate(ctx, opts)
+	if err != nil && opts.HostConfig.StorageOpt != nil && storageOptRefused(err) {
+		l.storage.refused = err.Error()
+		opts.HostConfig.StorageOpt = nil
+		res, err = l.api.ContainerCreate(ctx, opts)
+	}
+	if err == nil && opts.HostConfig.StorageOpt != nil {
+		l.diskLimit = disk
+	}
 	if err != nil {
 		return exit.Backend(fmt.Errorf("creating container %s: %w", l.d.AgentContainer, err), clashHint(err, l.Plan.Slug)...)
 	}

@@ -81,6 +81,10 @@ type launch struct {
 
 	agentImageID string
 	ncpu         int // the engine's CPUs
+	// storage is the engine's storage driver and backing filesystem, for
+	// the writable layer's bound; diskLimit what the agent got ("" none).
+	storage   storage
+	diskLimit string
 	// waits: the agent's command waits for the sidecar itself (its
 	// image has a shell), so the agent starts without waiting for it.
 	waits bool
@@ -111,7 +115,7 @@ func (l *launch) Stages() []backend.Stage {
 // Result is what the launch made.
 func (l *launch) Result() backend.Record {
 	r := backend.Record{AgentContainer: l.d.AgentContainer, SidecarContainer: l.d.SidecarContainer,
-		AgentImage: l.agentRef, SidecarImage: l.sidecarRef, AgentID: l.agentID}
+		AgentImage: l.agentRef, SidecarImage: l.sidecarRef, AgentID: l.agentID, DiskLimit: diskNote(l.diskLimit, l.storage)}
 	if l.session != nil {
 		r.Session = l.session
 	}

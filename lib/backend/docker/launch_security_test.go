@@ -112,7 +112,8 @@ func TestLaunchBounds(t *testing.T) {
 	p, raw := shellPlan(t, slug, nil)
 	st := &state.Store{Dir: t.TempDir()}
 	cleanupBottle(t, c, slug)
-	if _, err := Launch(t.Context(), c, launchOptions(t, p, raw, st)); err != nil {
+	rec, err := Launch(t.Context(), c, launchOptions(t, p, raw, st))
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{"/tmp", "/var/tmp"} {
@@ -132,6 +133,15 @@ func TestLaunchBounds(t *testing.T) {
 	}
 	if n := in.Container.HostConfig.NanoCPUs; n <= 0 || n >= int64(info.Info.NCPU)*1e9 {
 		t.Errorf("the agent may use %d nano-CPUs of the engine's %d CPUs", n, info.Info.NCPU)
+	}
+	// The writable layer: bounded where the engine's storage takes a size,
+	// and the record says which.
+	size := in.Container.HostConfig.StorageOpt["size"]
+	if st := storageOf(info.Info.Driver, info.Info.DriverStatus); st.sized() && size == "" && !strings.Contains(rec.DiskLimit, "turned the size down") {
+		t.Errorf("storage %s on %s takes a size, but the agent has none (record: %q)", st.driver, st.backing, rec.DiskLimit)
+	}
+	if (size != "") != (rec.DiskLimit == size) || rec.DiskLimit == "" {
+		t.Errorf("the agent's writable layer: StorageOpt size %q, record says %q", size, rec.DiskLimit)
 	}
 	// The sidecar's image has no shell: a container in its network
 	// namespace reads its forwarding switches.

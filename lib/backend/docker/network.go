@@ -40,10 +40,12 @@ func (l *launch) networks(ctx context.Context) error {
 	for i, n := range nets {
 		wg.Go(func() { ids[i], errs[i] = l.network(ctx, n.name, n.opts) })
 	}
-	// The engine's CPU count, for the agent's limit, while it is at it.
+	// The engine's CPU count and storage, for the agent's limits, while
+	// it is at it.
 	wg.Go(func() {
 		if info, err := l.api.Info(ctx, client.InfoOptions{}); err == nil {
 			l.ncpu = info.Info.NCPU
+			l.storage = storageOf(info.Info.Driver, info.Info.DriverStatus)
 		}
 	})
 	wg.Wait()
