@@ -1,0 +1,261 @@
+package egress
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/canary"
+)
+
+// rawProxy sends raw to the proxy port and returns what it answered.
+func (h *harness) rawProxy(t *testing.T, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, raw)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	ans := resp.Status + "\n" + string(b)
+	h.mu.Lock()
+	h.bodies = append(h.bodies, ans)
+	h.mu.Unlock()
+	return ans
+}
+
+// rawTunnel opens a CONNECT tunnel to host:port, completes TLS trusting the
+// bottle's CA, sends raw inside it and returns the answer.
+func (h *harness) rawTunnel(t *testing.T, host string, port int, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", host, port, host, port)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT %s:%d: %v %v", host, port, resp, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(h.srv.CA())
+	tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tc, raw)
+	resp, err = http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatalf("%q in a tunnel to %s: %v", raw, host, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	ans := resp.Status + "\n" + string(b)
+	h.mu.Lock()
+	h.bodies = append(h.bodies, ans)
+	h.mu.Unlock()
+	return ans
+}
+
+// wantCanaryBlock waits for a block entry after the first n naming the
+// canary, and fails if any entry after n logs the request as a plain
+// denial.
+func (h *harness) wantCanaryBlock(t *testing.T, n int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		es := h.entries()[n:]
+		for _, e := range es {
+			if e.Decision == audit.Block && e.Canary && e.Secret == canary.Name && e.Status == 403 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: no block naming the canary; logged:\n%s", what, h.dumpFrom(n))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) dumpFrom(n int) string {
+	var b strings.Builder
+	for _, e := range h.entries()[n:] {
+		fmt.Fprintf(&b, "%s %s %s %d %s canary=%v secret=%s: %s\n", e.Method, e.Host, e.Path, e.Status, e.Decision, e.Canary, e.Secret, e.Reason)
+	}
+	return b.String()
+}
+
+// TestEveryRefusalScans: whatever refuses a request, a canary in it (in
+// the URL, a header, or the body where the refusal reads it) is logged as
+// a block naming the canary, never as a plain denial; and its value is in
+// no log line and no answer (checkLeaks).
+func TestEveryRefusalScans(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	lport := portOf(t, ln.Addr())
+	h := newHarness(t, defaultRoutes+fmt.Sprintf("- host: listed.test\n  ports: [%d]\n", lport))
+	cn := h.canary
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(b)
+		zw.Close()
+		return buf.Bytes()
+	}
+
+	// Refusals of the proxy port itself and of CONNECT: HTTP/1.1 only.
+	raw := []struct{ name, req string }{
+		{"origin-form", "GET /x?c=" + cn + " HTTP/1.1\r\nHost: api.test\r\n\r\n"},
+		{"origin-form, canary in a header", "GET /x HTTP/1.1\r\nHost: api.test\r\nX-Leak: " + cn + "\r\n\r\n"},
+		{"origin-form, canary in the body", "POST /x HTTP/1.1\r\nHost: api.test\r\nContent-Length: " + fmt.Sprint(len(cn)) + "\r\n\r\n" + cn},
+		{"ftp://", "GET ftp://files.test/" + cn + " HTTP/1.1\r\nHost: files.test\r\n\r\n"},
+		{"ftp://, body", "PUT ftp://files.test/f HTTP/1.1\r\nHost: files.test\r\nContent-Length: " + fmt.Sprint(len(cn)+2) + "\r\n\r\nx=" + cn},
+		{"bad host", "GET http://api.test:0/ HTTP/1.1\r\nHost: api.test\r\nCookie: s=" + cn + "\r\n\r\n"},
+		{"bad CONNECT port", "CONNECT api.test:0 HTTP/1.1\r\nHost: api.test:0\r\nProxy-Authorization: Basic " + cn + "\r\n\r\n"},
+		{"bad CONNECT port 99999", "CONNECT api.test:99999 HTTP/1.1\r\nHost: api.test\r\nX-Leak: " + cn + "\r\n\r\n"},
+		{"CONNECT to the sidecar", "CONNECT " + h.addr + " HTTP/1.1\r\nHost: " + h.addr + "\r\nX-Leak: " + cn + "\r\n\r\n"},
+		{"CONNECT to a denied host, non-TLS port", "CONNECT denied.test:22 HTTP/1.1\r\nHost: denied.test:22\r\nX-Leak: " + cn + "\r\n\r\n"},
+		{"CONNECT target carries it", "CONNECT " + strings.ToLower(cn) + ".wild.test:443 HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"plain denied host, gzip body", "POST http://denied.test/x HTTP/1.1\r\nHost: denied.test\r\nContent-Encoding: gzip\r\nContent-Length: " +
+			fmt.Sprint(len(gz([]byte(cn)))) + "\r\n\r\n" + string(gz([]byte(cn)))},
+		{"agent channel, wrong method, body", "PUT http://bb.egress/_bb/routes HTTP/1.1\r\nHost: bb.egress\r\nContent-Length: " + fmt.Sprint(len(cn)) + "\r\n\r\n" + cn},
+		{"agent channel, request too large", "POST http://bb.egress/_bb/requests HTTP/1.1\r\nHost: bb.egress\r\nContent-Length: 9000\r\n\r\n" +
+			`{"why":"` + cn + strings.Repeat(" ", 9000-len(cn)-10) + `"}`},
+	}
+	for _, tc := range raw {
+		n := len(h.entries())
+		ans := h.rawProxy(t, tc.req)
+		if !strings.HasPrefix(ans, "403") {
+			t.Errorf("%s: answered %q; want 403", tc.name, ans)
+		}
+		h.wantCanaryBlock(t, n, tc.name)
+	}
+
+	// Inside a tunnel, raw: a CONNECT in it.
+	n := len(h.entries())
+	if ans := h.rawTunnel(t, "api.test", h.up.port, "CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\nX-Leak: "+cn+"\r\n\r\n"); !strings.HasPrefix(ans, "403") {
+		t.Errorf("CONNECT in a tunnel: %q", ans)
+	}
+	h.wantCanaryBlock(t, n, "CONNECT in a tunnel")
+	n = len(h.entries())
+	if ans := h.rawTunnel(t, "api.test", h.up.port, "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test\r\nX-Leak: "+cn+"\r\n\r\n"); !strings.HasPrefix(ans, "403") {
+		t.Errorf("CONNECT in a tunnel: %q", ans)
+	}
+	h.wantCanaryBlock(t, n, "CONNECT in a tunnel, its Host the tunnel's")
+
+	// Through clients, both HTTP versions.
+	type reqCase struct {
+		name string
+		req  func() *http.Request
+	}
+	withHeader := func(r *http.Request, k, v string) *http.Request { r.Header.Set(k, v); return r }
+	withHost := func(r *http.Request, host string) *http.Request { r.Host = host; return r }
+	cases := []reqCase{
+		{"Host not the tunnel's", func() *http.Request {
+			return withHost(withHeader(mustReq("GET", h.tlsURL("other.test", "/x"), nil), "X-Leak", cn), "paths.test")
+		}},
+		{"Host not the tunnel's, body", func() *http.Request {
+			return withHost(mustReq("POST", h.tlsURL("other.test", "/x"), strings.NewReader("k="+cn)), "paths.test")
+		}},
+		{"denied host over TLS", func() *http.Request { return mustReq("GET", h.tlsURL("denied.test", "/"+cn), nil) }},
+		{"denied host over TLS, body", func() *http.Request {
+			return mustReq("POST", h.tlsURL("denied.test", "/x"), strings.NewReader(`{"k":"`+cn+`"}`))
+		}},
+		{"denied host over TLS, port 443", func() *http.Request {
+			return withHeader(mustReq("GET", "https://denied.test/x", nil), "Authorization", "Bearer "+cn)
+		}},
+		{"denied host over TLS, listed port", func() *http.Request {
+			return withHeader(mustReq("GET", fmt.Sprintf("https://denied.test:%d/x", lport), nil), "X-Leak", cn)
+		}},
+		{"TRACE", func() *http.Request { return withHeader(mustReq("TRACE", h.tlsURL("other.test", "/x"), nil), "X-Leak", cn) }},
+		{"TRACE, body", func() *http.Request { return mustReq("TRACE", h.tlsURL("other.test", "/x"), strings.NewReader(cn)) }},
+		{"track, plain", func() *http.Request { return withHeader(mustReq("track", h.plainURL("other.test", "/x"), nil), "X-Leak", cn) }},
+		{"no route for the path", func() *http.Request { return mustReq("GET", h.tlsURL("paths.test", "/admin/"+cn), nil) }},
+		{"no route for the method, body", func() *http.Request {
+			return mustReq("DELETE", h.tlsURL("paths.test", "/v1/x"), strings.NewReader("token="+cn))
+		}},
+		{"method case", func() *http.Request { return mustReq("get", h.tlsURL("paths.test", "/v1/x?q="+cn), nil) }},
+		{"method case, body", func() *http.Request {
+			return mustReq("post", h.tlsURL("paths.test", "/v1/x"), bytes.NewReader(gz([]byte("a="+cn))))
+		}},
+		{"token over plain http", func() *http.Request { return withHeader(mustReq("GET", h.plainURL("api.test", "/x"), nil), "X-Leak", cn) }},
+		{"token over plain http, body", func() *http.Request {
+			return mustReq("POST", h.plainURL("api.test", "/x"), strings.NewReader("k="+cn))
+		}},
+		{"path trick", func() *http.Request { return mustReq("GET", h.tlsURL("paths.test", "/v1/..;/x?c="+cn), nil) }},
+		{"path trick, body", func() *http.Request {
+			return mustReq("POST", h.tlsURL("paths.test", "/v1/a%2fb"), strings.NewReader(cn))
+		}},
+		{"denied host, plain", func() *http.Request { return withHeader(mustReq("GET", "http://denied.test/x", nil), "Cookie", "s="+cn) }},
+	}
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for _, tc := range cases {
+			n := len(h.entries())
+			st, body, _ := h.do(c, tc.req())
+			if st != 403 {
+				t.Errorf("h2=%v %s: %d %q; want 403", h2, tc.name, st, body)
+			}
+			h.wantCanaryBlock(t, n, fmt.Sprintf("h2=%v %s", h2, tc.name))
+		}
+	}
+	// Upgrades are HTTP/1.1.
+	n = len(h.entries())
+	if ans := h.rawTunnel(t, "other.test", h.up.port, "GET /x HTTP/1.1\r\nHost: other.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Leak: "+cn+"\r\n\r\n"); !strings.HasPrefix(ans, "403") {
+		t.Errorf("WebSocket on a route without websocket: %q", ans)
+	}
+	h.wantCanaryBlock(t, n, "WebSocket upgrade refused")
+	n = len(h.entries())
+	if ans := h.rawTunnel(t, "other.test", h.up.port, "POST /x HTTP/1.1\r\nHost: other.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"+
+		"Content-Length: "+fmt.Sprint(len(cn))+"\r\n\r\n"+cn); !strings.HasPrefix(ans, "403") {
+		t.Errorf("h2c upgrade: %q", ans)
+	}
+	h.wantCanaryBlock(t, n, "h2c upgrade refused, canary in the body")
+
+	if h.up.count() != 0 {
+		t.Errorf("the upstream saw %d requests; want none:\n%s", h.up.count(), h.up.got())
+	}
+	if accepted.Load() != 0 {
+		t.Errorf("the listener of a denied port was connected to %d times", accepted.Load())
+	}
+	if h.lookedUp("denied.test") || h.lookedUp("files.test") {
+		t.Error("a denied host was resolved")
+	}
+}
