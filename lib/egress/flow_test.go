@@ -259,3 +259,189 @@ func TestEveryRefusalScans(t *testing.T) {
 		t.Error("a denied host was resolved")
 	}
 }
+
+// TestMethodCase: on a route that lists methods, only the method as
+// written goes out; a lower-case one is refused, on both HTTP versions,
+// and where a route lists none it goes as sent.
+func TestMethodCase(t *testing.T) {
+	h := newHarness(t, "")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for _, m := range []string{"get", "Get", "gET", "post", "Post"} {
+			before := h.up.count()
+			st, body, _ := h.do(c, mustReq(m, h.tlsURL("paths.test", "/v1/x"), strings.NewReader("b")))
+			if st != 403 || !strings.Contains(body, "case-sensitive") {
+				t.Errorf("h2=%v %s on a GET, POST route = %d %q; want 403", h2, m, st, body)
+			}
+			if h.up.count() != before {
+				t.Errorf("h2=%v %s on a GET, POST route reached the upstream", h2, m)
+			}
+		}
+		for _, m := range []string{"GET", "POST"} {
+			if st, body, _ := h.do(c, mustReq(m, h.tlsURL("paths.test", "/v1/x"), nil)); st != 200 {
+				t.Errorf("h2=%v %s on a GET, POST route = %d %q", h2, m, st, body)
+			}
+		}
+		if st, body, _ := h.do(c, mustReq("get", h.tlsURL("other.test", "/x"), nil)); st != 200 {
+			t.Errorf("h2=%v get on a route without methods = %d %q", h2, st, body)
+		}
+		h.up.mu.Lock()
+		got := h.up.last.Method
+		h.up.mu.Unlock()
+		if got != "get" {
+			t.Errorf("h2=%v: the upstream got %q; want the method as sent", h2, got)
+		}
+	}
+	h.waitEntry("method case", func(e audit.Entry) bool {
+		return e.Decision == audit.Deny && e.Method == "get" && strings.Contains(e.Reason, "case-sensitive")
+	})
+}
+
+// TestOverrideFamilies: the headers that tell a framework or a proxy to
+// take another method, path, URL, prefix or host never reach the upstream
+// of a route that restricts what they override; host overrides never reach
+// any upstream. Names are matched case-blind and with '_' for '-'.
+func TestOverrideFamilies(t *testing.T) {
+	h := newHarness(t, "")
+	methodPath := []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X-Original-Method", "X-Forwarded-Method",
+		"X-Original-URL", "X_Original_URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-Prefix", "X-Forwarded-Path",
+		"X-Forwarded-Uri", "X-Envoy-Original-Path", "X-Envoy-Original-URL", "X-Script-Name", "X-Original-Anything", "x-http-method-override2"}
+	hosts := []string{"X-Forwarded-Host", "X_Forwarded_Host", "X-Forwarded-Server", "X-Host", "X-Original-Host", "X-HTTP-Host-Override",
+		"Forwarded", "X-Envoy-Original-Dst-Host"}
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for _, host := range []string{"paths.test", "other.test"} {
+			req := mustReq("POST", h.tlsURL(host, "/v1/things"), strings.NewReader("x"))
+			for _, k := range append(append([]string{}, methodPath...), hosts...) {
+				req.Header[k] = []string{"/admin"}
+			}
+			req.Header.Set("X-Forwarded-For", "10.0.0.1") // not an override: it goes
+			if st, body, _ := h.do(c, req); st != 200 {
+				t.Fatalf("h2=%v POST %s: %d %q", h2, host, st, body)
+			}
+			h.up.mu.Lock()
+			got := h.up.last.Header
+			h.up.mu.Unlock()
+			restricted := host == "paths.test"
+			has := func(k string) bool {
+				for gk := range got {
+					if strings.EqualFold(gk, k) {
+						return true
+					}
+				}
+				return false
+			}
+			for _, k := range methodPath {
+				if has(k) == restricted {
+					t.Errorf("h2=%v %s: upstream has %s: %v; want it only where the route restricts nothing", h2, host, k, has(k))
+				}
+			}
+			for _, k := range hosts {
+				if has(k) {
+					t.Errorf("h2=%v %s: upstream got the host override %s", h2, host, k)
+				}
+			}
+			if !has("X-Forwarded-For") {
+				t.Errorf("h2=%v %s: X-Forwarded-For was dropped", h2, host)
+			}
+		}
+	}
+	h.waitEntry("dropped", func(e audit.Entry) bool {
+		return strings.Contains(e.Reason, "dropped ") && strings.Contains(e.Reason, "X-Envoy-Original-Path") && strings.Contains(e.Reason, "Forwarded")
+	})
+}
+
+// TestDeniedHTTPSShowsReason: a client that trusts the bottle's CA reads
+// the sidecar's 403 for a denied HTTPS host — the reason, how to ask, the
+// bottle's slug — over both HTTP versions, and nothing is resolved or
+// dialled: a listener on the port sees no connection, also after a reload
+// allows the host while the tunnel is open.
+func TestDeniedHTTPSShowsReason(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	lport := portOf(t, ln.Addr())
+	routes := defaultRoutes + fmt.Sprintf("- host: listed.test\n  ports: [%d]\n", lport)
+	h := newHarness(t, routes, func(c *Config) { c.Slug = "calm-otter" })
+	u := fmt.Sprintf("https://denied.test:%d/some/path", lport)
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for _, target := range []string{u, "https://denied.test/"} {
+			req := mustReq("GET", target, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("h2=%v GET %s: %v", h2, target, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h.bodies = append(h.bodies, string(b))
+			want := []string{"host denied.test", "is not in this bottle's routes", "POST http://bb.egress/_bb/requests", `"host":"denied.test"`,
+				"bb-egress allow calm-otter denied.test"}
+			for _, w := range want {
+				if resp.StatusCode != 403 || !strings.Contains(string(b), w) {
+					t.Errorf("h2=%v GET %s = %d %q; want 403 saying %q", h2, target, resp.StatusCode, b, w)
+				}
+			}
+			if (resp.ProtoMajor == 2) != h2 {
+				t.Errorf("h2=%v: answered over %s", h2, resp.Proto)
+			}
+		}
+		// Whatever the request says inside, it goes nowhere.
+		for _, r := range []*http.Request{
+			mustReq("POST", u, strings.NewReader("data")),
+			func() *http.Request { r := mustReq("GET", u, nil); r.Host = "other.test"; return r }(),
+			mustReq("OPTIONS", u, nil),
+		} {
+			if st, body, _ := h.do(c, r); st != 403 {
+				t.Errorf("h2=%v %s %s in a denied tunnel = %d %q", h2, r.Method, r.Host, st, body)
+			}
+		}
+	}
+	// A tunnel opened while the host was denied stays denied.
+	c := h.client(false)
+	if st, _, _ := h.do(c, mustReq("GET", u, nil)); st != 403 {
+		t.Fatalf("before the reload: %d", st)
+	}
+	h.writeRoutes(routes + fmt.Sprintf("- host: denied.test\n  ports: [%d]\n", lport))
+	h.waitEntry("reload", func(e audit.Entry) bool { return e.Method == "RELOAD" && e.Decision == audit.Allow })
+	if st, body, _ := h.do(c, mustReq("GET", u, nil)); st != 403 {
+		t.Errorf("in a tunnel opened before the reload: %d %q; want 403", st, body)
+	}
+	connects := 0
+	for _, e := range h.entries() {
+		if e.Method == "CONNECT" {
+			connects++
+			if e.Decision != audit.Deny || e.Status != 200 || !strings.Contains(e.Reason, "not in the bottle's routes") {
+				t.Errorf("CONNECT entry = %+v", e)
+			}
+		}
+	}
+	if connects == 0 {
+		t.Error("no CONNECT was logged")
+	}
+	if accepted.Load() != 0 || h.lookedUp("denied.test") {
+		t.Errorf("the denied host was dialled (%d) or resolved (%v)", accepted.Load(), h.lookedUp("denied.test"))
+	}
+	h.mu.Lock()
+	dials := append([]string(nil), h.dials...)
+	h.mu.Unlock()
+	if len(dials) != 0 {
+		t.Errorf("dialled %v", dials)
+	}
+	if h.up.count() != 0 {
+		t.Errorf("the upstream saw %d requests", h.up.count())
+	}
+}
