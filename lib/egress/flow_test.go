@@ -203,9 +203,13 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"denied host over TLS, listed port", func() *http.Request {
 			return withHeader(mustReq("GET", fmt.Sprintf("https://denied.test:%d/x", lport), nil), "X-Leak", cn)
 		}},
-		{"TRACE", func() *http.Request { return withHeader(mustReq("TRACE", h.tlsURL("other.test", "/x"), nil), "X-Leak", cn) }},
+		{"TRACE", func() *http.Request {
+			return withHeader(mustReq("TRACE", h.tlsURL("other.test", "/x"), nil), "X-Leak", cn)
+		}},
 		{"TRACE, body", func() *http.Request { return mustReq("TRACE", h.tlsURL("other.test", "/x"), strings.NewReader(cn)) }},
-		{"track, plain", func() *http.Request { return withHeader(mustReq("track", h.plainURL("other.test", "/x"), nil), "X-Leak", cn) }},
+		{"track, plain", func() *http.Request {
+			return withHeader(mustReq("track", h.plainURL("other.test", "/x"), nil), "X-Leak", cn)
+		}},
 		{"no route for the path", func() *http.Request { return mustReq("GET", h.tlsURL("paths.test", "/admin/"+cn), nil) }},
 		{"no route for the method, body", func() *http.Request {
 			return mustReq("DELETE", h.tlsURL("paths.test", "/v1/x"), strings.NewReader("token="+cn))
@@ -214,7 +218,9 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"method case, body", func() *http.Request {
 			return mustReq("post", h.tlsURL("paths.test", "/v1/x"), bytes.NewReader(gz([]byte("a="+cn))))
 		}},
-		{"token over plain http", func() *http.Request { return withHeader(mustReq("GET", h.plainURL("api.test", "/x"), nil), "X-Leak", cn) }},
+		{"token over plain http", func() *http.Request {
+			return withHeader(mustReq("GET", h.plainURL("api.test", "/x"), nil), "X-Leak", cn)
+		}},
 		{"token over plain http, body", func() *http.Request {
 			return mustReq("POST", h.plainURL("api.test", "/x"), strings.NewReader("k="+cn))
 		}},
@@ -222,7 +228,9 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"path trick, body", func() *http.Request {
 			return mustReq("POST", h.tlsURL("paths.test", "/v1/a%2fb"), strings.NewReader(cn))
 		}},
-		{"denied host, plain", func() *http.Request { return withHeader(mustReq("GET", "http://denied.test/x", nil), "Cookie", "s="+cn) }},
+		{"denied host, plain", func() *http.Request {
+			return withHeader(mustReq("GET", "http://denied.test/x", nil), "Cookie", "s="+cn)
+		}},
 	}
 	for _, h2 := range []bool{false, true} {
 		c := h.client(h2)
