@@ -36,6 +36,7 @@ type flow struct {
 	headScanned bool   // URL and headers searched, found clean
 	bodyTaken   bool   // the body is being (or was) read by another: it is not read again to scan a refusal
 	bodyNote    string // why a refusal's body was not scanned, for the log
+	bodyStalled bool   // reading the body ran out of time: the rest of it is never waited for
 }
 
 type flowKey struct{}
@@ -132,6 +133,16 @@ func (f *flow) refuse(ref refusal) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	f.w.WriteHeader(ref.status)
 	io.WriteString(f.w, body)
+	if f.bodyStalled || ref.status == http.StatusRequestTimeout {
+		// Before it sends the answer, Go's HTTP/1 server reads what is
+		// left of the body, without a deadline: a stalled upload would
+		// hold the connection and its goroutine for ever, unanswered. With
+		// a deadline in the past it gives up at once, answers, and closes;
+		// the flush sends the answer before a caller resets the deadline.
+		rc := http.NewResponseController(f.w)
+		rc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // not every connection has deadlines
+		rc.Flush()                          //nolint:errcheck
+	}
 	s.audit(e)
 }
 
@@ -159,32 +170,69 @@ func (f *flow) scan() (detect.Hit, string, bool) {
 	return detect.Hit{}, "", false
 }
 
-// scanRefusedBody reads a refused request's body, as prepareBody reads any
-// body (up to MaxScanBody, within BodyReadTimeout, in a body slot, through
-// every view it has), only to name a secret in it in the log. A body
-// declared larger is not read: the refusal does not wait for it, and says
-// so.
+// A refusal reads the body it scans within refusedBodyWait and up to
+// refusedBodyMax, taking a body slot within that time too: a request
+// refused anyway must not hold a slot as long as one that is sent may.
+const (
+	refusedBodyWait = 2 * time.Second
+	refusedBodyMax  = 16 << 20
+)
+
+// scanRefusedBody reads a refused request's body as prepareBody reads any
+// (whole up to MaxScanBody, through every view it has; streamed through the
+// guard beyond), only to name a secret in it in the log. What is not read
+// within the bounds is not scanned, and the log says so.
 func (f *flow) scanRefusedBody(det *detect.Detector) (detect.Hit, bool) {
 	r, s := f.r, f.s
 	if r.Body == nil || r.Body == http.NoBody {
 		return detect.Hit{}, false
 	}
-	if r.ContentLength > s.cfg.MaxScanBody {
-		f.bodyNote = fmt.Sprintf("its body (%d bytes) was not read", r.ContentLength)
-		return detect.Hit{}, false
-	}
-	if !s.takeBodySlot(r.Context()) {
+	wait := min(refusedBodyWait, s.cfg.BodyReadTimeout)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.bodySlots <- struct{}{}:
+	case <-t.C:
 		f.bodyNote = "its body was not scanned: no body slot was free"
+		return detect.Hit{}, false
+	case <-r.Context().Done():
 		return detect.Hit{}, false
 	}
 	defer func() { <-s.bodySlots }()
 	rc := http.NewResponseController(f.w)
-	_, _, _, fail := s.prepareBody(det, r, rc)
-	rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not every connection has deadlines
-	if fail != nil && fail.hit != nil {
+	hb := &hurriedBody{ReadCloser: r.Body, rc: rc, deadline: time.Now().Add(wait)}
+	short := *r
+	short.Body = hb
+	body, _, guard, fail := s.prepareBody(det, &short, rc)
+	defer rc.SetReadDeadline(time.Time{}) //nolint:errcheck // not every connection has deadlines
+	switch {
+	case fail != nil && fail.hit != nil:
 		return *fail.hit, true
+	case fail != nil && fail.status == http.StatusRequestTimeout:
+		f.bodyStalled, f.bodyNote = true, fmt.Sprintf("its body was not scanned: not read within %v", wait)
+	case guard != nil:
+		n, err := io.Copy(io.Discard, io.LimitReader(body, refusedBodyMax))
+		if hit := guard.found(); hit != nil {
+			return *hit, true
+		}
+		if err != nil || n == refusedBodyMax {
+			f.bodyNote = fmt.Sprintf("its body was scanned only in its first %d bytes", s.cfg.MaxScanBody+n)
+		}
 	}
 	return detect.Hit{}, false
+}
+
+// hurriedBody holds every read of a refused request's body to its own
+// deadline, over the longer ones prepareBody sets (BodyReadTimeout).
+type hurriedBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	deadline time.Time
+}
+
+func (b *hurriedBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(b.deadline) //nolint:errcheck // not every connection has deadlines
+	return b.ReadCloser.Read(p)
 }
 
 // admit runs the admission rules in order; the first that refuses answers.

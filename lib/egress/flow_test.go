@@ -453,3 +453,99 @@ func TestDeniedHTTPSShowsReason(t *testing.T) {
 		t.Errorf("the upstream saw %d requests", h.up.count())
 	}
 }
+
+// TestRefusedBodyBounds: a refused request's body is scanned around every
+// limit (MaxScanBody-1, MaxScanBody, MaxScanBody+1, 10x; declared or
+// chunked), the canary at its end; a body that trickles is answered within
+// refusedBodyWait and logged as not scanned, not held for BodyReadTimeout.
+func TestRefusedBodyBounds(t *testing.T) {
+	const limit = 64 << 10
+	h := newHarness(t, "", func(c *Config) { c.MaxScanBody = limit })
+	cn := h.canary
+	for _, size := range []int{limit - 1, limit, limit + 1, 10 * limit} {
+		for _, chunked := range []bool{false, true} {
+			for _, h2 := range []bool{false, true} {
+				body := append(bytes.Repeat([]byte("a"), size-len(cn)-1), ' ')
+				body = append(body, cn...)
+				var rd io.Reader = bytes.NewReader(body)
+				if chunked {
+					rd = io.MultiReader(rd) // no length known
+				}
+				n := len(h.entries())
+				req := mustReq("POST", h.tlsURL("denied.test", "/up"), rd)
+				if st, b, _ := h.do(h.client(h2), req); st != 403 {
+					t.Errorf("size %d chunked=%v h2=%v: %d %q", size, chunked, h2, st, b)
+				}
+				h.wantCanaryBlock(t, n, fmt.Sprintf("size %d chunked=%v h2=%v", size, chunked, h2))
+			}
+		}
+	}
+	// A trickle: the refusal does not wait for it.
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	fmt.Fprintf(c, "POST http://denied.test/x HTTP/1.1\r\nHost: denied.test\r\nContent-Length: 1000\r\n\r\nab")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != 403 || took > refusedBodyWait+time.Second {
+		t.Errorf("a trickling refused body: %d after %v; want 403 within %v", resp.StatusCode, took, refusedBodyWait)
+	}
+	h.waitEntry("not read in time", func(e audit.Entry) bool {
+		return e.Decision == audit.Deny && strings.Contains(e.Reason, "not read within")
+	})
+}
+
+// TestStalledBodyAnswered: an upload that stops mid-body is answered 408
+// once BodyReadTimeout is up, over both HTTP versions, instead of holding
+// its connection unanswered while the server waits for the rest.
+func TestStalledBodyAnswered(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.BodyReadTimeout = 500 * time.Millisecond })
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST http://other.test:%d/x HTTP/1.1\r\nHost: other.test\r\nContent-Length: 1000\r\n\r\nab", h.up.pport)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("HTTP/1.1: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("HTTP/1.1: %d; want 408", resp.StatusCode)
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte("ab"))
+	req := mustReq("POST", h.tlsURL("other.test", "/x"), pr)
+	req.ContentLength = 1000
+	done := make(chan int, 1)
+	go func() {
+		resp, err := h.client(true).Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	select {
+	case st := <-done:
+		if st != http.StatusRequestTimeout {
+			t.Errorf("HTTP/2: %d; want 408", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("HTTP/2: no answer")
+	}
+	if h.up.count() != 0 {
+		t.Errorf("the upstream saw %d requests", h.up.count())
+	}
+}

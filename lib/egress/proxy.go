@@ -151,11 +151,15 @@ func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 
 // speaksTLS reports whether a CONNECT to port of a denied host is taken
 // for HTTPS, and so intercepted to show its denial: 443, or a port a route
-// lists. Elsewhere (22, 25, 5432...) the client may speak anything, and a
-// TLS server would only confuse it: the CONNECT itself is refused.
+// lists other than 80. Elsewhere (80 for ws://, 22, 25, 5432...) the
+// client may speak anything, and a TLS server would only confuse it: the
+// CONNECT itself is refused.
 func (s *Server) speaksTLS(snap *snapshot, port int) bool {
-	if port == 443 {
+	switch port {
+	case 443:
 		return true
+	case 80:
+		return false
 	}
 	for _, rt := range snap.table.Routes() {
 		if slices.Contains(rt.Ports, port) {
