@@ -549,3 +549,14 @@ func TestStalledBodyAnswered(t *testing.T) {
 		t.Errorf("the upstream saw %d requests", h.up.count())
 	}
 }
+
+func TestOverrideKindAllocs(t *testing.T) {
+	for _, k := range []string{"X-Forwarded-Host", "Accept", "X-Original-Url", "Forwarded", "X-Request-Id"} {
+		if n := testing.AllocsPerRun(100, func() { overrideKind(k) }); n != 0 {
+			t.Errorf("overrideKind(%q) allocates %v times", k, n)
+		}
+	}
+	if overrideKind("X-Original-"+strings.Repeat("a", 200)) == overridesNone {
+		t.Error("a long X-Original- header is not an override")
+	}
+}

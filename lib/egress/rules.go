@@ -194,17 +194,43 @@ const (
 	overridesHost
 )
 
-// overrideKind says what header name k overrides, if anything.
+// overrideKind says what header name k overrides, if anything. It runs on
+// every header of every request: it folds the name into a buffer on the
+// stack, not a new string.
 func overrideKind(k string) int {
-	n := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+	if len(k) < 5 || len(k) > 128 || !(k[0] == 'X' || k[0] == 'x' || k[0] == 'F' || k[0] == 'f') {
+		if len(k) > 128 && (k[0] == 'X' || k[0] == 'x') {
+			return overridesPath // no override has a name this long: whatever it is, it does not go
+		}
+		return overridesNone
+	}
+	var buf [128]byte
+	n := buf[:len(k)]
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		n[i] = c
+	}
+	has := func(names []string) bool {
+		for _, name := range names {
+			if string(n) == name {
+				return true
+			}
+		}
+		return false
+	}
+	pre := func(p string) bool { return len(n) >= len(p) && string(n[:len(p)]) == p }
 	switch {
-	case strings.HasPrefix(n, "x-http-method"), slices.Contains(methodOverrides, n):
+	case pre("x-http-method"), has(methodOverrides), string(n) == "x-original-method":
 		return overridesMethod
-	case n == "x-original-method":
-		return overridesMethod
-	case strings.HasPrefix(n, "x-original-host"), strings.HasPrefix(n, "x-envoy-original-dst"), slices.Contains(hostOverrides, n):
+	case pre("x-original-host"), pre("x-envoy-original-dst"), has(hostOverrides):
 		return overridesHost
-	case strings.HasPrefix(n, "x-original-"), strings.HasPrefix(n, "x-envoy-original-"), slices.Contains(pathOverrides, n):
+	case pre("x-original-"), pre("x-envoy-original-"), has(pathOverrides):
 		return overridesPath
 	}
 	return overridesNone
