@@ -560,3 +560,32 @@ func TestOverrideKindAllocs(t *testing.T) {
 		t.Error("a long X-Original- header is not an override")
 	}
 }
+
+// TestMethodCaseLaterRoute: a lower-case method refused by a route that
+// lists methods is still let through by a later route of the host that
+// allows any; a host name that cannot be in a certificate gets its CONNECT
+// refused rather than intercepted.
+func TestMethodCaseLaterRoute(t *testing.T) {
+	h := newHarness(t, `
+- host: two.test
+  ports: [{{TLS}}]
+  methods: [GET]
+  paths: [/v1/]
+- host: two.test
+  ports: [{{TLS}}]
+`)
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		if st, body, _ := h.do(c, mustReq("get", h.tlsURL("two.test", "/v1/x"), nil)); st != 200 {
+			t.Errorf("h2=%v get on two.test = %d %q", h2, st, body)
+		}
+	}
+	e := h.waitEntry("allowed by the second route", func(e audit.Entry) bool { return e.Method == "get" && e.Decision == audit.Allow })
+	if e.Route != "two.test" {
+		t.Errorf("route = %q", e.Route)
+	}
+	ans := h.rawProxy(t, "CONNECT *.wild.test:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(ans, "403") {
+		t.Errorf("CONNECT *.wild.test: %q", ans)
+	}
+}

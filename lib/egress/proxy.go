@@ -132,7 +132,7 @@ func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 	rt := f.snap.table.HostAllowed(host, port)
 	if rt == nil {
 		reason := fmt.Sprintf("host %s port %d is not in the bottle's routes", host, port)
-		if !s.speaksTLS(f.snap, port) {
+		if !s.speaksTLS(f.snap, port) || !routes.ValidHost(host) || strings.Contains(host, "*") {
 			return reject(&refusal{status: http.StatusForbidden, decision: audit.Deny, reason: reason, body: s.denyHostBody(host, port)})
 		}
 		denied = true
@@ -150,7 +150,8 @@ func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.Con
 }
 
 // speaksTLS reports whether a CONNECT to port of a denied host is taken
-// for HTTPS, and so intercepted to show its denial: 443, or a port a route
+// for HTTPS, and so intercepted to show its denial (when the host is a
+// name or an address a certificate can carry): 443, or a port a route
 // lists other than 80. Elsewhere (80 for ws://, 22, 25, 5432...) the
 // client may speak anything, and a TLS server would only confuse it: the
 // CONNECT itself is refused.

@@ -116,11 +116,21 @@ func cleanHead(f *flow) *refusal {
 // exactMethod: methods are case-sensitive (RFC 9110 section 9.1), and
 // upstreams differ on a lower-case one: some take "get" for GET, some for
 // another method their framework routes elsewhere (a catch-all handler).
-// The route matched it folding case; on a route that lists methods, only
-// the spelling it lists goes out.
+// The table matches methods folding case; on a route that lists methods,
+// only the spelling it lists goes out. A later route of the host that
+// allows the method as written still may.
 func exactMethod(f *flow) *refusal {
 	if len(f.rt.Methods) == 0 || slices.Contains(f.rt.Methods, f.r.Method) {
 		return nil
+	}
+	for _, rt := range f.snap.table.Routes() {
+		if rt.Git == nil && rt.MatchHost(f.t.host) && rt.MatchPort(f.t.port) && rt.MatchPath(f.r.URL.Path) &&
+			(len(rt.Methods) == 0 || slices.Contains(rt.Methods, f.r.Method)) {
+			f.rt, f.det = &rt, f.snap.detectorFor(&rt)
+			f.e.Route = rt.String()
+			f.headScanned = false // another route, another placeholder of its own
+			return cleanHead(f)
+		}
 	}
 	return deny(http.StatusForbidden, fmt.Sprintf("method %q is not allowed by route %s: methods are case-sensitive, send one of %s as written",
 		f.r.Method, f.rt, strings.Join(f.rt.Methods, ", ")))
