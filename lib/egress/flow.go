@@ -118,6 +118,7 @@ func (f *flow) refuse(ref refusal) {
 	if ref.body == "" {
 		ref.body = "bb-egress: " + ref.reason + "\n"
 	}
+	e.Method = s.redact(snap, e.Method) // a method is any token: the canary is one
 	e.Host = s.redact(snap, e.Host)
 	e.Path = s.redact(snap, e.Path)
 	e.Query = s.redact(snap, e.Query)

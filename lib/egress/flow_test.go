@@ -231,6 +231,9 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"denied host, plain", func() *http.Request {
 			return withHeader(mustReq("GET", "http://denied.test/x", nil), "Cookie", "s="+cn)
 		}},
+		{"the method is the canary, denied host", func() *http.Request { return mustReq(cn, h.tlsURL("denied.test", "/x"), nil) }},
+		{"the method is the canary, GET route", func() *http.Request { return mustReq(cn, h.tlsURL("paths.test", "/v1/x"), nil) }},
+		{"the method is the canary, plain", func() *http.Request { return mustReq(cn, h.plainURL("other.test", "/x"), nil) }},
 	}
 	for _, h2 := range []bool{false, true} {
 		c := h.client(h2)
