@@ -167,6 +167,19 @@ func (f *flow) scan() (detect.Hit, string, bool) {
 		if hit, ok := f.scanRefusedBody(det); ok {
 			return hit, "the request's body", true
 		}
+		// Trailers are known once the body is read. (They are never
+		// forwarded: an outgoing request carries none.)
+		var b []byte
+		for k, vs := range f.r.Trailer {
+			for _, v := range vs {
+				b = append(append(append(append(b, k...), ": "...), v...), '\n')
+			}
+		}
+		if len(b) > 0 {
+			if hit, ok := det.Search(b); ok {
+				return hit, "the request's trailers", true
+			}
+		}
 	}
 	return detect.Hit{}, "", false
 }

@@ -592,3 +592,18 @@ func TestMethodCaseLaterRoute(t *testing.T) {
 		t.Errorf("CONNECT *.wild.test: %q", ans)
 	}
 }
+
+// TestRefusedTrailers: a canary in the trailers of a refused chunked
+// request is named, over both HTTP versions.
+func TestRefusedTrailers(t *testing.T) {
+	h := newHarness(t, "")
+	for _, h2 := range []bool{false, true} {
+		n := len(h.entries())
+		req := mustReq("POST", h.tlsURL("denied.test", "/x"), io.MultiReader(strings.NewReader("hello")))
+		req.Trailer = http.Header{"X-Sum": {h.canary}}
+		if st, body, _ := h.do(h.client(h2), req); st != 403 {
+			t.Errorf("h2=%v: %d %q", h2, st, body)
+		}
+		h.wantCanaryBlock(t, n, fmt.Sprintf("h2=%v trailers", h2))
+	}
+}
