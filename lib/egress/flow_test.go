@@ -231,6 +231,11 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"denied host, plain", func() *http.Request {
 			return withHeader(mustReq("GET", "http://denied.test/x", nil), "Cookie", "s="+cn)
 		}},
+		{"CONNECT inside a tunnel", func() *http.Request {
+			r := withHeader(mustReq("CONNECT", h.tlsURL("other.test", ""), nil), "X-Leak", cn)
+			r.URL.Opaque = "" // the request line is CONNECT other.test:port
+			return r
+		}},
 		{"the method is the canary, denied host", func() *http.Request { return mustReq(cn, h.tlsURL("denied.test", "/x"), nil) }},
 		{"the method is the canary, GET route", func() *http.Request { return mustReq(cn, h.tlsURL("paths.test", "/v1/x"), nil) }},
 		{"the method is the canary, plain", func() *http.Request { return mustReq(cn, h.plainURL("other.test", "/x"), nil) }},
