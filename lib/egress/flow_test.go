@@ -152,6 +152,7 @@ func TestEveryRefusalScans(t *testing.T) {
 		{"CONNECT to the sidecar", "CONNECT " + h.addr + " HTTP/1.1\r\nHost: " + h.addr + "\r\nX-Leak: " + cn + "\r\n\r\n"},
 		{"CONNECT to a denied host, non-TLS port", "CONNECT denied.test:22 HTTP/1.1\r\nHost: denied.test:22\r\nX-Leak: " + cn + "\r\n\r\n"},
 		{"CONNECT target carries it", "CONNECT " + strings.ToLower(cn) + ".wild.test:443 HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"denied CONNECT target carries it, 443", "CONNECT " + strings.ToLower(cn) + ".denied.test:443 HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"plain denied host, gzip body", "POST http://denied.test/x HTTP/1.1\r\nHost: denied.test\r\nContent-Encoding: gzip\r\nContent-Length: " +
 			fmt.Sprint(len(gz([]byte(cn)))) + "\r\n\r\n" + string(gz([]byte(cn)))},
 		{"agent channel, wrong method, body", "PUT http://bb.egress/_bb/routes HTTP/1.1\r\nHost: bb.egress\r\nContent-Length: " + fmt.Sprint(len(cn)) + "\r\n\r\n" + cn},
