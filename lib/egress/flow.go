@@ -28,8 +28,8 @@ type flow struct {
 	t    target
 	tn   *tunnel // the intercepted tunnel it came through; nil for a plain proxy request
 
-	rt  *routes.Route    // the route that allows it; nil: none does, and why says why
-	why string           //
+	rt  *routes.Route    // the route that allows it; nil: none does
+	why string           // why no route allows it, for the 403
 	det *detect.Detector // what it is scanned with: the route's (its placeholder is its own), or every secret
 	ws  bool             // a WebSocket upgrade the route allows
 
