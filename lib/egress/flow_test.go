@@ -613,3 +613,27 @@ func TestRefusedTrailers(t *testing.T) {
 		h.wantCanaryBlock(t, n, fmt.Sprintf("h2=%v trailers", h2))
 	}
 }
+
+// TestQueryMethodOverride: on a route that lists methods, a query asking
+// for another method (_method, X-HTTP-Method-Override) is refused; on a
+// route without methods it goes as sent.
+func TestQueryMethodOverride(t *testing.T) {
+	h := newHarness(t, "")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for _, q := range []string{"_method=DELETE", "a=1&_METHOD=PUT", "x-http-method-override=DELETE", "%5fmethod=DELETE", "a=1;_method=PATCH"} {
+			if st, body, _ := h.do(c, mustReq("POST", h.tlsURL("paths.test", "/v1/x?"+q), strings.NewReader("x"))); st != 403 {
+				t.Errorf("h2=%v POST paths.test ?%s = %d %q; want 403", h2, q, st, body)
+			}
+			if st, body, _ := h.do(c, mustReq("POST", h.tlsURL("other.test", "/v1/x?"+q), strings.NewReader("x"))); st != 200 {
+				t.Errorf("h2=%v POST other.test ?%s = %d %q; want 200", h2, q, st, body)
+			}
+		}
+		if st, body, _ := h.do(c, mustReq("GET", h.tlsURL("paths.test", "/v1/x?method=x&my_method=y"), nil)); st != 200 {
+			t.Errorf("h2=%v an ordinary query = %d %q", h2, st, body)
+		}
+	}
+	if n := h.up.count(); n != 12 {
+		t.Errorf("the upstream saw %d requests, want 12", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -29,6 +30,7 @@ var admission = []rule{
 	{"a route allows it", routeAllows},
 	{"no secret in URL or headers", cleanHead},
 	{"the method as the route spells it", exactMethod},
+	{"no method override in the query", noQueryOverride},
 	{"no token over plain http", tokenOverTLS},
 	{"no path trick on a route with paths", noPathTrick},
 	{"upgrades only to WebSocket, where the route says so", upgrades},
@@ -134,6 +136,27 @@ func exactMethod(f *flow) *refusal {
 	}
 	return deny(http.StatusForbidden, fmt.Sprintf("method %q is not allowed by route %s: methods are case-sensitive, send one of %s as written",
 		f.r.Method, f.rt, strings.Join(f.rt.Methods, ", ")))
+}
+
+// noQueryOverride: a query key _method (Express's method-override reads it
+// from the query; Rails, Laravel and Symfony from a form body, which is not
+// looked into) or named like an override header makes some frameworks take
+// another method. On a route that lists methods the request is refused: a
+// query cannot be dropped from as a header can without changing it.
+func noQueryOverride(f *flow) *refusal {
+	if len(f.rt.Methods) == 0 || f.r.URL.RawQuery == "" {
+		return nil
+	}
+	for _, kv := range strings.FieldsFunc(f.r.URL.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, _, _ := strings.Cut(kv, "=")
+		if u, err := url.QueryUnescape(k); err == nil {
+			k = u
+		}
+		if strings.EqualFold(k, "_method") || overrideKind(k) == overridesMethod {
+			return deny(http.StatusForbidden, fmt.Sprintf("the query's %q asks for another method than %s, which route %s judged", k, f.r.Method, f.rt))
+		}
+	}
+	return nil
 }
 
 // tokenOverTLS: the credential would cross the network in clear text.
