@@ -134,17 +134,20 @@ func (f *flow) refuse(ref refusal) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	f.w.WriteHeader(ref.status)
 	io.WriteString(f.w, body)
+	s.audit(e) // before the answer leaves: whoever reads it can find its line
+	// Before it sends the answer, Go's HTTP/1 server reads what is left of
+	// an unread body (up to 256 KiB), without a deadline: a client that
+	// stopped sending would hold the connection and its goroutine for
+	// ever, unanswered. It gets refusedBodyWait, none when its body already
+	// stalled; the flush makes the server do it now, before a caller
+	// resets the deadline.
+	deadline := time.Now().Add(refusedBodyWait)
 	if f.bodyStalled || ref.status == http.StatusRequestTimeout {
-		// Before it sends the answer, Go's HTTP/1 server reads what is
-		// left of the body, without a deadline: a stalled upload would
-		// hold the connection and its goroutine for ever, unanswered. With
-		// a deadline in the past it gives up at once, answers, and closes;
-		// the flush sends the answer before a caller resets the deadline.
-		rc := http.NewResponseController(f.w)
-		rc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // not every connection has deadlines
-		rc.Flush()                          //nolint:errcheck
+		deadline = time.Unix(1, 0)
 	}
-	s.audit(e)
+	rc := http.NewResponseController(f.w)
+	rc.SetReadDeadline(deadline) //nolint:errcheck // not every connection has deadlines
+	rc.Flush()                   //nolint:errcheck
 }
 
 // scan searches what of the request was not searched yet, once.
@@ -230,6 +233,7 @@ func (f *flow) scanRefusedBody(det *detect.Detector) (detect.Hit, bool) {
 			return *hit, true
 		}
 		if err != nil || n == refusedBodyMax {
+			f.bodyStalled = err != nil
 			f.bodyNote = fmt.Sprintf("its body was scanned only in its first %d bytes", s.cfg.MaxScanBody+n)
 		}
 	}

@@ -637,3 +637,31 @@ func TestQueryMethodOverride(t *testing.T) {
 		t.Errorf("the upstream saw %d requests, want 12", n)
 	}
 }
+
+// TestStalledStreamAnswered: a large upload that stalls after its first
+// MaxScanBody bytes (streamed to the upstream, refused or cut by a
+// refusal) is answered, not left waiting on the rest of a body that never
+// comes; the same for a refused one.
+func TestStalledStreamAnswered(t *testing.T) {
+	const limit = 64 << 10
+	h := newHarness(t, "", func(c *Config) { c.BodyReadTimeout = 500 * time.Millisecond; c.MaxScanBody = limit })
+	for _, host := range []string{"other.test", "denied.test"} {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST http://%s:%d/x HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", host, h.up.pport, host, 3*limit+1000)
+		c.Write(bytes.Repeat([]byte("a"), 3*limit))
+		c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Errorf("%s: no answer: %v", host, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("%s: %d", host, resp.StatusCode)
+		}
+	}
+}
