@@ -46,6 +46,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "ca-dir", Required: true, Usage: "`DIR` of ca.pem and ca-key.pem"},
 			&ucli.StringFlag{Name: "log", Usage: "append the audit log to `FILE` (default stdout)"},
 			&ucli.StringFlag{Name: "upstream-ca", Usage: "also trust the CA certificates in `FILE` upstream"},
+			&ucli.StringFlag{Name: "slug", Usage: "the bottle's `SLUG`, named in a denial's hint (bb-egress allow SLUG HOST)"},
 			&ucli.BoolFlag{Name: "allow-loopback", Usage: "let routes reach loopback and link-local addresses"},
 			&ucli.BoolFlag{Name: "allow-private", Usage: "let routes reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10, 198.18/15):\n" +
 				"\tfor upstreams that are containers on a private Docker network (bb-launch passes it for the\n" +
@@ -60,7 +61,7 @@ func serveCommand() *ucli.Command {
 			}
 			return runServe(c.Context, cli.StreamsOf(c), serveOptions{
 				Listen: c.String("listen"), Routes: c.String("routes"), CADir: c.String("ca-dir"),
-				Log: c.String("log"), UpstreamCA: c.String("upstream-ca"),
+				Log: c.String("log"), UpstreamCA: c.String("upstream-ca"), Slug: c.String("slug"),
 				AllowLoopback: c.Bool("allow-loopback"), AllowPrivate: c.Bool("allow-private"),
 				MaxConns: c.Int("max-conns"), Drain: c.Duration("drain"),
 			})
@@ -74,6 +75,7 @@ type serveOptions struct {
 	CADir         string
 	Log           string // "" or "-": stdout
 	UpstreamCA    string
+	Slug          string
 	AllowLoopback bool
 	AllowPrivate  bool
 	MaxConns      int
@@ -119,6 +121,7 @@ func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
 		AllowPrivate:  o.AllowPrivate,
 		MaxConns:      o.MaxConns,
 		DrainTimeout:  o.Drain,
+		Slug:          o.Slug,
 		Logf:          func(format string, a ...any) { fmt.Fprintf(s.Err, "bb-egress: "+format+"\n", a...) },
 	})
 	if err != nil {

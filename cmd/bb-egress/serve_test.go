@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -57,7 +58,7 @@ func TestServeOnAUnixSocket(t *testing.T) {
 			return []string{"EGRESS_TOKEN_CANARY=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
 		}}
 		done <- runServe(ctx, s, serveOptions{Listen: "unix:" + sock, Routes: routes, CADir: dir,
-			Log: filepath.Join(dir, "audit.jsonl"), MaxConns: 8, Drain: time.Second})
+			Log: filepath.Join(dir, "audit.jsonl"), MaxConns: 8, Drain: time.Second, Slug: "calm-otter"})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(errb.String(), "listening on") {
@@ -82,9 +83,10 @@ func TestServeOnAUnixSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	c.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("a request for an unlisted host = %d, want 403", resp.StatusCode)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "bb-egress allow calm-otter denied.example") {
+		t.Errorf("a request for an unlisted host = %d %q, want 403 naming the bottle's slug", resp.StatusCode, body)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -100,15 +100,16 @@ func (s *Server) routeRequest(w http.ResponseWriter, r *http.Request, snap *snap
 		s.agentError(w, r, snap, e, http.StatusBadRequest, "reading the request: "+err.Error())
 		return
 	}
-	if len(data) > maxRequestBody {
-		s.agentError(w, r, snap, e, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over %d bytes", maxRequestBody))
-		return
-	}
+	// What was read is scanned first, also when it is refused as too large.
 	if snap.all != nil {
 		if hit, ok := snap.all.Search(data); ok {
 			s.block(w, r, snap, e, nil, hit, "the request's body")
 			return
 		}
+	}
+	if len(data) > maxRequestBody {
+		s.agentError(w, r, snap, e, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over %d bytes", maxRequestBody))
+		return
 	}
 	var req RouteRequest
 	dec := json.NewDecoder(strings.NewReader(string(data)))

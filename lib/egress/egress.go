@@ -105,6 +105,9 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Git configures the git gate of the routes that have git.
 	Git GitConfig
+	// Slug names the bottle in what a denial tells the agent to ask on
+	// the host (bb-egress allow SLUG HOST); empty says so in words.
+	Slug string
 
 	MaxConns              int           // concurrent client connections (1024)
 	ConnWait              time.Duration // how long a connection beyond MaxConns waits for a slot (500ms)

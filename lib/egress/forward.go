@@ -26,75 +26,26 @@ import (
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect"}
 
-// forward takes one request through the rules in order: route, scan of
-// URL and headers, scan of the body, injection, and only then upstream.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
-	start := time.Now()
-	snap := s.state.Load() // the whole request runs under these routes
-	e := newEntry(r, t.host, start)
-
-	if r.Method == http.MethodConnect {
-		// A CONNECT inside an intercepted tunnel (or HTTP/2's extended
-		// CONNECT) would open a second, unscanned tunnel.
-		s.refuse(w, r, snap, e, http.StatusMethodNotAllowed, audit.Deny, "CONNECT inside a tunnel is refused",
-			"bb-egress: CONNECT inside a tunnel is refused\n")
+// forward takes one request through the admission rules in order (see
+// rules.go), the git gate, the scan of its body, the injection of its
+// route's token, and only then upstream. Whatever refuses it on the way
+// goes through f.refuse.
+func (s *Server) forward(f *flow) {
+	if !f.admit(admission) {
 		return
 	}
-	if strings.EqualFold(r.Method, "TRACE") || strings.EqualFold(r.Method, "TRACK") {
-		// The upstream answers with the request as it received it: with
-		// the token the sidecar injected.
-		reason := r.Method + " is refused: its answer echoes the request, injected credentials included"
-		s.refuse(w, r, snap, e, http.StatusMethodNotAllowed, audit.Deny, reason, "bb-egress: "+reason+"\n")
-		return
-	}
-	rt, reason := snap.table.Match(r.Method, t.host, t.port, r.URL.Path)
-	det := snap.detectorFor(rt)
-	if hit, ok := scanHead(det, r); ok {
-		s.block(w, r, snap, e, rt, hit, "the request's URL or headers")
-		return
-	}
-	if rt == nil {
-		body := "bb-egress: " + reason + "\n"
-		if snap.table.HostAllowed(t.host, t.port) == nil {
-			body = denyHostBody(t.host, t.port)
-		} else {
-			body += fmt.Sprintf("ask for it: POST http://%s/_bb/requests {\"host\":%q,\"methods\":[%q],\"paths\":[...],\"why\":\"...\"}\n", Hostname, t.host, r.Method)
-		}
-		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, body)
-		return
-	}
-	e.Route = rt.String()
-	if rt.Inject != nil && t.scheme != "https" {
-		// The credential would cross the network in clear text.
-		reason := fmt.Sprintf("route %s injects the token %s, which is never sent over plain http: use https://", rt, rt.Inject.Token)
-		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-		return
-	}
-	if len(rt.Paths) > 0 {
-		if trick := pathTrick(r.URL.EscapedPath(), r.URL.Path); trick != "" {
-			reason := "the path has " + trick + ", which the route's path rules cannot judge"
-			s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-			return
-		}
-	}
-	ws := isWebSocket(r.Header)
-	if ws && !rt.Websocket {
-		reason := "WebSocket upgrade refused: the route does not say websocket: true"
-		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-		return
-	}
-	if !ws && r.Header.Get("Upgrade") != "" {
-		reason := "protocol upgrade to " + r.Header.Get("Upgrade") + " refused"
-		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-		return
-	}
+	w, r, snap, e, rt, det, t, ws := f.w, f.r, f.snap, f.e, f.rt, f.det, f.t, f.ws
+	start := e.Time
 
 	if rt.Git != nil {
-		// The git gate judges the route's git paths (see git.go).
+		// The git gate judges the route's git paths (see git.go), and reads
+		// a push's body itself.
 		var done bool
+		f.bodyTaken = true
 		if e.Git, done = s.serveGit(w, r, snap, e, rt, t); done {
 			return
 		}
+		f.bodyTaken, f.e = false, e
 	}
 
 	// A slot per body bounds the memory of buffered bodies server-wide;
@@ -105,8 +56,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	rc := http.NewResponseController(w)
 	if r.Body != nil && r.Body != http.NoBody {
 		if !s.takeBodySlot(r.Context()) {
+			f.bodyTaken, f.bodyNote = true, "its body was not scanned: no body slot was free"
 			reason := fmt.Sprintf("no slot to scan the body within %v: %d bodies are being scanned", s.cfg.BodySlotWait, cap(s.bodySlots))
-			s.refuse(w, r, snap, e, http.StatusServiceUnavailable, audit.Deny, reason, "bb-egress: busy: "+reason+"; retry\n")
+			f.refuse(refusal{status: http.StatusServiceUnavailable, decision: audit.Deny, reason: reason, body: "bb-egress: busy: " + reason + "; retry\n"})
 			return
 		}
 		var once sync.Once
@@ -121,13 +73,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		}
 	}
 	defer release()
+	f.bodyTaken = true
 	body, n, guard, fail := s.prepareBody(det, r, rc)
 	if fail != nil {
 		if fail.hit != nil {
-			s.block(w, r, snap, e, rt, *fail.hit, "the request's body")
+			f.refuse(refusal{status: http.StatusForbidden, decision: audit.Block, hit: fail.hit, where: "the request's body"})
 			return
 		}
-		s.refuse(w, r, snap, e, fail.status, fail.decision, fail.reason, "bb-egress: "+fail.reason+"\n")
+		f.refuse(refusal{status: fail.status, decision: fail.decision, reason: fail.reason})
 		return
 	}
 
@@ -142,22 +95,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		ContentLength: n,
 		Host:          hostport,
 	}
-	var dropped []string
-	if len(rt.Methods) > 0 || len(rt.Paths) > 0 {
-		for _, k := range overrideHeaders {
-			if _, ok := out.Header[k]; ok {
-				delete(out.Header, k)
-				dropped = append(dropped, k)
-			}
-		}
-	}
+	dropped := dropOverrides(out.Header, rt)
 	if in := rt.Inject; in != nil {
 		tok, ok := s.tokens[in.Token]
 		if !ok || tok == "" {
 			// Sending the request without its credential would fail
 			// upstream in a confusing way, or worse succeed anonymously.
-			reason := fmt.Sprintf("the route's token %s is not set on the sidecar (EGRESS_TOKEN_%s)", in.Token, in.Token)
-			s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Deny, reason, "bb-egress: "+reason+"\n")
+			f.refuse(*deny(http.StatusBadGateway, fmt.Sprintf("the route's token %s is not set on the sidecar (EGRESS_TOKEN_%s)", in.Token, in.Token)))
 			return
 		}
 		out.Header.Set(in.Header, in.Value(tok))
@@ -241,7 +185,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	e.Status, e.Decision = resp.StatusCode, audit.Allow
 	e.Reason = "allowed by route " + e.Route
 	if dropped != nil {
-		e.Reason += "; dropped " + strings.Join(dropped, ", ") + " (the route restricts methods or paths)"
+		e.Reason += "; dropped " + strings.Join(dropped, ", ") + " (they would override the method, path or host the route judged)"
 	}
 	if redacted != "" {
 		e.Reason += "; response headers redacted: " + redacted
@@ -340,9 +284,7 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, snap *snapshot, e
 	if rt != nil {
 		e.Route = rt.String()
 	}
-	e = blockEntry(e, hit)
-	s.refuse(w, r, snap, e, http.StatusForbidden, audit.Block,
-		"secret "+hit.Secret+" ("+hit.Encoding+") in "+where, blockBody(where, hit))
+	s.flowFor(w, r, snap, e).refuse(refusal{status: http.StatusForbidden, decision: audit.Block, hit: &hit, where: where})
 }
 
 func blockEntry(e audit.Entry, hit detect.Hit) audit.Entry {
@@ -452,12 +394,6 @@ func pathTrick(raw, decoded string) string {
 	}
 	return ""
 }
-
-// overrideHeaders tell some frameworks to take another method or path
-// than the request line's; on a route that restricts methods or paths
-// they would undo the restriction, so there they are dropped. (Elsewhere
-// they are harmless: any method and path are allowed anyway.)
-var overrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url"}
 
 func isWebSocket(h http.Header) bool {
 	return headerHas(h, "Connection", "upgrade") && strings.EqualFold(strings.TrimSpace(h.Get("Upgrade")), "websocket")

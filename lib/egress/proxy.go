@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,11 @@ type tunnel struct {
 	host   string
 	port   int
 	client string
+	// denied: the CONNECT's host is not in the routes, and the tunnel was
+	// intercepted only to answer each of its requests 403 with the reason,
+	// which a client shows for a 403 inside TLS and not for a refused
+	// CONNECT. Nothing in it is resolved or sent.
+	denied bool
 }
 
 type tunnelKey struct{}
@@ -53,13 +59,14 @@ type tunnelKey struct{}
 // absolute-form requests are forwarded, origin-form ones are for the agent
 // channel or refused.
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
-	if s.auditFailing() && r.Method != http.MethodConnect {
-		s.refuse(w, r, s.state.Load(), newEntry(r, "", time.Now()), http.StatusServiceUnavailable, audit.Deny,
-			auditDownReason, "bb-egress: "+auditDownReason+"\n")
-		return
-	}
 	if r.Method == http.MethodConnect {
 		s.proxy.ServeHTTP(w, r)
+		return
+	}
+	f := s.newFlow(w, r, nil)
+	r = f.r
+	if ref := auditWorks(f); ref != nil {
+		f.refuse(*ref)
 		return
 	}
 	if !r.URL.IsAbs() {
@@ -67,86 +74,106 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 			s.serveAgent(w, r)
 			return
 		}
-		s.refuse(w, r, s.state.Load(), newEntry(r, "", time.Now()), http.StatusBadRequest, audit.Deny,
-			"not a proxy request", "bb-egress: this is the bottle's egress proxy; send requests through it (absolute URLs or CONNECT), or use http://"+Hostname+"/_bb/\n")
+		f.refuse(refusal{status: http.StatusBadRequest, decision: audit.Deny, reason: "not a proxy request",
+			body: "bb-egress: this is the bottle's egress proxy; send requests through it (absolute URLs or CONNECT), or use http://" + Hostname + "/_bb/\n"})
 		return
 	}
 	scheme := strings.ToLower(r.URL.Scheme)
 	if scheme != "http" && scheme != "https" {
-		s.refuse(w, r, s.state.Load(), newEntry(r, "", time.Now()), http.StatusBadRequest, audit.Deny,
-			"scheme "+scheme+" is not proxied", "bb-egress: only http and https URLs are proxied\n")
+		f.refuse(refusal{status: http.StatusBadRequest, decision: audit.Deny, reason: "scheme " + scheme + " is not proxied",
+			body: "bb-egress: only http and https URLs are proxied\n"})
 		return
 	}
 	host, port, err := routes.SplitHostPort(r.URL.Host, scheme)
 	if err != nil || host == "" {
-		s.refuse(w, r, s.state.Load(), newEntry(r, "", time.Now()), http.StatusBadRequest, audit.Deny,
-			"bad host in URL", "bb-egress: the request's URL has no valid host\n")
+		f.refuse(refusal{status: http.StatusBadRequest, decision: audit.Deny, reason: "bad host in URL",
+			body: "bb-egress: the request's URL has no valid host\n"})
 		return
 	}
 	if s.isSelf(host, port) {
 		s.serveAgent(w, r)
 		return
 	}
-	s.forward(w, r, target{host: host, port: port, scheme: scheme})
+	f.aim(target{host: host, port: port, scheme: scheme})
+	s.forward(f)
 }
 
 // onConnect decides a CONNECT before anything is resolved or dialled.
 // It answers every CONNECT: goproxy would tunnel an unanswered one blindly.
+// A refusal goes through the CONNECT's flow, as any other; a host that is
+// merely not in the routes is intercepted instead when the port is one
+// that speaks TLS here, so that its 403 can be read (see tunnel.denied).
 func (s *Server) onConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	r := ctx.Req
-	start := time.Now()
-	snap := s.state.Load()
-	e := newEntry(r, "", start)
-	if s.auditFailing() {
-		return s.rejectConnect(ctx, snap, e, http.StatusServiceUnavailable, audit.Deny, auditDownReason,
-			"bb-egress: "+auditDownReason+"\n"), hostport
+	cw := &connectWriter{}
+	f := s.newFlow(cw, ctx.Req, nil)
+	f.bodyTaken = true // a CONNECT has none
+	reject := func(ref *refusal) (*goproxy.ConnectAction, string) {
+		f.refuse(*ref)
+		ctx.Resp = cw.response(ctx.Req)
+		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, hostport
+	}
+	if ref := auditWorks(f); ref != nil {
+		return reject(ref)
 	}
 	host, port, err := routes.SplitHostPort(hostport, "https")
 	if err != nil || host == "" {
-		return s.rejectConnect(ctx, snap, e, http.StatusBadRequest, audit.Deny, "bad CONNECT target",
-			"bb-egress: bad CONNECT target\n"), hostport
+		return reject(&refusal{status: http.StatusBadRequest, decision: audit.Deny, reason: "bad CONNECT target",
+			body: "bb-egress: bad CONNECT target\n"})
 	}
-	e.Host = host
+	f.e.Host = host
 	if s.isSelf(host, port) {
-		return s.rejectConnect(ctx, snap, e, http.StatusForbidden, audit.Deny, "CONNECT to the sidecar itself",
-			"bb-egress: the sidecar is not reachable through CONNECT; use http://"+Hostname+"/_bb/\n"), hostport
+		return reject(&refusal{status: http.StatusForbidden, decision: audit.Deny, reason: "CONNECT to the sidecar itself",
+			body: "bb-egress: the sidecar is not reachable through CONNECT; use http://" + Hostname + "/_bb/\n"})
 	}
-	if hit, ok := snap.find(hostport); ok {
-		return s.rejectConnect(ctx, snap, blockEntry(e, hit), http.StatusForbidden, audit.Block,
-			"secret "+hit.Secret+" in the CONNECT target", blockBody("the CONNECT target", hit)), hostport
+	if ref := cleanHead(f); ref != nil {
+		return reject(ref)
 	}
-	rt := snap.table.HostAllowed(host, port)
+	denied := false
+	rt := f.snap.table.HostAllowed(host, port)
 	if rt == nil {
 		reason := fmt.Sprintf("host %s port %d is not in the bottle's routes", host, port)
-		return s.rejectConnect(ctx, snap, e, http.StatusForbidden, audit.Deny, reason, denyHostBody(host, port)), hostport
+		if !s.speaksTLS(f.snap, port) || !routes.ValidHost(host) || strings.Contains(host, "*") {
+			return reject(&refusal{status: http.StatusForbidden, decision: audit.Deny, reason: reason, body: s.denyHostBody(host, port)})
+		}
+		denied = true
+		f.e.Decision, f.e.Reason = audit.Deny, reason+": tunnel intercepted only to answer its requests 403 (nothing in it is sent)"
+	} else {
+		f.e.Route, f.e.Decision, f.e.Reason = rt.String(), audit.Allow, "tunnel intercepted"
 	}
-	e.Route, e.Decision, e.Status, e.Reason = rt.String(), audit.Allow, http.StatusOK, "tunnel intercepted"
-	e.DurationMS = ms(time.Since(start))
-	s.audit(e)
+	f.e.Status = http.StatusOK
+	f.e.DurationMS = ms(time.Since(f.e.Time))
+	s.audit(f.e)
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack,
-		Hijack: func(req *http.Request, c net.Conn, _ *goproxy.ProxyCtx) { s.intercept(req, c, host, port) }}, hostport
+		Hijack: func(req *http.Request, c net.Conn, _ *goproxy.ProxyCtx) {
+			s.intercept(req, c, &tunnel{host: host, port: port, client: req.RemoteAddr, denied: denied})
+		}}, hostport
 }
 
-func (s *Server) rejectConnect(ctx *goproxy.ProxyCtx, snap *snapshot, e audit.Entry, status int, decision, reason, body string) *goproxy.ConnectAction {
-	body = s.redact(snap, body)
-	e.Status, e.Decision, e.Reason = status, decision, s.redact(snap, reason)
-	e.Host = s.redact(snap, e.Host)
-	e.DurationMS = ms(time.Since(e.Time))
-	s.audit(e)
-	ctx.Resp = &http.Response{
-		StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Connection": {"close"}},
-		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Close: true,
-		Request: ctx.Req,
+// speaksTLS reports whether a CONNECT to port of a denied host is taken
+// for HTTPS, and so intercepted to show its denial (when the host is a
+// name or an address a certificate can carry): 443, or a port a route
+// lists other than 80. Elsewhere (80 for ws://, 22, 25, 5432...) the
+// client may speak anything, and a TLS server would only confuse it: the
+// CONNECT itself is refused.
+func (s *Server) speaksTLS(snap *snapshot, port int) bool {
+	switch port {
+	case 443:
+		return true
+	case 80:
+		return false
 	}
-	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
+	for _, rt := range snap.table.Routes() {
+		if slices.Contains(rt.Ports, port) {
+			return true
+		}
+	}
+	return false
 }
 
 // intercept terminates the agent's TLS with a leaf for the CONNECT target
 // and hands the connection to the inner server, which bounds header reads
 // and idle time and speaks HTTP/2 when the agent offers it.
-func (s *Server) intercept(r *http.Request, c net.Conn, host string, port int) {
+func (s *Server) intercept(r *http.Request, c net.Conn, tn *tunnel) {
 	if s.closing.Load() {
 		c.Close()
 		return
@@ -164,27 +191,25 @@ func (s *Server) intercept(r *http.Request, c net.Conn, host string, port int) {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			// The certificate is for the CONNECT target whatever the SNI
 			// says: the upstream is dialled by that name only.
-			return s.ca.Leaf(host)
+			return s.ca.Leaf(tn.host)
 		},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.cfg.Logf("TLS handshake with %s for %s failed (does the agent trust the bottle's CA?): %v", r.RemoteAddr, host, err)
+		s.cfg.Logf("TLS handshake with %s for %s failed (does the agent trust the bottle's CA?): %v", r.RemoteAddr, tn.host, err)
 		c.Close()
 		return
 	}
 	c.SetDeadline(time.Time{})
-	s.tunnels.Store(net.Conn(tc), &tunnel{host: host, port: port, client: r.RemoteAddr})
+	s.tunnels.Store(net.Conn(tc), tn)
 	if !s.innerLn.push(tc) {
 		s.tunnels.Delete(net.Conn(tc))
 		tc.Close()
 	}
 }
 
-// serveTunnel handles one request inside an intercepted tunnel. Its Host
-// must be the CONNECT target: a tunnel to an allowed host cannot carry
-// requests for another (domain fronting).
+// serveTunnel handles one request inside an intercepted tunnel.
 func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 	tn, ok := r.Context().Value(tunnelKey{}).(*tunnel)
 	if !ok {
@@ -192,23 +217,9 @@ func (s *Server) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.RemoteAddr = tn.client
-	if s.auditFailing() {
-		s.refuse(w, r, s.state.Load(), newEntry(r, tn.host, time.Now()), http.StatusServiceUnavailable, audit.Deny,
-			auditDownReason, "bb-egress: "+auditDownReason+"\n")
-		return
-	}
-	if r.Host != "" {
-		hh, hp, err := routes.SplitHostPort(r.Host, "https")
-		_, _, perr := net.SplitHostPort(r.Host)
-		if err != nil || hh != tn.host || (perr == nil && hp != tn.port) {
-			snap := s.state.Load()
-			e := newEntry(r, tn.host, time.Now())
-			reason := fmt.Sprintf("Host %q does not match the tunnel's target %s (domain fronting is refused)", r.Host, tn.host)
-			s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason, "bb-egress: "+reason+"\n")
-			return
-		}
-	}
-	s.forward(w, r, target{host: tn.host, port: tn.port, scheme: "https"})
+	f := s.newFlow(w, r, tn)
+	f.aim(target{host: tn.host, port: tn.port, scheme: "https"})
+	s.forward(f)
 }
 
 func newEntry(r *http.Request, host string, start time.Time) audit.Entry {
@@ -225,35 +236,26 @@ func newEntry(r *http.Request, host string, start time.Time) audit.Entry {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func denyHostBody(host string, port int) string {
+// denyHostBody is the 403 of a host the routes do not have: what was
+// denied, and how to ask for it.
+func (s *Server) denyHostBody(host string, port int) string {
 	hp := host
 	if port != 443 && port != 80 {
 		hp = net.JoinHostPort(host, strconv.Itoa(port))
 	}
+	slug := s.cfg.Slug
+	if slug == "" {
+		slug = "<the bottle's slug>"
+	}
 	return fmt.Sprintf("bb-egress: host %s is not in this bottle's routes\n"+
-		"ask for it: POST http://%s/_bb/requests {\"host\":%q,\"why\":\"...\"}, or on the host: bb-egress allow SLUG %s\n",
-		hp, Hostname, host, host)
+		"ask for it: POST http://%s/_bb/requests {\"host\":%q,\"why\":\"...\"}, or on the host: bb-egress allow %s %s\n",
+		hp, Hostname, host, slug, host)
 }
 
-// refuse answers a request that is not forwarded, and logs it. Every
-// string that reaches the log or the agent passes the detector first.
+// refuse answers a request that is not forwarded, and logs it, through
+// the request's flow: see flow.refuse.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *snapshot, e audit.Entry, status int, decision, reason, body string) {
-	e.Host = s.redact(snap, e.Host)
-	e.Path = s.redact(snap, e.Path)
-	e.Query = s.redact(snap, e.Query)
-	e.Status, e.Decision, e.Reason = status, decision, s.redact(snap, reason)
-	e.DurationMS = ms(time.Since(e.Time))
-	body = s.redact(snap, body)
-	h := w.Header()
-	for k := range h {
-		delete(h, k)
-	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	io.WriteString(w, body)
-	s.audit(e)
+	s.flowFor(w, r, snap, e).refuse(refusal{status: status, decision: decision, reason: reason, body: body})
 }
 
 // redact replaces a string that carries a secret (in any encoding the

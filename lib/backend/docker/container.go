@@ -75,7 +75,7 @@ func (l *launch) startSidecar(ctx context.Context) error {
 	defer close(l.sidecarDone)
 	dir := l.Store.EgressDir(l.Plan.Slug)
 	e := l.Plan.Egress
-	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile}
+	cmd := []string{"--listen", fmt.Sprintf(":%d", e.Port), "--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile, "--slug", l.Plan.Slug}
 	// A resumed bottle keeps the upstream CA its first launch copied in.
 	if _, err := os.Stat(filepath.Join(dir, backend.UpstreamCAFile)); err == nil || l.UpstreamCA != "" {
 		cmd = append(cmd, "--upstream-ca", filepath.Join(e.Dir, backend.UpstreamCAFile))

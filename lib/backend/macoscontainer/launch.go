@@ -179,7 +179,7 @@ func startSidecar(ctx context.Context, b *Backend, o *backend.Launching, m *plan
 	labels map[string]string, created *[]string) error {
 	dir := o.Store.EgressDir(o.Plan.Slug)
 	e := o.Plan.Egress
-	var serve []string
+	serve := []string{"--slug", o.Plan.Slug}
 	// A resumed bottle keeps the upstream CA its first launch copied in.
 	if _, err := os.Stat(filepath.Join(dir, backend.UpstreamCAFile)); err == nil || o.UpstreamCA != "" {
 		serve = append(serve, "--upstream-ca", path.Join(e.Dir, backend.UpstreamCAFile))

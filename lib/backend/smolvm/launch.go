@@ -226,7 +226,7 @@ func (l *launch) createSidecar(ctx context.Context) error {
 	}
 	args = append(args, labelArgs(l.labels(names.RoleEgress))...)
 	args = append(args, "--", sidecarBinary, "serve", "--listen", fmt.Sprintf(":%d", e.Port),
-		"--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile)
+		"--routes", e.RoutesFile, "--ca-dir", e.CADir, "--log", e.LogFile, "--slug", l.Plan.Slug)
 	if _, err := os.Stat(filepath.Join(egress, backend.UpstreamCAFile)); err == nil {
 		args = append(args, "--upstream-ca", path.Join(e.Dir, backend.UpstreamCAFile))
 	}
