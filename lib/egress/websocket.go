@@ -2,12 +2,12 @@ package egress
 
 import (
 	"bufio"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -191,47 +191,55 @@ func readFrame(r *bufio.Reader, max int64) (wsFrame, []byte, error) {
 	return f, p, err
 }
 
-// writeFrameHeader writes f's first bytes, and f's key when it is masked.
+// writeFrameHeader writes f's first bytes, and f's key when it is masked,
+// a byte at a time: nothing of a frame escapes to the heap.
 func writeFrameHeader(w *bufio.Writer, f wsFrame) {
-	b0 := f.rsv | f.opcode
+	var hdr [14]byte
+	hdr[0] = f.rsv | f.opcode
 	if f.fin {
-		b0 |= 0x80
+		hdr[0] |= 0x80
 	}
-	var m byte
-	if f.masked {
-		m = 0x80
-	}
-	w.WriteByte(b0)
-	switch n := f.n; {
-	case n < 126:
-		w.WriteByte(m | byte(n))
-	case n <= 0xffff:
-		w.Write([]byte{m | 126, byte(n >> 8), byte(n)})
+	var n int
+	switch {
+	case f.n < 126:
+		hdr[1], n = byte(f.n), 2
+	case f.n <= 0xffff:
+		hdr[1], n = 126, 4
+		binary.BigEndian.PutUint16(hdr[2:], uint16(f.n))
 	default:
-		var l [9]byte
-		l[0] = m | 127
-		binary.BigEndian.PutUint64(l[1:], uint64(n))
-		w.Write(l[:])
+		hdr[1], n = 127, 10
+		binary.BigEndian.PutUint64(hdr[2:], uint64(f.n))
 	}
 	if f.masked {
-		w.Write(f.key[:])
+		hdr[1] |= 0x80
+		n += copy(hdr[n:], f.key[:])
+	}
+	for _, c := range hdr[:n] {
+		w.WriteByte(c)
 	}
 }
 
 // writeClientFrame writes a whole frame to the upstream, masked with a
-// fresh key of the sidecar's: the agent's keys are not reused, so it
-// cannot choose the bytes on the wire.
+// fresh key of the sidecar's (math/rand/v2's global source is ChaCha8,
+// seeded by the runtime from the OS): the agent's keys are not reused, so
+// it cannot choose the bytes on the wire.
 func writeClientFrame(w *bufio.Writer, opcode byte, payload []byte) error {
 	f := wsFrame{fin: true, opcode: opcode, masked: true, n: int64(len(payload))}
-	rand.Read(f.key[:])
+	binary.LittleEndian.PutUint32(f.key[:], mrand.Uint32())
 	writeFrameHeader(w, f)
-	var buf [512]byte
-	for off := 0; off < len(payload); off += len(buf) {
-		chunk := payload[off:min(off+len(buf), len(payload))]
-		for i, c := range chunk {
-			buf[i] = c ^ f.key[(off+i)%4]
+	for off := 0; off < len(payload); {
+		if w.Available() == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
 		}
-		w.Write(buf[:len(chunk)])
+		b := w.AvailableBuffer() // masked in w's own buffer: no copy of the payload
+		b = b[:min(cap(b), len(payload)-off)]
+		for i := range b {
+			b[i] = payload[off+i] ^ f.key[(off+i)%4]
+		}
+		w.Write(b)
+		off += len(b)
 	}
 	_, err := w.Write(nil)
 	return err
@@ -439,15 +447,17 @@ func (x *wsRelay) scan(sc *detect.Scanner, p []byte) *detect.Hit {
 		return nil
 	}
 	if h, ok := x.det.Search(p); ok {
-		return &h
+		return hitOf(h)
 	}
 	sc.Write(p)
 	if sc.Found() {
-		h := sc.Hits()[0]
-		return &h
+		return hitOf(sc.Hits()[0])
 	}
 	return nil
 }
+
+// hitOf is &h, allocated only on the way that has a hit.
+func hitOf(h detect.Hit) *detect.Hit { return &h }
 
 // relayUp relays the agent's frames to the upstream, holding each data
 // message until it is whole and scanned, and returns why it stopped when
@@ -642,12 +652,11 @@ func (x *wsRelay) relayDown() {
 			return
 		}
 		f, err := readFrameHeader(br, math.MaxInt64)
-		var werr *wsError
-		switch {
-		case errors.As(err, &werr):
+		if werr, ok := err.(*wsError); ok {
 			refuse(werr)
 			return
-		case err != nil:
+		}
+		if err != nil {
 			bw.Flush()
 			x.end("the upstream's connection closed")
 			return

@@ -34,6 +34,7 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		base64.StdEncoding.EncodeToString(sum[:]), r.Header.Get("Authorization"))
 	brw.Flush()
 	var msg []byte
+	bw := bufio.NewWriter(c)
 	for {
 		f, payload, err := readFrame(brw.Reader, 1<<20)
 		if err != nil {
@@ -50,10 +51,20 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		msg = append(msg, payload...)
 		if f.fin {
+			if b := u.wsCommand(string(msg), r); b != nil {
+				bw.Write(b)
+				bw.Flush()
+				msg = nil
+				continue
+			}
 			if string(msg) == "whoami" { // an echo of the credential
 				msg = []byte("you are " + r.Header.Get("Authorization"))
 			}
-			c.Write(append([]byte{0x81, byte(len(msg))}, msg...)) // short messages only
+			writeFrameHeader(bw, wsFrame{fin: true, opcode: opText, n: int64(len(msg))})
+			bw.Write(msg)
+			if brw.Reader.Buffered() == 0 {
+				bw.Flush()
+			}
 			msg = nil
 		}
 	}
