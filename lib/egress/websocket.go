@@ -442,18 +442,28 @@ func (s *Server) auditWSClose(e audit.Entry, x *wsRelay, redacted string) {
 // scan looks for a secret in p, and in the connection's stream so far: a
 // secret split between messages or control frames is caught when its
 // last piece comes (the pieces before it have left).
-func (x *wsRelay) scan(sc *detect.Scanner, p []byte) *detect.Hit {
+func (x *wsRelay) scan(sc *detect.Scanner, op byte, p []byte) *detect.Hit {
 	if x.det == nil {
 		return nil
 	}
 	if h, ok := x.det.Search(p); ok {
 		return hitOf(h)
 	}
-	sc.Write(p)
+	sc.Write(streamPart(op, p))
 	if sc.Found() {
 		return hitOf(sc.Hits()[0])
 	}
 	return nil
+}
+
+// streamPart is what of a frame's payload a scanner across frames sees:
+// a close frame's reason without its code, which would stand between the
+// pieces of a secret split into it.
+func streamPart(op byte, p []byte) []byte {
+	if op == opClose && len(p) >= 2 {
+		return p[2:]
+	}
+	return p
 }
 
 // hitOf is &h, allocated only on the way that has a hit.
@@ -551,7 +561,7 @@ func (x *wsRelay) relayUp() *wsError {
 					return werr
 				}
 			}
-			if hit := x.scan(sc, ctl); hit != nil {
+			if hit := x.scan(sc, f.opcode, ctl); hit != nil {
 				return x.blocked(hit)
 			}
 			writeClientFrame(uw, f.opcode, ctl)
@@ -572,7 +582,7 @@ func (x *wsRelay) relayUp() *wsError {
 		if op == opText && !utf8.Valid(msg) {
 			return &wsError{code: 1007, why: "client text message that is not UTF-8"}
 		}
-		if hit := x.scan(sc, msg); hit != nil {
+		if hit := x.scan(sc, op, msg); hit != nil {
 			return x.blocked(hit)
 		}
 		writeClientFrame(uw, op, msg)
@@ -620,104 +630,244 @@ func (x *wsRelay) blocked(hit *detect.Hit) *wsError {
 	return &wsError{code: 1008, why: "blocked, the message carries the secret " + hit.Secret}
 }
 
-// relayDown streams the upstream's frames to the agent, each frame's
-// payload through a guard for the injected tokens, released in full at
-// the frame's end: a token within a frame never reaches the agent, and a
-// frame is not delayed past its end. (A token the upstream splits across
-// frames is not found; nothing the agent sends can make an upstream do
-// that with a token it was given in a header.) Nothing is held beyond
-// fixed buffers, whatever the frames' number or sizes.
+// errAgentWrite is a write to the agent that failed.
+var errAgentWrite = errors.New("writing to the agent failed")
+
+// wsDown is the upstream-to-agent half of a relay.
+type wsDown struct {
+	x     *wsRelay
+	br    *bufio.Reader // the upstream's
+	bw    *bufio.Writer // to the agent
+	g     *detect.Guard // a message's guard for the injected tokens; nil when none
+	sc    *detect.Scanner
+	mr    msgReader
+	lr    io.LimitedReader
+	buf   []byte
+	ctl   [125]byte
+	inMsg bool // unguarded: a fragmented message is open
+}
+
+// relayDown relays the upstream's frames to the agent. Where the routes
+// inject tokens, a data message is read through one guard across all its
+// fragments and sent on as fragments of what the guard releases: a token
+// anywhere in a message, however the upstream fragments it, never reaches
+// the agent, and a message is not delayed past its end. A scanner across
+// the connection also catches a token split between messages or control
+// frames when its last piece comes (the pieces before it have left).
+// Without injected tokens frames pass as they come. Either way nothing is
+// held beyond fixed buffers, whatever the frames' number or sizes.
 func (x *wsRelay) relayDown() {
 	defer func() {
 		x.downOver.Store(true)
 		x.conn.SetReadDeadline(time.Now()) // after downOver: see relayUp
 	}()
-	br := bufio.NewReaderSize(x.upstream, 4<<10)
-	bw := bufio.NewWriterSize(x.conn, 32<<10)
-	var g *detect.Guard
+	d := &wsDown{x: x, br: bufio.NewReaderSize(x.upstream, 4<<10), bw: bufio.NewWriterSize(x.conn, 32<<10), buf: make([]byte, 32<<10)}
+	d.mr.d = d
 	if x.injected != nil {
-		g = x.injected.GuardTight(nil)
+		d.g, d.sc = x.injected.GuardTight(nil), x.injected.NewScanner()
 	}
-	buf := make([]byte, 32<<10)
-	var lr io.LimitedReader
-	inMsg := false
-	refuse := func(werr *wsError) {
+	err := d.run()
+	var werr *wsError
+	hit, isHit := detect.IsHit(err)
+	switch {
+	case isHit:
+		x.mu.Lock()
+		x.downHit = &hit
+		x.mu.Unlock()
+		x.end("the upstream sent an injected token")
+	case errors.As(err, &werr):
 		x.end("the upstream broke the protocol: " + werr.why)
-		bw.Write(closeFrame(werr.code, "bb-egress: the upstream broke the protocol"))
-		bw.Flush()
-	}
-	for {
-		if bw.Buffered() > 0 && !frameBuffered(br) && bw.Flush() != nil {
-			x.end("the agent's connection failed")
-			return
+		if !x.midFrame {
+			d.bw.Write(closeFrame(werr.code, "bb-egress: the upstream broke the protocol"))
 		}
-		f, err := readFrameHeader(br, math.MaxInt64)
-		if werr, ok := err.(*wsError); ok {
-			refuse(werr)
-			return
+	case errors.Is(err, errAgentWrite):
+		x.end("the agent's connection failed")
+		return
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		x.end("the upstream's connection closed mid-frame")
+	default:
+		x.end("the upstream's connection closed")
+	}
+	d.bw.Flush()
+}
+
+// run relays frames until an error, which says why it stopped.
+func (d *wsDown) run() error {
+	for {
+		if err := d.flushIfIdle(); err != nil {
+			return err
+		}
+		f, err := readFrameHeader(d.br, math.MaxInt64)
+		if err != nil {
+			return err
+		}
+		if werr := checkFrame(f, false, d.inMsg); werr != nil {
+			return werr
+		}
+		d.x.downFrames++
+		switch {
+		case f.opcode >= opClose:
+			err = d.control(f)
+		case d.g == nil:
+			err = d.pass(f)
+		default:
+			err = d.message(f)
 		}
 		if err != nil {
-			bw.Flush()
-			x.end("the upstream's connection closed")
-			return
-		}
-		if werr := checkFrame(f, false, inMsg); werr != nil {
-			refuse(werr)
-			return
-		}
-		if f.opcode < opClose {
-			inMsg = !f.fin
-		}
-		x.downFrames++
-		x.midFrame = true
-		writeFrameHeader(bw, f)
-		lr.R, lr.N = br, f.n
-		var src io.Reader = &lr
-		if g != nil {
-			g.Reset(&lr)
-			src = g
-		}
-		var first []byte // a close frame's code
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				if f.opcode == opClose && len(first) < 2 {
-					first = append(first, buf[:min(n, 2-len(first))]...)
-				}
-				x.downBytes += int64(n)
-				if _, err := bw.Write(buf[:n]); err != nil {
-					x.end("the agent's connection failed")
-					return
-				}
-				if br.Buffered() == 0 && lr.N > 0 && bw.Flush() != nil { // more will wait on the network
-					x.end("the agent's connection failed")
-					return
-				}
-			}
-			if err == io.EOF {
-				break
-			}
-			if hit, ok := detect.IsHit(err); ok {
-				x.mu.Lock()
-				x.downHit = &hit
-				x.mu.Unlock()
-				x.end("the upstream sent an injected token")
-				bw.Flush()
-				return
-			}
-			if err != nil {
-				bw.Flush()
-				x.end("the upstream's connection closed mid-frame")
-				return
-			}
-		}
-		x.midFrame = false
-		if f.opcode == opClose {
-			code := uint16(1005)
-			if len(first) == 2 {
-				code = binary.BigEndian.Uint16(first)
-			}
-			x.end(fmt.Sprintf("the upstream closed it (code %d)", code))
+			return err
 		}
 	}
+}
+
+// flushIfIdle flushes what the agent is owed when the next frame is not
+// all buffered: reading on may wait.
+func (d *wsDown) flushIfIdle() error {
+	if d.bw.Buffered() > 0 && !frameBuffered(d.br) && d.bw.Flush() != nil {
+		return errAgentWrite
+	}
+	return nil
+}
+
+// emit sends the agent one whole frame, after the connection's scanner.
+func (d *wsDown) emit(op byte, fin bool, p []byte) error {
+	if d.sc != nil {
+		d.sc.Write(streamPart(op, p))
+		if d.sc.Found() {
+			return &detect.HitError{Hit: d.sc.Hits()[0]}
+		}
+	}
+	writeFrameHeader(d.bw, wsFrame{fin: fin, opcode: op, n: int64(len(p))})
+	if _, err := d.bw.Write(p); err != nil {
+		return errAgentWrite
+	}
+	d.x.downBytes += int64(len(p))
+	return nil
+}
+
+// control relays a control frame (at most 125 bytes, read whole).
+func (d *wsDown) control(f wsFrame) error {
+	p := d.ctl[:f.n]
+	if _, err := io.ReadFull(d.br, p); err != nil {
+		return io.ErrUnexpectedEOF
+	}
+	if d.g != nil {
+		if h, ok := d.x.injected.Find(p); ok {
+			return &detect.HitError{Hit: h}
+		}
+	}
+	if err := d.emit(f.opcode, true, p); err != nil {
+		return err
+	}
+	if f.opcode == opClose {
+		code := uint16(1005)
+		if len(p) >= 2 {
+			code = binary.BigEndian.Uint16(p)
+		}
+		d.x.end(fmt.Sprintf("the upstream closed it (code %d)", code))
+	}
+	return nil
+}
+
+// pass streams a data frame as it came (no token to guard).
+func (d *wsDown) pass(f wsFrame) error {
+	d.inMsg = !f.fin
+	d.x.midFrame = true
+	writeFrameHeader(d.bw, f)
+	d.lr.R, d.lr.N = d.br, f.n
+	for d.lr.N > 0 {
+		if d.br.Buffered() == 0 && d.bw.Buffered() > 0 && d.bw.Flush() != nil { // more will wait on the network
+			return errAgentWrite
+		}
+		n, err := d.lr.Read(d.buf)
+		if _, err := d.bw.Write(d.buf[:n]); err != nil {
+			return errAgentWrite
+		}
+		d.x.downBytes += int64(n)
+		if err != nil {
+			return io.ErrUnexpectedEOF
+		}
+	}
+	d.x.midFrame = false
+	return nil
+}
+
+// message relays a data message through the guard, from its first frame
+// f to its last, as fragments of what the guard releases. A message in
+// one frame that fits the buffer is read whole and sent as it came.
+func (d *wsDown) message(f wsFrame) error {
+	if f.fin && f.n <= int64(len(d.buf)) {
+		p := d.buf[:f.n]
+		if _, err := io.ReadFull(d.br, p); err != nil {
+			return io.ErrUnexpectedEOF
+		}
+		if h, ok := d.x.injected.Find(p); ok {
+			return &detect.HitError{Hit: h}
+		}
+		return d.emit(f.opcode, true, p)
+	}
+	d.mr.left, d.mr.fin = f.n, f.fin
+	d.g.Reset(&d.mr)
+	op := f.opcode
+	for {
+		n, err := d.g.Read(d.buf)
+		if n > 0 {
+			if err := d.emit(op, false, d.buf[:n]); err != nil {
+				return err
+			}
+			op = opContinuation
+		}
+		if err == io.EOF {
+			return d.emit(op, true, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// msgReader reads the payload of one upstream message across its
+// fragments, relaying the control frames amid them as they come.
+type msgReader struct {
+	d    *wsDown
+	left int64 // of the current frame
+	fin  bool  // the current frame is the last
+}
+
+func (m *msgReader) Read(p []byte) (int, error) {
+	d := m.d
+	for m.left == 0 {
+		if m.fin {
+			return 0, io.EOF
+		}
+		if err := d.flushIfIdle(); err != nil {
+			return 0, err
+		}
+		f, err := readFrameHeader(d.br, math.MaxInt64)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		if werr := checkFrame(f, false, true); werr != nil {
+			return 0, werr
+		}
+		d.x.downFrames++
+		if f.opcode >= opClose {
+			if err := d.control(f); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		m.left, m.fin = f.n, f.fin
+	}
+	if d.br.Buffered() == 0 && d.bw.Buffered() > 0 && d.bw.Flush() != nil {
+		return 0, errAgentWrite
+	}
+	n, err := d.br.Read(p[:min(int64(len(p)), m.left)])
+	m.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

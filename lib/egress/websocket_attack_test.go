@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,25 @@ import (
 // attack from its side (nil: an ordinary message, echoed).
 func (u *upstream) wsCommand(msg string, r *http.Request) []byte {
 	auth := r.Header.Get("Authorization")
+	if cmd, arg, ok := strings.Cut(msg, " "); ok && len(auth) > 0 {
+		k, _ := strconv.Atoi(arg) // where the echoed credential is split
+		k = min(max(k, 0), len(auth))
+		frame := func(b0 byte, p string) []byte { return append([]byte{b0, byte(len(p))}, p...) }
+		switch cmd {
+		case "split-frames": // one message, the credential across two fragments and a ping
+			return slices.Concat(frame(0x01, "you are "+auth[:k]), frame(0x89, "ping"), frame(0x80, auth[k:]))
+		case "split-bytes": // one message, a fragment a byte
+			b := frame(0x01, "you are ")
+			for i := range len(auth) {
+				b = append(b, frame(0x00, auth[i:i+1])...)
+			}
+			return append(b, frame(0x80, "")...)
+		case "split-messages": // two messages
+			return slices.Concat(frame(0x81, "you are "+auth[:k]), frame(0x81, auth[k:]))
+		case "split-close": // a message, then the rest in a close frame's reason
+			return slices.Concat(frame(0x81, "you are "+auth[:k]), frame(0x88, "\x03\xe8"+auth[k:]))
+		}
+	}
 	switch msg {
 	case "flood-down": // one message in a million empty fragments
 		b := []byte{0x01, 0x01, 'a'}
@@ -104,6 +125,17 @@ func parseFrames(b []byte) []sidecarFrame {
 		f.data = b[hl : hl+n]
 		out = append(out, f)
 		b = b[hl+n:]
+	}
+	return out
+}
+
+// payloads is the data frames' payloads the agent got, end to end.
+func payloads(b []byte) []byte {
+	var out []byte
+	for _, f := range parseFrames(b) {
+		if f.opcode < opClose {
+			out = append(out, f.data...)
+		}
 	}
 	return out
 }
@@ -213,36 +245,79 @@ func TestWebSocketFloodsStayFlat(t *testing.T) {
 	}
 }
 
-// TestWebSocketDownFloodBounded: the upstream's million empty fragments
-// and its ping flood reach the agent, through fixed buffers.
-func TestWebSocketDownFloodBounded(t *testing.T) {
-	h := newHarness(t, defaultRoutes+`
-- host: wsapi.test
-  ports: [{{TLS}}]
+// readMessage reads frames the sidecar sent until a data message is
+// whole, and returns it and how many frames it came in.
+func readMessage(br *bufio.Reader) ([]byte, int, error) {
+	var msg []byte
+	for n := 1; ; n++ {
+		var hdr [10]byte
+		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+			return msg, n, err
+		}
+		size := uint64(hdr[1] & 0x7f)
+		switch size {
+		case 126:
+			io.ReadFull(br, hdr[2:4])
+			size = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+		case 127:
+			io.ReadFull(br, hdr[2:10])
+			size = binary.BigEndian.Uint64(hdr[2:10])
+		}
+		p := make([]byte, size)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return msg, n, err
+		}
+		if hdr[0]&0x0f >= opClose {
+			continue
+		}
+		msg = append(msg, p...)
+		if hdr[0]&0x80 != 0 {
+			return msg, n, nil
+		}
+	}
+}
+
+// wsOnlyRoutes has no route that injects a token: the upstream's frames
+// are relayed as they come, not through a guard.
+const wsOnlyRoutes = `
+- host: ws.test
+  ports: [{{TLS}}, {{PLAIN}}]
   websocket: true
-  inject: {header: Authorization, token: API, format: "Bearer {token}"}
-`)
-	for _, host := range []string{"ws.test", "wsapi.test"} { // unguarded and guarded
-		c, br := h.wsOpen(t, host, true)
+`
+
+// TestWebSocketDownFloodBounded: the upstream's million empty fragments
+// and its ping flood reach the agent through fixed buffers, relayed as
+// they are (no token to guard) or as what the guard releases.
+func TestWebSocketDownFloodBounded(t *testing.T) {
+	for _, guarded := range []bool{false, true} {
+		routes := wsOnlyRoutes
+		if guarded {
+			routes = defaultRoutes
+		}
+		h := newHarness(t, routes)
+		c, br := h.wsOpen(t, "ws.test", true)
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		before := heapInuse()
 		c.Write(wsFrameBytes(true, opText, []byte("flood-down")))
-		want := int64(3 + 2e6 + 3)
-		if n, err := io.CopyN(io.Discard, br, want); err != nil {
-			t.Fatalf("%s: the agent got %d of %d bytes: %v", host, n, want, err)
+		msg, frames, err := readMessage(br)
+		if err != nil || string(msg) != "az" {
+			t.Fatalf("guarded=%v: the agent got %q in %d frames: %v", guarded, msg, frames, err)
+		}
+		if want := 1_000_002; !guarded && frames != want || guarded && frames > 3 {
+			t.Errorf("guarded=%v: %d frames", guarded, frames)
 		}
 		c.Write(wsFrameBytes(true, opText, []byte("ping-down")))
 		if n, err := io.CopyN(io.Discard, br, 2e5); err != nil {
-			t.Fatalf("%s: the agent got %d bytes of pings: %v", host, n, err)
+			t.Fatalf("guarded=%v: the agent got %d bytes of pings: %v", guarded, n, err)
 		}
 		after := heapInuse()
-		t.Logf("%s: heap in use %d KiB before, %d KiB after the upstream's floods", host, before>>10, after>>10)
+		t.Logf("guarded=%v: heap in use %d KiB before, %d KiB after the upstream's floods", guarded, before>>10, after>>10)
 		if after > before+4<<20 {
-			t.Errorf("%s: the heap grew from %d KiB to %d KiB", host, before>>10, after>>10)
+			t.Errorf("guarded=%v: the heap grew from %d KiB to %d KiB", guarded, before>>10, after>>10)
 		}
 		c.Close()
 		h.waitEntry("close line", func(e audit.Entry) bool {
-			return e.Host == host && strings.Contains(e.Reason, "1100002 frames (2 bytes) down")
+			return strings.Contains(e.Reason, "1100002 frames (2 bytes) down")
 		})
 	}
 }
@@ -289,7 +364,9 @@ func TestWebSocketClientViolations(t *testing.T) {
 				t.Errorf("%s tls=%v: the agent got close %d %q, want %d %q", tc.name, overTLS, code, reason, tc.code, tc.why)
 			}
 		}
-		h.waitEntry(tc.name, func(e audit.Entry) bool { return strings.Contains(e.Reason, "WebSocket closed: ") && strings.Contains(e.Reason, tc.why) })
+		h.waitEntry(tc.name, func(e audit.Entry) bool {
+			return strings.Contains(e.Reason, "WebSocket closed: ") && strings.Contains(e.Reason, tc.why)
+		})
 	}
 	if got := h.up.got(); bytes.Contains(got, []byte("leak")) {
 		t.Errorf("a refused frame reached the upstream: %q", got)
@@ -314,7 +391,12 @@ func TestWebSocketUpstreamViolations(t *testing.T) {
   websocket: true
   inject: {header: Authorization, token: API, format: "Bearer {token}"}
 `)
-	for _, host := range []string{"ws.test", "wsapi.test"} {
+	plain := newHarness(t, wsOnlyRoutes) // frames relayed as they come, not through a guard
+	for _, hh := range []struct {
+		h    *harness
+		host string
+	}{{plain, "ws.test"}, {h, "ws.test"}, {h, "wsapi.test"}} {
+		h, host := hh.h, hh.host
 		for _, cmd := range []string{"rsv-down", "masked-down", "huge-down", "opcode-down"} {
 			c, br := h.wsOpen(t, host, true)
 			c.Write(wsFrameBytes(true, opText, []byte(cmd)))
@@ -443,6 +525,20 @@ func TestWebSocketCloseReasonScanned(t *testing.T) {
 	if bytes.Contains(h.up.got(), []byte(h.canary[:6])) {
 		t.Error("the canary in a close reason reached the upstream")
 	}
+	// Half the canary in a message, the rest in the close reason: the
+	// close code between the halves does not hide it.
+	half := len(h.canary) / 2
+	c, br := h.wsOpen(t, "ws.test", true)
+	c.Write(wsFrameBytes(true, opText, []byte("x"+h.canary[:half])))
+	c.Write(wsFrameBytes(true, opClose, append([]byte{0x03, 0xe8}, h.canary[half:]...)))
+	rest, _ := io.ReadAll(br)
+	h.bodies = append(h.bodies, string(rest))
+	if code, _ := closeOf(rest); code != 1008 {
+		t.Errorf("the canary split into a close reason: close %d, want 1008", code)
+	}
+	if bytes.Contains(h.up.got(), []byte(h.canary[half:])) { // the first half left with its message
+		t.Error("the canary's last half, in a close reason, reached the upstream")
+	}
 	h.waitEntry("block", func(e audit.Entry) bool { return e.Decision == audit.Block && e.Canary && e.Status == 403 })
 }
 
@@ -519,5 +615,38 @@ func TestWebSocketLogsOpenAndClose(t *testing.T) {
 		if n != 2 {
 			t.Errorf("%d log lines, want the open and the close line:\n%s", n, h.dump())
 		}
+	}
+}
+
+// TestWebSocketTokenSplitByUpstream: an upstream that echoes the injected
+// token, split where the agent chooses (by padding what it makes the
+// upstream echo): across the fragments of a message no byte of the token
+// reaches the agent; across messages or into a close frame, the piece
+// that completes it never does, and the connection is cut and logged.
+func TestWebSocketTokenSplitByUpstream(t *testing.T) {
+	h := newHarness(t, defaultRoutes+`
+- host: wsapi.test
+  ports: [{{TLS}}]
+  websocket: true
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+`)
+	at := len("Bearer ")
+	for _, cmd := range []string{"split-frames", "split-bytes", "split-messages", "split-close"} {
+		for _, k := range []int{at + 1, at + 4, at + len(apiToken)/2, at + len(apiToken) - 1} {
+			c, br := h.wsOpen(t, "wsapi.test", true)
+			c.Write(wsFrameBytes(true, opText, []byte(fmt.Sprintf("%s %d", cmd, k))))
+			rest, _ := io.ReadAll(br)
+			h.bodies = append(h.bodies, string(rest))
+			last := apiToken[k-at:]
+			switch {
+			case bytes.Contains(rest, []byte(last)):
+				t.Errorf("%s at %d: the agent got the token's last piece %q: %q", cmd, k, last, rest)
+			case (cmd == "split-frames" || cmd == "split-bytes") && bytes.Contains(payloads(rest), []byte("Bearer "+apiToken[:1])):
+				t.Errorf("%s at %d: the agent got a byte of the token: %q", cmd, k, rest)
+			}
+		}
+		h.waitEntry(cmd, func(e audit.Entry) bool {
+			return e.Decision == audit.Block && e.Secret == "API" && strings.Contains(e.Reason, "WebSocket closed")
+		})
 	}
 }
