@@ -39,9 +39,15 @@ const (
 // sidecar's, and a message may span at most wsMaxFragments frames. So a
 // message is MaxWSMessage bytes in one frame, or less in many, and
 // endless empty fragments end the connection instead of growing anything.
+//
+// An open WebSocket is charged wsConnCost to the sidecar's budget too, for
+// as long as it is open: its fixed buffers (both directions' readers and
+// writers, the guard and the scanners), so that a thousand idle
+// WebSockets cannot grow the sidecar any more than held messages can.
 const (
 	wsFrameCost    = 64
 	wsMaxFragments = 1024
+	wsConnCost     = 96 << 10
 	// wsCloseWait is how long a closing relay waits for the other side's
 	// close frame, or for a peer that does not read.
 	wsCloseWait = 2 * time.Second
@@ -345,6 +351,20 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 		s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Allow, "cannot relay the WebSocket", "bb-egress: cannot relay the WebSocket\n")
 		return
 	}
+	if s.wsBytes.Add(wsConnCost) > s.cfg.MaxWSBuffered {
+		s.wsBytes.Add(-wsConnCost)
+		reason := "too many WebSockets open on the sidecar (their buffers are over MaxWSBuffered); try again later"
+		s.refuse(w, r, snap, e, http.StatusServiceUnavailable, audit.Allow, reason, "bb-egress: "+reason+"\n")
+		return
+	}
+	charged := true
+	release := func() {
+		if charged {
+			s.wsBytes.Add(-wsConnCost)
+			charged = false
+		}
+	}
+	defer release()
 	e.Path = s.redact(snap, e.Path)
 	e.Query = s.redact(snap, e.Query)
 	e.Route = rt.String()
@@ -380,6 +400,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	h.Write(brw)
 	brw.WriteString("\r\n")
 	if err := brw.Flush(); err != nil {
+		release()
 		s.auditWSClose(e, &wsRelay{why: "the agent's connection failed at the handshake"}, redacted)
 		return
 	}
@@ -410,6 +431,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 		conn.Write(closeFrame(werr.code, "bb-egress: "+werr.why))
 	}
 	conn.Close()
+	release() // before the close line: whoever reads it sees the budget whole
 	s.auditWSClose(e, x, redacted)
 }
 
@@ -661,7 +683,7 @@ func (x *wsRelay) relayDown() {
 		x.downOver.Store(true)
 		x.conn.SetReadDeadline(time.Now()) // after downOver: see relayUp
 	}()
-	d := &wsDown{x: x, br: bufio.NewReaderSize(x.upstream, 4<<10), bw: bufio.NewWriterSize(x.conn, 32<<10), buf: make([]byte, 32<<10)}
+	d := &wsDown{x: x, br: bufio.NewReaderSize(x.upstream, 4<<10), bw: bufio.NewWriterSize(x.conn, 16<<10), buf: make([]byte, 16<<10)}
 	d.mr.d = d
 	if x.injected != nil {
 		d.g, d.sc = x.injected.GuardTight(nil), x.injected.NewScanner()

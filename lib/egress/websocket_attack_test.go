@@ -546,7 +546,7 @@ func TestWebSocketCloseReasonScanned(t *testing.T) {
 // even when empty, and a message must be whole in time, pings or not.
 func TestWebSocketBudgets(t *testing.T) {
 	h := newHarness(t, "", func(c *Config) {
-		c.MaxWSBuffered = 100 * wsFrameCost
+		c.MaxWSBuffered = wsConnCost + 100*wsFrameCost
 		c.BodyReadTimeout = 300 * time.Millisecond
 	})
 	c, br := h.wsOpen(t, "ws.test", false)
@@ -649,4 +649,24 @@ func TestWebSocketTokenSplitByUpstream(t *testing.T) {
 			return e.Decision == audit.Block && e.Secret == "API" && strings.Contains(e.Reason, "WebSocket closed")
 		})
 	}
+}
+
+// TestWebSocketsOpenAreCharged: every open WebSocket is charged its fixed
+// buffers: past the budget a new one is refused (503, logged) rather than
+// the sidecar growing, and a closed one gives its share back.
+func TestWebSocketsOpenAreCharged(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.MaxWSBuffered = 3 * wsConnCost })
+	var open []net.Conn
+	for range 3 {
+		c, _ := h.wsOpen(t, "ws.test", true)
+		open = append(open, c)
+	}
+	_, _, status := h.wsDial(t, "ws.test", false)
+	if !strings.HasPrefix(status, "503") || !strings.Contains(status, "too many WebSockets") {
+		t.Errorf("a fourth WebSocket over the budget: %s", status)
+	}
+	h.waitEntry("refused", func(e audit.Entry) bool { return e.Status == 503 && strings.Contains(e.Reason, "too many WebSockets") })
+	open[0].Close()
+	h.waitEntry("close line", func(e audit.Entry) bool { return strings.HasPrefix(e.Reason, "WebSocket closed") })
+	h.wsOpen(t, "ws.test", false)
 }
