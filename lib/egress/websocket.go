@@ -2,6 +2,8 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -547,7 +549,7 @@ func (x *wsRelay) relayUp() *wsError {
 		f, err := readFrameHeader(x.cr, s.cfg.MaxWSMessage)
 		if err == nil {
 			if werr := checkFrame(f, true, op != 0); werr != nil {
-				return werr
+				return x.refuseFrame(f, werr, sc, charge)
 			}
 			x.upFrames++
 			if op != 0 || f.opcode < opClose {
@@ -577,14 +579,14 @@ func (x *wsRelay) relayUp() *wsError {
 		}
 
 		if f.opcode >= opClose {
+			if hit := x.scan(sc, f.opcode, ctl); hit != nil {
+				return x.blocked(hit)
+			}
 			code, werr := uint16(0), (*wsError)(nil)
 			if f.opcode == opClose {
 				if code, werr = checkClose(ctl); werr != nil {
 					return werr
 				}
-			}
-			if hit := x.scan(sc, f.opcode, ctl); hit != nil {
-				return x.blocked(hit)
 			}
 			writeClientFrame(uw, f.opcode, ctl)
 			pending += int64(len(ctl))
@@ -601,11 +603,11 @@ func (x *wsRelay) relayUp() *wsError {
 		}
 		// The whole message: checked, scanned, then sent as one frame
 		// (RFC 6455 §5.4 lets an intermediary coalesce fragments).
-		if op == opText && !utf8.Valid(msg) {
-			return &wsError{code: 1007, why: "client text message that is not UTF-8"}
-		}
 		if hit := x.scan(sc, op, msg); hit != nil {
 			return x.blocked(hit)
+		}
+		if op == opText && !utf8.Valid(msg) {
+			return &wsError{code: 1007, why: "client text message that is not UTF-8"}
 		}
 		writeClientFrame(uw, op, msg)
 		pending += int64(len(msg))
@@ -616,6 +618,44 @@ func (x *wsRelay) relayUp() *wsError {
 		}
 		op, msg, frames = 0, msg[:0], 0
 	}
+}
+
+// refuseFrame answers a frame the agent may not send. The frame goes
+// nowhere either way; what of its payload fits the message budget is read
+// and scanned first, so that a secret in it is named in the log as a
+// block (a compressed frame's payload inflated too, up to MaxWSMessage).
+func (x *wsRelay) refuseFrame(f wsFrame, werr *wsError, sc *detect.Scanner, charge func(int64) error) *wsError {
+	if x.det == nil || f.n > x.s.cfg.MaxWSMessage {
+		return werr
+	}
+	p, err := readPayload(x.cr, f, nil, charge)
+	if err != nil {
+		return werr
+	}
+	if hit := x.scan(sc, f.opcode, p); hit != nil {
+		return x.blocked(hit)
+	}
+	if f.rsv&0x40 != 0 { // permessage-deflate's bit
+		if hit := x.inflated(p); hit != nil {
+			return x.blocked(hit)
+		}
+	}
+	return werr
+}
+
+// inflated scans p inflated as permessage-deflate would (RFC 7692 §7.2.2:
+// raw deflate, its sync tail taken off), up to MaxWSMessage bytes.
+func (x *wsRelay) inflated(p []byte) *detect.Hit {
+	zr := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff})))
+	defer zr.Close()
+	sc := x.det.NewScanner()
+	io.Copy(sc, io.LimitReader(zr, x.s.cfg.MaxWSMessage))
+	if !sc.Found() {
+		return nil
+	}
+	h := sc.Hits()[0]
+	h.Encoding = "deflate, " + h.Encoding
+	return &h
 }
 
 // readFailed turns a failed read of the agent's frames into the refusal

@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -576,6 +577,7 @@ func TestWebSocketBudgets(t *testing.T) {
 	if code, reason := closeOf(rest); code != 1008 || !strings.Contains(reason, "not whole within") {
 		t.Errorf("a message never finished: close %d %q after %v", code, reason, time.Since(start))
 	}
+	h.waitEntry("close line", func(e audit.Entry) bool { return strings.Contains(e.Reason, "not whole within") })
 	if n := h.srv.wsBytes.Load(); n != 0 {
 		t.Errorf("%d bytes still charged", n)
 	}
@@ -669,4 +671,62 @@ func TestWebSocketsOpenAreCharged(t *testing.T) {
 	open[0].Close()
 	h.waitEntry("close line", func(e audit.Entry) bool { return strings.HasPrefix(e.Reason, "WebSocket closed") })
 	h.wsOpen(t, "ws.test", false)
+}
+
+// deflated is p compressed as permessage-deflate sends it: raw deflate,
+// flushed, without the sync tail.
+func deflated(t *testing.T, p []byte) []byte {
+	var b bytes.Buffer
+	zw, err := flate.NewWriter(&b, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(p)
+	zw.Flush()
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// TestWebSocketRefusedFramesNameTheCanary: a frame refused for breaking
+// the protocol still has its payload scanned, so the canary in it is a
+// block in the log, not only a protocol error: plain, compressed with
+// the never negotiated permessage-deflate, or beside invalid UTF-8.
+func TestWebSocketRefusedFramesNameTheCanary(t *testing.T) {
+	h := newHarness(t, "")
+	canary := []byte(h.canary)
+	unmasked := append([]byte{0x82, byte(len(canary))}, canary...)
+	cases := []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"compressed (RSV1)", [][]byte{wsFrameRaw(0xc2, 7, uint64(len(deflated(t, canary))), deflated(t, canary))}},
+		{"compressed, padded", [][]byte{wsFrameRaw(0xc2, 16, uint64(len(deflated(t, append(bytes.Repeat([]byte("z"), 5000), canary...)))), deflated(t, append(bytes.Repeat([]byte("z"), 5000), canary...)))}},
+		{"RSV2 raw", [][]byte{wsFrameRaw(0xa2, 7, uint64(len(canary)), canary)}},
+		{"reserved opcode", [][]byte{wsFrameRaw(0x83, 7, uint64(len(canary)), canary)}},
+		{"unmasked", [][]byte{unmasked}},
+		{"ping of 126", [][]byte{wsFrameRaw(0x89, 16, 126, append(canary, bytes.Repeat([]byte("p"), 126-len(canary))...))}},
+		{"text not UTF-8", [][]byte{wsFrameBytes(true, opText, append(canary, 0xff))}},
+		{"close reason not UTF-8", [][]byte{wsFrameBytes(true, opClose, append(append([]byte{0x03, 0xe8}, canary...), 0xff))}},
+	}
+	var seq uint64
+	for _, tc := range cases {
+		c, br := h.wsOpen(t, "ws.test", true)
+		for _, f := range tc.frames {
+			c.Write(f)
+		}
+		rest, _ := io.ReadAll(br)
+		h.bodies = append(h.bodies, string(rest))
+		if code, reason := closeOf(rest); code != 1008 {
+			t.Errorf("%s: close %d %q, want 1008", tc.name, code, reason)
+		}
+		e := h.waitEntry(tc.name, func(e audit.Entry) bool {
+			return e.Decision == audit.Block && e.Seq > seq
+		})
+		seq = e.Seq
+		if !e.Canary || e.Secret != "CANARY" {
+			t.Errorf("%s: block line %+v", tc.name, e)
+		}
+	}
+	if bytes.Contains(h.up.got(), canary[:6]) {
+		t.Error("the canary reached the upstream")
+	}
 }
