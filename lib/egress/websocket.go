@@ -343,9 +343,10 @@ func (x *wsRelay) end(why string) {
 // read frame by frame, and a whole message (all its fragments) is scanned
 // before it goes on, as one frame; a scanner spanning the connection also
 // catches a secret split across messages and control frames. What the
-// upstream sends is streamed, each frame through a guard for the injected
-// tokens. Either way a hit closes the connection. The WebSocket is logged
-// when it opens and again when it closes.
+// upstream sends is streamed, each message through a guard for the
+// injected tokens across its fragments (relayDown). Either way a hit
+// closes the connection. The WebSocket is logged when it opens and again
+// when it closes.
 func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *http.Response, snap *snapshot, det *detect.Detector, e audit.Entry, rt *routes.Route) {
 	upstream, ok := resp.Body.(io.ReadWriteCloser)
 	hj, ok2 := w.(http.Hijacker)
@@ -397,6 +398,13 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	}
 	e.DurationMS = ms(time.Since(e.Time))
 	s.audit(e)
+	if s.auditFailing() {
+		// Unlogged, nothing of the agent's goes to the upstream.
+		fmt.Fprintf(brw, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\nbb-egress: %s\n",
+			len("bb-egress: "+auditDownReason+"\n"), auditDownReason)
+		brw.Flush()
+		return
+	}
 
 	fmt.Fprintf(brw, "HTTP/1.1 %d %s\r\n", http.StatusSwitchingProtocols, http.StatusText(http.StatusSwitchingProtocols))
 	h.Write(brw)

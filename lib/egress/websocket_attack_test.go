@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -728,5 +729,25 @@ func TestWebSocketRefusedFramesNameTheCanary(t *testing.T) {
 	}
 	if bytes.Contains(h.up.got(), canary[:6]) {
 		t.Error("the canary reached the upstream")
+	}
+}
+
+// failOn fails the writes that contain a string.
+type failOn string
+
+func (f failOn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(f)) {
+		return 0, errors.New("no space left on device")
+	}
+	return len(p), nil
+}
+
+// TestWebSocketUnloggedIsNotRelayed: when the open line cannot be
+// written, the agent gets a 503, not a WebSocket.
+func TestWebSocketUnloggedIsNotRelayed(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.Audit = audit.NewStreamWriter(failOn("WebSocket opened")) })
+	_, _, status := h.wsDial(t, "ws.test", false)
+	if !strings.HasPrefix(status, "503") || !strings.Contains(status, "audit log") {
+		t.Errorf("with the open line unwritten: %s", status)
 	}
 }
