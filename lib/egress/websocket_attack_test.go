@@ -489,6 +489,14 @@ func TestWebSocketFragmentLimits(t *testing.T) {
 			t.Errorf("%d fragments: close %d %q, want %d", tc.n, code, reason, tc.code)
 		}
 	}
+	// Control frames amid a message count among its frames.
+	c, br := h2.wsOpen(t, "ws.test", true)
+	c.Write(wsFrameBytes(false, opText, []byte("pinged")))
+	c.Write(bytes.Repeat(wsFrameBytes(true, 0x9, nil), wsMaxFragments))
+	rest, _ := io.ReadAll(br)
+	if code, reason := closeOf(rest); code != 1009 || !strings.Contains(reason, "frames") {
+		t.Errorf("%d pings amid a message: close %d %q, want 1009", wsMaxFragments, code, reason)
+	}
 	if got := h2.up.got(); !bytes.Contains(got, bytes.Repeat([]byte("f"), wsMaxFragments)) || bytes.Contains(got, bytes.Repeat([]byte("f"), wsMaxFragments+1)) {
 		t.Errorf("the upstream did not get exactly the messages within the limit")
 	}
