@@ -614,6 +614,9 @@ func (x *wsRelay) relayUp() *wsError {
 		if hit := x.scan(sc, op, msg); hit != nil {
 			return x.blocked(hit)
 		}
+		// RFC 6455 §8.1 fails such a connection; and an overlong or broken
+		// form that a lenient decoder upstream might read as ASCII would
+		// spell a secret the byte scanner did not see.
 		if op == opText && !utf8.Valid(msg) {
 			return &wsError{code: 1007, why: "client text message that is not UTF-8"}
 		}
