@@ -759,3 +759,23 @@ func TestWebSocketUnloggedIsNotRelayed(t *testing.T) {
 		t.Errorf("with the open line unwritten: %s", status)
 	}
 }
+
+// TestWebSocketClosedAtShutdownIsLogged: a WebSocket still open when the
+// sidecar stops gets its close line before Serve returns.
+func TestWebSocketClosedAtShutdownIsLogged(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.DrainTimeout = 200 * time.Millisecond })
+	c, br := h.wsOpen(t, "ws.test", true)
+	c.Write(wsFrameBytes(true, opText, []byte("before")))
+	readMessage(br)
+	h.stop()
+	var closed *audit.Entry
+	for _, e := range h.entries() {
+		if strings.HasPrefix(e.Reason, "WebSocket closed") {
+			closed = &e
+		}
+	}
+	if closed == nil || closed.BytesUp != 6 {
+		t.Errorf("after shutdown, close line %+v in:\n%s", closed, h.dump())
+	}
+	h.done <- nil // for cleanup
+}
