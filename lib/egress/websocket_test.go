@@ -30,7 +30,10 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Upstream-Auth: %s\r\n\r\n",
+	// The extension is forced on though the sidecar never asked for it:
+	// wsDial checks that the agent never hears of it.
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Upstream-Auth: %s\r\n"+
+		"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
 		base64.StdEncoding.EncodeToString(sum[:]), r.Header.Get("Authorization"))
 	brw.Flush()
 	var msg []byte
