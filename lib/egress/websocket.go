@@ -313,8 +313,10 @@ type wsRelay struct {
 	det      *detect.Detector   // the request scanner; nil scans nothing
 	injected *detect.Detector   // the injected tokens, kept from the agent; nil when none
 
-	upFrames, upBytes     int64 // from the agent, forwarded
-	downFrames, downBytes int64 // from the upstream, forwarded
+	// Frames read from each side, and the payload bytes sent on.
+	upFrames, upBytes     int64 // the agent's
+	downFrames, downBytes int64 // the upstream's
+	agentClosed           bool  // the agent sent a close frame (relayUp's)
 
 	// downOver is set when the upstream's side has ended; the agent's
 	// read is then cut short by a deadline in the past.
@@ -327,7 +329,6 @@ type wsRelay struct {
 	why      string      // the first reason the relay ended
 	hit      *detect.Hit // a secret in the agent's frames
 	downHit  *detect.Hit // an injected token in the upstream's frames
-	clientAt bool        // the agent sent a close frame
 }
 
 // end records why the relay ends; the first reason stands.
@@ -425,7 +426,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 	if werr != nil {
 		x.end(werr.why)
 	}
-	if x.clientAt && werr == nil {
+	if x.agentClosed && werr == nil {
 		// The agent closed: give the upstream's close frame a moment
 		// to come back to it.
 		select {
@@ -599,7 +600,7 @@ func (x *wsRelay) relayUp() *wsError {
 			writeClientFrame(uw, f.opcode, ctl)
 			pending += int64(len(ctl))
 			if f.opcode == opClose {
-				x.clientAt = true
+				x.agentClosed = true
 				x.end(fmt.Sprintf("the agent closed it (code %d)", code))
 				flush()
 				return nil
