@@ -325,10 +325,10 @@ type wsRelay struct {
 	// frame cannot follow (relayDown's until it ends, then relayWebSocket's).
 	midFrame bool
 
-	mu       sync.Mutex
-	why      string      // the first reason the relay ended
-	hit      *detect.Hit // a secret in the agent's frames
-	downHit  *detect.Hit // an injected token in the upstream's frames
+	mu      sync.Mutex
+	why     string      // the first reason the relay ended
+	hit     *detect.Hit // a secret in the agent's frames
+	downHit *detect.Hit // an injected token in the upstream's frames
 }
 
 // end records why the relay ends; the first reason stands.
