@@ -125,7 +125,7 @@ type Config struct {
 	MaxDecompressed       int64         // cap on a decompressed body (16 MiB)
 	MaxHeaderBytes        int           // request head (64 KiB)
 	MaxWSMessage          int64         // a WebSocket message from the client (1 MiB)
-	MaxWSBuffered         int64         // WebSocket messages being held for their scan, server-wide (64 MiB)
+	MaxWSBuffered         int64         // WebSocket memory server-wide: messages held for their scan, their frames, open WebSockets' buffers (64 MiB)
 	PollInterval          time.Duration // routes file change check (250ms)
 	LeafCacheSize         int           // intercepted hosts' certificates kept (1024)
 	MaxRequestsFile       int64         // size cap of RequestsFile (1 MiB)
@@ -213,7 +213,7 @@ type Server struct {
 
 	denials   *denyLimiter
 	bodySlots chan struct{} // MaxBufferedBodies
-	wsBytes   atomic.Int64  // WebSocket message bytes held, against MaxWSBuffered
+	wsBytes   atomic.Int64  // WebSocket bytes charged (see websocket.go), against MaxWSBuffered
 
 	git gitState // the git gate's folders, mirrors and turns
 

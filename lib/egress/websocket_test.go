@@ -30,10 +30,14 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Upstream-Auth: %s\r\n\r\n",
+	// The extension is forced on though the sidecar never asked for it:
+	// wsDial checks that the agent never hears of it.
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Upstream-Auth: %s\r\n"+
+		"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
 		base64.StdEncoding.EncodeToString(sum[:]), r.Header.Get("Authorization"))
 	brw.Flush()
 	var msg []byte
+	bw := bufio.NewWriter(c)
 	for {
 		f, payload, err := readFrame(brw.Reader, 1<<20)
 		if err != nil {
@@ -50,10 +54,20 @@ func (u *upstream) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		msg = append(msg, payload...)
 		if f.fin {
+			if b := u.wsCommand(string(msg), r); b != nil {
+				bw.Write(b)
+				bw.Flush()
+				msg = nil
+				continue
+			}
 			if string(msg) == "whoami" { // an echo of the credential
 				msg = []byte("you are " + r.Header.Get("Authorization"))
 			}
-			c.Write(append([]byte{0x81, byte(len(msg))}, msg...)) // short messages only
+			writeFrameHeader(bw, wsFrame{fin: true, opcode: opText, n: int64(len(msg))})
+			bw.Write(msg)
+			if brw.Reader.Buffered() == 0 {
+				bw.Flush()
+			}
 			msg = nil
 		}
 	}
