@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,8 +261,18 @@ func marshalLine(b []byte, e *Entry) ([]byte, error) {
 	if err := enc.Encode(e); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil // Encode ends it with exactly one '\n'
+	// As appendString does: no raw DEL or C1 control reaches a line. In
+	// encoding/json's output they can only be inside strings.
+	return append(b, c1Escapes.Replace(buf.String())...), nil // Encode ends it with exactly one '\n'
 }
+
+var c1Escapes = func() *strings.Replacer {
+	var oldnew []string
+	for r := rune(0x7f); r <= 0x9f; r++ {
+		oldnew = append(oldnew, string(r), `\u00`+string(hexDigits[r>>4])+string(hexDigits[r&0xF]))
+	}
+	return strings.NewReplacer(oldnew...)
+}()
 
 // hashLine is the hex SHA-256 of a line's bytes without its newline: the
 // next line's Prev.
