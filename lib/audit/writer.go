@@ -37,6 +37,10 @@ type Writer struct {
 	// closed or stuck), so a caller can refuse what it cannot audit.
 	failing atomic.Bool
 
+	path string
+	rot  Rotate
+	size int64 // of the current file
+
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
 	headDirty bool
@@ -66,12 +70,43 @@ const HeadInterval = time.Second
 // the head it finds is ahead of the log (lines were cut while no writer
 // ran), it continues from the head's seq, so the gap stays in the log as
 // evidence rather than being papered over.
-func NewWriter(path string) (*Writer, error) {
+//
+// The log never rotates; see OpenWriter.
+func NewWriter(path string) (*Writer, error) { return OpenWriter(path, Rotate{}) }
+
+// Rotate bounds a log's size on disk. When a line would take the current
+// file past MaxSize, the writer ends it with a rotation line, moves it to
+// RotatedPath(path, 1) (and each older file one number up), and goes on in
+// a new file whose first line chains to the rotation line. Only MaxFiles
+// rotated files are kept: the rotation line records the oldest, which it
+// deletes (its seq range, last hash and how many blocks and canaries it
+// held), so Verify can tell lines rotated away from lines cut.
+type Rotate struct {
+	MaxSize  int64 // bytes of the current file; 0 never rotates
+	MaxFiles int   // rotated files kept beside it (at least 1)
+}
+
+// OpenWriter is NewWriter with rotation. When the log at path is missing
+// or empty and a rotated file is there (the writer stopped between moving
+// a file aside and writing the next), it continues that file's chain.
+func OpenWriter(path string, rot Rotate) (*Writer, error) {
+	rot.MaxFiles = max(rot.MaxFiles, 1)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
 	seq, prev, torn, err := tail(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	if seq == 0 && prev == Genesis {
+		if seq, prev, err = tailOf(RotatedPath(path, 1)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
@@ -88,10 +123,33 @@ func NewWriter(path string) (*Writer, error) {
 			return nil, fmt.Errorf("sealing the torn last line of %s: %w", path, err)
 		}
 	}
-	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path),
+	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path), path: path, rot: rot, size: fi.Size(),
 		headDirty: true, stop: make(chan struct{}), done: make(chan struct{})}
+	// The head is written now, not a HeadInterval later: a verify right
+	// after the first lines has one to check against.
+	if err := w.writeHead(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	go w.keepHead()
 	return w, nil
+}
+
+// tailOf is tail of the file at path: Genesis when it does not exist.
+func tailOf(path string) (uint64, string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, Genesis, nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("reading audit log: %w", err)
+	}
+	defer f.Close()
+	seq, prev, _, err := tail(f)
+	if err != nil {
+		return 0, "", fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	return seq, prev, nil
 }
 
 // NewStreamWriter starts a new chain on w (the first line carries Genesis).
@@ -105,6 +163,12 @@ func NewStreamWriter(w io.Writer) *Writer {
 // cut. The agent chooses paths, queries and hosts: one request must not
 // write a line of any size it likes.
 const MaxField = 1 << 10
+
+// A summary line names at most maxSample hosts, each cut to maxSampleLen.
+const (
+	maxSample    = 8
+	maxSampleLen = 128
+)
 
 // Write fills e's Seq and Prev, and its Time when zero (in UTC), cuts its
 // string fields to MaxField, and appends it as one line with a single
@@ -133,6 +197,15 @@ func (w *Writer) Write(e Entry) error {
 		e.Git = &c
 	}
 
+	if t := e.Thinned; t != nil {
+		c := *t
+		c.Sample = append([]string(nil), c.Sample[:min(len(c.Sample), maxSample)]...)
+		for i := range c.Sample {
+			c.Sample[i] = Truncate(c.Sample[i], maxSampleLen)
+		}
+		e.Thinned = &c
+	}
+
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	err := w.writeLocked(&e)
@@ -156,6 +229,12 @@ func (w *Writer) writeLocked(e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("writing audit log: %w", err)
 	}
+	if w.rot.MaxSize > 0 && w.f != nil && w.size > 0 && w.size+int64(len(line)) > w.rot.MaxSize && e.Rotation == nil {
+		if err := w.rotateLocked(); err != nil {
+			return err
+		}
+		return w.writeLocked(e) // after the rotation line: the next seq
+	}
 	n, err := w.w.Write(line)
 	if err != nil {
 		if n > 0 {
@@ -169,6 +248,7 @@ func (w *Writer) writeLocked(e *Entry) error {
 	w.seq = e.Seq
 	w.prev = hashLine(line[:len(line)-1])
 	w.headDirty = true
+	w.size += int64(n)
 	return nil
 }
 
