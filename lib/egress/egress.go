@@ -344,14 +344,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// Shutdown stops accepting connections and waits, up to ctx's deadline,
-// for requests in flight to finish; then it closes what is left, and waits
-// (up to finishTimeout more) for the requests it cut to write their lines.
-// A request sent upstream whose handler still has not ended then gets a
-// line of its own: when Shutdown returns, everything that reached an
-// upstream is in the log, and the caller can close it.
+// Shutdown stops accepting connections and waits for requests in flight
+// to finish, for three quarters of the time to ctx's deadline; then it
+// closes what is left, and waits out the last quarter for the requests it
+// cut to write their lines. A request sent upstream whose handler still
+// has not ended then gets a line of its own: when Shutdown returns (by
+// ctx's deadline), everything that reached an upstream is in the log, and
+// the caller can close it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	finishBy := time.Now().Add(finishMin)
+	if d, ok := ctx.Deadline(); ok {
+		rest := time.Until(d)
+		finishBy = d
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rest-rest/4)
+		defer cancel()
+	}
 	errOuter := s.outer.Shutdown(ctx)
 	s.innerLn.Close()
 	errInner := s.inner.Shutdown(ctx)
@@ -364,17 +373,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !drained {
 		s.closeAll()
 	}
-	s.finish(finishTimeout)
+	s.finish(max(time.Until(finishBy), finishMin))
 	if !drained {
-		return fmt.Errorf("draining requests in flight: %w", ctx.Err())
+		return fmt.Errorf("draining requests in flight: %w", context.DeadlineExceeded)
 	}
 	s.transport.CloseIdleConnections()
 	return nil
 }
 
-// finishTimeout bounds how long Shutdown waits, once it has closed every
-// connection, for the requests it cut to log how they ended.
-const finishTimeout = 5 * time.Second
+// finishMin is the least time Shutdown gives the requests it cut to log
+// how they ended (connections closed, they end in microseconds).
+const finishMin = 100 * time.Millisecond
 
 // closeAll closes every connection, hijacked ones (WebSockets) too: their
 // handlers end, and log, as soon as their reads and writes fail.

@@ -50,6 +50,7 @@ const (
 	maxDenyKeys   = 4096 // (client, host, status) buckets kept
 	denyKeyMaxLen = 256  // of a host in a key: a bucket per long host name is no use
 	maxClients    = 64   // clients with a budget of their own; the rest share one
+	allClients    = 4    // the server-wide budget is this many clients' budgets
 	otherClients  = "*"  // the shared one's name in summaries
 	maxSample     = 5    // hosts named in a summary
 	compactField  = 128  // a block's strings, once its client is past the budget
@@ -86,6 +87,7 @@ type logLimiter struct {
 	seed    maphash.Seed
 	keys    map[denyKey]*denyBucket
 	clients map[string]*clientBudget
+	all     clientBudget // server-wide: many clients (addresses) flooding at once
 	emit    func(audit.Entry) // writes a summary the timer finds due
 	timer   *time.Timer
 	stopped bool // flushed at shutdown: from then on everything is written
@@ -94,7 +96,8 @@ type logLimiter struct {
 func newLogLimiter(b LogBudget, emit func(audit.Entry)) *logLimiter {
 	b.setDefaults()
 	return &logLimiter{b: b, now: time.Now, seed: maphash.MakeSeed(), emit: emit,
-		keys: map[denyKey]*denyBucket{}, clients: map[string]*clientBudget{}}
+		keys: map[denyKey]*denyBucket{}, clients: map[string]*clientBudget{},
+		all: clientBudget{lines: float64(allClients * b.Lines), bytes: float64(allClients * b.Bytes)}}
 }
 
 // lineClass is how the limiter treats a line.
@@ -137,13 +140,16 @@ func (l *logLimiter) admit(e *audit.Entry) (write bool, summary *audit.Entry) {
 		return true, nil
 	}
 	c := l.client(client, now)
-	fits := c.lines >= 1 && c.bytes >= float64(size)
+	l.refill(&l.all, now, allClients)
+	fits := c.lines >= 1 && c.bytes >= float64(size) && l.all.lines >= 1 && l.all.bytes >= float64(size)
 	if class == thin && fits {
 		fits = l.keyAdmits(denyKey{client: client, host: hostKey(e.Host), status: e.Status}, now)
 	}
 	if fits {
 		c.lines--
 		c.bytes -= float64(size)
+		l.all.lines--
+		l.all.bytes -= float64(size)
 		return true, l.due(client, c, now)
 	}
 	if class == block && (e.Canary || now.Sub(c.lastBlock) >= denyEvery) {
@@ -187,13 +193,21 @@ func (l *logLimiter) client(name string, now time.Time) *clientBudget {
 		c = &clientBudget{lines: float64(l.b.Lines), bytes: float64(l.b.Bytes), last: now}
 		l.clients[name] = c
 	}
-	d := now.Sub(c.last)
-	if d > 0 {
-		c.lines = min(float64(l.b.Lines), c.lines+float64(d)/float64(l.b.LineEvery))
-		c.bytes = min(float64(l.b.Bytes), c.bytes+d.Seconds()*float64(l.b.BytesPerSec))
+	l.refill(c, now, 1)
+	return c
+}
+
+// refill adds to c what k clients' budgets earn in the time since it was
+// last used.
+func (l *logLimiter) refill(c *clientBudget, now time.Time, k int) {
+	if c.last.IsZero() {
 		c.last = now
 	}
-	return c
+	if d := now.Sub(c.last); d > 0 {
+		c.lines = min(float64(k*l.b.Lines), c.lines+float64(k)*float64(d)/float64(l.b.LineEvery))
+		c.bytes = min(float64(int64(k)*l.b.Bytes), c.bytes+float64(k)*d.Seconds()*float64(l.b.BytesPerSec))
+		c.last = now
+	}
 }
 
 // sweepClients forgets the clients whose budgets are full again and who
@@ -341,12 +355,28 @@ func compact(e *audit.Entry) {
 	e.Git = nil
 }
 
-// lineSize is about how many bytes e's line will take, its strings cut as
-// the writer cuts them.
+// lineSize is at least how many bytes e's line will take, its strings cut
+// as the writer cuts them and escaped as JSON: a path of control bytes
+// (%01%01...) is six bytes a byte in the log, and must cost that.
 func lineSize(e *audit.Entry) int {
 	n := lineOverhead
 	for _, s := range []string{e.Method, e.Host, e.Path, e.Query, e.Reason, e.Route, e.Secret, e.Encoding, e.Client} {
-		n += min(len(s), audit.MaxField)
+		n += jsonSize(s[:min(len(s), audit.MaxField)])
+	}
+	return n
+}
+
+// jsonSize bounds the bytes of s as a JSON string: a control byte, DEL or
+// a byte of a multi-byte character may take six.
+func jsonSize(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f:
+			n += 5
+		case c == '"' || c == '\\':
+			n++
+		}
 	}
 	return n
 }

@@ -171,13 +171,15 @@ func TestAuditLogFlood(t *testing.T) {
 	for i := range n {
 		var u string
 		c := c1
-		switch i % 3 {
+		switch i % 4 {
 		case 0: // plain, a new host and port each time
 			u = fmt.Sprintf("http://h%d.flood.test:%d/p%d", i, 1000+i, i)
 		case 1: // CONNECT to a new host: refused before any tunnel
 			u = fmt.Sprintf("https://h%d.flood.test:%d/p%d", i, 1000+i, i)
 		case 2: // inside an HTTP/2 tunnel, a path the route refuses
 			u, c = h.tlsURL("paths.test", fmt.Sprintf("/v2/%d", i)), c2
+		case 3: // a long path of control bytes, six bytes each in JSON
+			u = fmt.Sprintf("http://h%d.flood.test/%s?%s", i, strings.Repeat("%01", 4000), strings.Repeat("\"", 2000))
 		}
 		req, _ := http.NewRequest([]string{"GET", "POST", "DELETE"}[i%3/2+i%2], u, nil)
 		req.Header.Set("User-Agent", fmt.Sprint("flood/", i))
@@ -278,5 +280,48 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	before = h.up.count()
 	if st, _ := h.get(c, u); st != 503 || h.up.count() != before {
 		t.Errorf("with the log closed: %d, forwarded %v", st, h.up.count() != before)
+	}
+}
+
+// TestSentLedger: a request sent upstream stays in the ledger until its
+// response body is closed, so Shutdown can log one whose handler never
+// got to; a WebSocket's body keeps its Write.
+func TestSentLedger(t *testing.T) {
+	up := newUpstream(t)
+	s := &Server{}
+	s.cfg.setDefaults()
+	s.cfg.AllowLoopback = true
+	tr := s.newTransport(false)
+	tr.DialContext = (&net.Dialer{}).DialContext
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/path?q=1", up.pport), nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := resp.Body.(io.ReadWriteCloser); ok {
+		t.Error("a plain body passes for an upgraded connection")
+	}
+	s.sent.mu.Lock()
+	n := len(s.sent.m)
+	s.sent.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d requests in the ledger while the response is open", n)
+	}
+	resp.Body.Close()
+	if u := s.sent.unfinished(); len(u) != 0 {
+		t.Errorf("after the response closed: %+v", u)
+	}
+	resp, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	u := s.sent.unfinished()
+	if len(u) != 1 || u[0].Path != "/path" || u[0].Query != "q=1" || u[0].Method != "GET" || !strings.Contains(u[0].Reason, "sidecar stopped") {
+		t.Errorf("unfinished = %+v", u)
+	}
+	if u := s.sent.unfinished(); len(u) != 0 {
+		t.Errorf("a request is logged twice: %+v", u)
 	}
 }
