@@ -87,7 +87,7 @@ type logLimiter struct {
 	seed    maphash.Seed
 	keys    map[denyKey]*denyBucket
 	clients map[string]*clientBudget
-	all     clientBudget // server-wide: many clients (addresses) flooding at once
+	all     clientBudget      // server-wide: many clients (addresses) flooding at once
 	emit    func(audit.Entry) // writes a summary the timer finds due
 	timer   *time.Timer
 	stopped bool // flushed at shutdown: from then on everything is written
