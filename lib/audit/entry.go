@@ -100,8 +100,14 @@ const MaxThinnedHosts = 4096
 // by this rotation: its first and last seq and its last line's hash, which
 // is what lets Verify tell lines rotated away from lines cut.
 type Rotation struct {
-	File    string   `json:"file"`
-	Dropped *Dropped `json:"dropped,omitempty"`
+	File string `json:"file"`
+	// FirstSeq, Blocks and Canary describe the file this line ends: its
+	// first seq, and how many of its lines were blocks and carried the
+	// canary (what is left of them once rotation deletes it).
+	FirstSeq uint64   `json:"first_seq"`
+	Blocks   int      `json:"blocks"`
+	Canary   int      `json:"canary"`
+	Dropped  *Dropped `json:"dropped,omitempty"`
 }
 
 // Dropped describes a file rotation deleted. Blocks and Canary count its

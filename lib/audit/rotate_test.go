@@ -71,7 +71,7 @@ func TestRotate(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, rep.Broken)
 	}
 	if rep.RotatedAway == 0 || rep.FirstSeq != rep.RotatedAway+1 || rep.Dropped == nil || rep.Dropped.LastSeq != rep.RotatedAway ||
-		rep.Dropped.Canary == 0 || len(rep.Files) != 4 || rep.Head == nil || rep.Head.Seq != rep.LastSeq {
+		rep.Dropped.Canary == 0 || rep.Dropped.Blocks != rep.Dropped.Canary || rep.Dropped.FirstSeq == 0 || len(rep.Files) != 4 || rep.Head == nil || rep.Head.Seq != rep.LastSeq {
 		t.Errorf("report %+v, dropped %+v", rep, rep.Dropped)
 	}
 	h, _, _ := ReadHead(HeadPath(path))

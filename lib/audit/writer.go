@@ -40,6 +40,10 @@ type Writer struct {
 	path string
 	rot  Rotate
 	size int64 // of the current file
+	// The current file's first seq and its lines that are blocks and
+	// carry the canary: its rotation line records them.
+	fileFirst              uint64
+	fileBlocks, fileCanary int
 
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
@@ -125,6 +129,11 @@ func OpenWriter(path string, rot Rotate) (*Writer, error) {
 	}
 	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path), path: path, rot: rot, size: fi.Size(),
 		headDirty: true, stop: make(chan struct{}), done: make(chan struct{})}
+	if rot.MaxSize > 0 && fi.Size() > 0 {
+		if d, ok, err := describe(path); err == nil && ok {
+			w.fileFirst, w.fileBlocks, w.fileCanary = d.FirstSeq, d.Blocks, d.Canary
+		}
+	}
 	// The head is written now, not a HeadInterval later: a verify right
 	// after the first lines has one to check against.
 	if err := w.writeHead(); err != nil {
@@ -249,6 +258,15 @@ func (w *Writer) writeLocked(e *Entry) error {
 	w.prev = hashLine(line[:len(line)-1])
 	w.headDirty = true
 	w.size += int64(n)
+	if w.fileFirst == 0 {
+		w.fileFirst = e.Seq
+	}
+	if e.Decision == Block {
+		w.fileBlocks++
+	}
+	if e.Canary {
+		w.fileCanary++
+	}
 	return nil
 }
 
