@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,7 +62,7 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 
 	up := &seen{paths: map[string]bool{}}
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up.add(r.URL.Path)
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/ws/"):
@@ -80,13 +83,21 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 			case <-r.Context().Done():
 			}
 		}
-	}))
+	})
+	srv := httptest.NewServer(handler)
 	defer srv.Close()
+	tsrv := httptest.NewUnstartedServer(handler) // HTTP/2 over TLS, at 127.0.0.1
+	tsrv.EnableHTTP2 = true
+	tsrv.StartTLS()
+	defer tsrv.Close()
 	defer close(release)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	tport := tsrv.Listener.Addr().(*net.TCPAddr).Port
+	upCA := filepath.Join(dir, "upstream.pem")
+	os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tsrv.Certificate().Raw}), 0o600)
 
 	routes := filepath.Join(dir, "routes.yaml")
-	os.WriteFile(routes, []byte(fmt.Sprintf("- host: localhost\n  ports: [%d]\n  websocket: true\n", port)), 0o600)
+	os.WriteFile(routes, []byte(fmt.Sprintf("- host: localhost\n  ports: [%d]\n  websocket: true\n- host: 127.0.0.1\n  ports: [%d]\n", port, tport)), 0o600)
 	logPath := filepath.Join(dir, "audit.jsonl")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,7 +106,7 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--routes", routes, "--ca-dir", dir, "--log", logPath,
-		"--allow-loopback", "--drain", "500ms")
+		"--allow-loopback", "--drain", "500ms", "--upstream-ca", upCA)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "EGRESS_TOKEN_CANARY=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
@@ -118,12 +129,26 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	h2 := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr}), ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer h2.CloseIdleConnections()
+	tbase := fmt.Sprintf("https://127.0.0.1:%d", tport)
 	const n = 20
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(3)
 		go func() { // an upload past the scan limit, so it streams, that never ends
 			defer wg.Done()
+			c, base := client, base
+			if i%2 == 1 { // half of them on HTTP/2, through an intercepted tunnel
+				c, base = &http.Client{Transport: h2}, tbase
+			}
 			pr, pw := io.Pipe()
 			go func() {
 				pw.Write(bytes.Repeat([]byte("u"), 1<<20+1))
@@ -136,14 +161,18 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 				pw.Close()
 			}()
 			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/upload/%d", base, i), pr)
-			if resp, err := client.Do(req); err == nil {
+			if resp, err := c.Do(req); err == nil {
 				resp.Body.Close()
 			}
 			pr.Close()
 		}()
 		go func() { // a request whose answer is slow
 			defer wg.Done()
-			if resp, err := client.Get(fmt.Sprintf("%s/slow/%d", base, i)); err == nil {
+			c, base := client, base
+			if i%2 == 1 {
+				c, base = &http.Client{Transport: h2}, tbase
+			}
+			if resp, err := c.Get(fmt.Sprintf("%s/slow/%d", base, i)); err == nil {
 				resp.Body.Close()
 			}
 		}()
@@ -202,7 +231,7 @@ func TestShutdownLogsEveryRequest(t *testing.T) {
 		if err := json.Unmarshal(line, &e); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
-		if e.Host == "localhost" && e.Method != "CONNECT" {
+		if (e.Host == "localhost" || e.Host == "127.0.0.1") && e.Method != "CONNECT" {
 			logged[e.Path] = true
 		}
 	}
