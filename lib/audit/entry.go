@@ -108,6 +108,9 @@ type Rotation struct {
 	Blocks   int      `json:"blocks"`
 	Canary   int      `json:"canary"`
 	Dropped  *Dropped `json:"dropped,omitempty"`
+	// CanaryRotatedAway counts the canary lines of every file rotation has
+	// deleted so far, this one's Dropped included: proof that outlives them.
+	CanaryRotatedAway int `json:"canary_rotated_away,omitempty"`
 }
 
 // Dropped describes a file rotation deleted. Blocks and Canary count its

@@ -73,9 +73,11 @@ func (w *Writer) rotateLocked() error {
 	reason := "rotating: " + filepath.Base(w.path) + " is moved to " + filepath.Base(RotatedPath(w.path, 1))
 	if d, ok, err := dropping(oldest); err == nil && ok {
 		rot.Dropped = &d
+		w.canaryAway += d.Canary
 		reason += fmt.Sprintf("; %s (seq %d to %d, %d blocks, %d with the canary) is deleted: %d files are kept",
 			d.File, d.FirstSeq, d.LastSeq, d.Blocks, d.Canary, w.rot.MaxFiles)
 	}
+	rot.CanaryRotatedAway = w.canaryAway
 	e := Entry{Time: time.Now().UTC(), Method: "ROTATE", Reason: reason, Rotation: rot}
 	if err := w.writeLocked(&e); err != nil {
 		return err
@@ -128,6 +130,16 @@ func dropping(path string) (Dropped, bool, error) {
 			Blocks: r.Blocks, Canary: r.Canary}, true, nil
 	}
 	return describe(path)
+}
+
+// lastEntryOf is lastEntry of the file at path.
+func lastEntryOf(path string) (Entry, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Entry{}, "", err
+	}
+	defer f.Close()
+	return lastEntry(f)
 }
 
 // lastEntry reads the last line of an open log, and its hash.

@@ -74,6 +74,26 @@ func TestRotate(t *testing.T) {
 		rep.Dropped.Canary == 0 || rep.Dropped.Blocks != rep.Dropped.Canary || rep.Dropped.FirstSeq == 0 || len(rep.Files) != 4 || rep.Head == nil || rep.Head.Seq != rep.LastSeq {
 		t.Errorf("report %+v, dropped %+v", rep, rep.Dropped)
 	}
+	// Every canary line of the deleted files is still counted, in the
+	// newest rotation line: one in ten lines of 400 carried it.
+	kept := 0
+	var away int
+	for _, f := range files {
+		ReadLines(f, func(l []byte) error {
+			var e Entry
+			json.Unmarshal(l, &e)
+			if e.Canary {
+				kept++
+			}
+			if e.Rotation != nil {
+				away = e.Rotation.CanaryRotatedAway
+			}
+			return nil
+		})
+	}
+	if kept+away != 40 || away == 0 {
+		t.Errorf("%d canary lines kept, %d counted as rotated away; 40 were written", kept, away)
+	}
 	h, _, _ := ReadHead(HeadPath(path))
 	if h.Seq != rep.LastSeq || h.Hash != rep.LastHash {
 		t.Errorf("head %+v, log ends at %d %s", h, rep.LastSeq, rep.LastHash)

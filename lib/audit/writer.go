@@ -44,6 +44,7 @@ type Writer struct {
 	// carry the canary: its rotation line records them.
 	fileFirst              uint64
 	fileBlocks, fileCanary int
+	canaryAway             int // Rotation.CanaryRotatedAway of the last rotation
 
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
@@ -129,6 +130,9 @@ func OpenWriter(path string, rot Rotate) (*Writer, error) {
 	}
 	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path), path: path, rot: rot, size: fi.Size(),
 		headDirty: true, stop: make(chan struct{}), done: make(chan struct{})}
+	if last, _, err := lastEntryOf(RotatedPath(path, 1)); err == nil && last.Rotation != nil {
+		w.canaryAway = last.Rotation.CanaryRotatedAway
+	}
 	if rot.MaxSize > 0 && fi.Size() > 0 {
 		if d, ok, err := describe(path); err == nil && ok {
 			w.fileFirst, w.fileBlocks, w.fileCanary = d.FirstSeq, d.Blocks, d.Canary
