@@ -76,7 +76,8 @@ func VerifyFile(path string) (Report, error) {
 		return Report{File: path}, err
 	}
 	if len(files) == 0 || files[len(files)-1] != path {
-		return Report{File: path}, fmt.Errorf("opening audit log: %w", &os.PathError{Op: "open", Path: path, Err: os.ErrNotExist})
+		_, err := os.Stat(path) // gone: say it as the system does
+		return Report{File: path}, fmt.Errorf("opening audit log: %w", &os.PathError{Op: "open", Path: path, Err: errors.Unwrap(err)})
 	}
 	h, ok, err := ReadHead(HeadPath(path))
 	if err != nil {
