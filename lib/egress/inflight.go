@@ -3,7 +3,9 @@ package egress
 import (
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bb-bottles/bb/lib/audit"
@@ -108,10 +110,17 @@ type sentTransport struct {
 }
 
 func (t *sentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var wrote atomic.Bool
+	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	}))
 	q := t.ledger.add(r)
 	resp, err := t.Transport.RoundTrip(r)
 	if err != nil {
 		t.ledger.end(q)
+		if !wrote.Load() {
+			err = &notSentError{err}
+		}
 		return resp, err
 	}
 	end := sync.OnceFunc(func() { t.ledger.end(q) })
@@ -123,6 +132,18 @@ func (t *sentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return resp, nil
 }
+
+// notSentError is a request that failed before any of it reached the
+// upstream (its name did not resolve, the connection or handshake
+// failed): its line says so, and counts against its client's log budget
+// like a denial, since nothing went out.
+type notSentError struct{ err error }
+
+// notSentNote ends the reason of such a request's line.
+const notSentNote = " (no request reached the upstream)"
+
+func (e *notSentError) Error() string { return e.err.Error() + notSentNote }
+func (e *notSentError) Unwrap() error { return e.err }
 
 type endedBody struct {
 	io.ReadCloser

@@ -120,6 +120,10 @@ func classOf(e *audit.Entry) lineClass {
 	case e.Decision == audit.Allow && (e.Method == "CONNECT" || e.Host == Hostname):
 		// A tunnel opened, or the agent's own channel: nothing went out.
 		return thin
+	case e.Decision == audit.Allow && e.Status >= 500 && strings.HasSuffix(e.Reason, notSentNote):
+		// An upstream that failed before it got the request: a wildcard
+		// route's names that do not resolve must not be a way to flood.
+		return thin
 	}
 	return always
 }

@@ -325,3 +325,53 @@ func TestSentLedger(t *testing.T) {
 		t.Errorf("a request is logged twice: %+v", u)
 	}
 }
+
+// TestAuditLogFloodUnreachable: requests on a route whose upstream cannot
+// be reached (a name that does not resolve, a closed port) sent nothing,
+// so they are thinned like denials and say so; a request that did reach
+// the upstream before it failed is written however far past the budget.
+func TestAuditLogFloodUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := portOf(t, ln.Addr())
+	ln.Close()
+	h := newHarness(t, defaultRoutes+fmt.Sprintf("- host: closed.test\n  ports: [%d]\n- host: \"*.example.com\"\n", closed),
+		func(c *Config) { c.LogBudget = LogBudget{Lines: 50} })
+	c := h.client(false)
+	for i := range 300 {
+		u := fmt.Sprintf("http://closed.test:%d/%d", closed, i)
+		if i%2 == 1 {
+			u = fmt.Sprintf("http://n%d.example.com/", i) // never resolves
+		}
+		if st, _ := h.get(c, u); st != http.StatusBadGateway {
+			t.Fatalf("%s: %d", u, st)
+		}
+	}
+	for range 5 { // reached the upstream, which cut the connection
+		h.get(c, h.plainURL("other.test", "/hangup"))
+	}
+	h.stop()
+	failed, hangups, thinned := 0, 0, 0
+	for _, e := range h.entries() {
+		switch {
+		case e.Thinned != nil:
+			thinned += e.Thinned.Lines
+		case e.Path == "/hangup":
+			hangups++
+			if strings.Contains(e.Reason, notSentNote) {
+				t.Errorf("a request that reached the upstream: %s", e.Reason)
+			}
+		case e.Status == http.StatusBadGateway:
+			failed++
+			if !strings.HasSuffix(e.Reason, notSentNote) {
+				t.Errorf("reason %q", e.Reason)
+			}
+		}
+	}
+	if failed > 50+5 || failed+thinned != 300 || hangups != 5 {
+		t.Errorf("300 unreachable: %d lines, %d summed up; %d of 5 hangups logged", failed, thinned, hangups)
+	}
+	h.done <- nil
+}
