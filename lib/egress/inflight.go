@@ -1,6 +1,8 @@
 package egress
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -50,13 +52,91 @@ func (f *inflight) idle() <-chan struct{} {
 	return f.zero
 }
 
-// counted wraps a handler so that Shutdown knows it runs.
+// counted wraps a handler so that Shutdown knows it runs, and so that the
+// upstream transport stops reading the agent's body when it returns.
 func (s *Server) counted(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handlers.add()
 		defer s.handlers.done()
-		h(w, r)
+		life := &handlerLife{}
+		defer life.end(w)
+		h(w, r.WithContext(context.WithValue(r.Context(), lifeKey{}, life)))
 	})
+}
+
+type lifeKey struct{}
+
+// handlerLife guards the agent's request body against the upstream
+// transport, which may go on reading it in a goroutine of its own after
+// RoundTrip returned, and after the handler did. A read then would reach
+// a finished request (over HTTP/2 a nil dereference that kills the
+// sidecar; over HTTP/1 a read deadline set on the next request's
+// connection). Once the handler ends, reads fail; one in flight is cut
+// short by a read deadline and waited for.
+type handlerLife struct {
+	mu      sync.Mutex
+	done    bool
+	reading int
+}
+
+func (l *handlerLife) enter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return false
+	}
+	l.reading++
+	return true
+}
+
+func (l *handlerLife) leave() {
+	l.mu.Lock()
+	l.reading--
+	l.mu.Unlock()
+}
+
+// end runs as the handler returns, the request still valid.
+func (l *handlerLife) end(w http.ResponseWriter) {
+	l.mu.Lock()
+	l.done = true
+	n := l.reading
+	l.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	for deadline := time.Now().Add(lifeWait); time.Now().Before(deadline); {
+		// Again each time: the read may set its own deadline as it starts.
+		rc.SetReadDeadline(time.Now()) //nolint:errcheck // not every connection has deadlines
+		time.Sleep(time.Millisecond)
+		l.mu.Lock()
+		n = l.reading
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// lifeWait bounds how long a returning handler waits for a body read in
+// flight, which its read deadline ends at once.
+const lifeWait = 2 * time.Second
+
+// errHandlerDone is what the transport reads once the handler has ended.
+var errHandlerDone = errors.New("the request's handler has ended")
+
+// lifeBody is the agent's body as the upstream transport reads it.
+type lifeBody struct {
+	io.ReadCloser
+	life *handlerLife
+}
+
+func (b *lifeBody) Read(p []byte) (int, error) {
+	if !b.life.enter() {
+		return 0, errHandlerDone
+	}
+	defer b.life.leave()
+	return b.ReadCloser.Read(p)
 }
 
 // sentLedger holds every request sent upstream until its response ends:
@@ -114,6 +194,9 @@ func (t *sentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		WroteHeaders: func() { wrote.Store(true) },
 	}))
+	if life, ok := r.Context().Value(lifeKey{}).(*handlerLife); ok && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &lifeBody{ReadCloser: r.Body, life: life}
+	}
 	q := t.ledger.add(r)
 	resp, err := t.Transport.RoundTrip(r)
 	if err != nil {
