@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,11 +12,11 @@ import (
 	"time"
 )
 
-// TestUploadOutlivesHandler: an upstream that answers a large upload
-// before reading it ends the handler while the transport still streams
-// the body; the transport's next read of the agent's body must not touch
-// the finished request (over HTTP/2 that was a nil dereference that killed
-// the sidecar). Both HTTP versions, the sidecar serving on afterwards.
+// TestUploadOutlivesHandler: an upload cut by its client (or answered
+// early by its upstream) ends the handler while the transport may still be
+// reading the agent's body in a goroutine of its own; that read must not
+// touch the finished request (over HTTP/2 it was a nil dereference that
+// killed the sidecar). Both HTTP versions, the sidecar serving on after.
 func TestUploadOutlivesHandler(t *testing.T) {
 	h := newHarness(t, "")
 	early := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,28 +32,34 @@ func TestUploadOutlivesHandler(t *testing.T) {
 
 	for _, h2 := range []bool{true, false} {
 		c := h.client(h2)
-		for i := range 5 {
+		for i := range 40 {
 			pr, pw := io.Pipe()
 			go func() {
 				pw.Write(bytes.Repeat([]byte("x"), 1<<20+1)) // past the scan limit: streamed
-				for range 20 {
-					time.Sleep(20 * time.Millisecond)
+				for range 50 {
+					time.Sleep(2 * time.Millisecond)
 					if _, err := pw.Write(bytes.Repeat([]byte("y"), 32<<10)); err != nil {
 						return
 					}
 				}
 				pw.Close()
 			}()
-			req, _ := http.NewRequest("POST", fmt.Sprintf("https://early.test:%d/up/%d", port, i), pr)
+			u := h.tlsURL("other.test", fmt.Sprintf("/up/%d", i))
+			if i%2 == 1 {
+				u = fmt.Sprintf("https://early.test:%d/up/%d", port, i)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(10+i)*time.Millisecond)
+			req, _ := http.NewRequestWithContext(ctx, "POST", u, pr)
 			if resp, err := c.Do(req); err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
+			cancel()
 			pr.Close()
 		}
-		time.Sleep(300 * time.Millisecond) // the transport's reads after the handlers ended
+		time.Sleep(100 * time.Millisecond) // the transport's reads after the handlers ended
 		if st, _ := h.get(c, h.tlsURL("other.test", "/after")); st != 200 {
-			t.Errorf("h2 %v: after the early answers: %d", h2, st)
+			t.Errorf("h2 %v: after the cut uploads: %d", h2, st)
 		}
 	}
 }
