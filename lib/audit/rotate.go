@@ -68,12 +68,30 @@ func globEscape(s string) string {
 // rotation line then sits mid-file, which Verify accepts, and the next
 // attempt waits for another MaxSize.
 func (w *Writer) rotateLocked() error {
-	oldest := RotatedPath(w.path, w.rot.MaxFiles)
 	rot := &Rotation{File: filepath.Base(w.path), FirstSeq: w.fileFirst, Blocks: w.fileBlocks, Canary: w.fileCanary}
 	reason := "rotating: " + filepath.Base(w.path) + " is moved to " + filepath.Base(RotatedPath(w.path, 1))
-	if d, ok, err := dropping(oldest); err == nil && ok {
-		rot.Dropped = &d
+	// The files to delete: number MaxFiles, and any beyond it (left by a
+	// writer that kept more). The record is of the newest of them, which
+	// the oldest file kept follows; the counts are of them all.
+	doomed := w.doomed()
+	for i, name := range doomed {
+		d, ok, err := dropping(name)
+		if err != nil || !ok {
+			continue
+		}
 		w.canaryAway += d.Canary
+		if rot.Dropped == nil {
+			rot.Dropped = &d
+			continue
+		}
+		rot.Dropped.FirstSeq = min(rot.Dropped.FirstSeq, d.FirstSeq)
+		rot.Dropped.Blocks += d.Blocks
+		rot.Dropped.Canary += d.Canary
+		if i == len(doomed)-1 {
+			rot.Dropped.File += " and older"
+		}
+	}
+	if d := rot.Dropped; d != nil {
 		reason += fmt.Sprintf("; %s (seq %d to %d, %d blocks, %d with the canary) is deleted: %d files are kept",
 			d.File, d.FirstSeq, d.LastSeq, d.Blocks, d.Canary, w.rot.MaxFiles)
 	}
@@ -83,8 +101,8 @@ func (w *Writer) rotateLocked() error {
 		return err
 	}
 	w.size = 0 // a failure below retries only after another MaxSize
-	if rot.Dropped != nil {
-		if err := os.Remove(oldest); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, name := range doomed {
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 	}
@@ -108,6 +126,32 @@ func (w *Writer) rotateLocked() error {
 	return nil
 }
 
+// doomed lists the rotated files a rotation deletes, newest first: number
+// MaxFiles and any after it.
+func (w *Writer) doomed() []string {
+	files, err := Files(w.path)
+	if err != nil {
+		return []string{RotatedPath(w.path, w.rot.MaxFiles)}
+	}
+	var out []string
+	for i := len(files) - 1; i >= 0; i-- { // Files is oldest first
+		if n := rotatedNumber(w.path, files[i]); n >= w.rot.MaxFiles {
+			out = append(out, files[i])
+		}
+	}
+	return out
+}
+
+// rotatedNumber is n of RotatedPath(path, n) == name, or 0.
+func rotatedNumber(path, name string) int {
+	ext := filepath.Ext(path)
+	mid := strings.TrimSuffix(strings.TrimPrefix(name, strings.TrimSuffix(path, ext)+"."), ext)
+	n, err := strconv.Atoi(mid)
+	if err != nil || n <= 0 || strconv.Itoa(n) != mid {
+		return 0
+	}
+	return n
+}
 // dropping describes the rotated file about to be deleted from its last
 // line, the rotation line that ended it, which carries its counts; a file
 // that does not end in one (the writer failed to move it aside) is read

@@ -149,6 +149,9 @@ func TestRotateTamper(t *testing.T) {
 			// no longer accounted for, which is the first break.
 			os.Remove(RotatedPath(path, 1))
 		}, ProblemTruncatedHead, 3},
+		{"the current file deleted", func(t *testing.T, path string) {
+			os.Remove(path)
+		}, ProblemTruncatedTail, 1},
 		{"the current file cut short", func(t *testing.T, path string) {
 			data, _ := os.ReadFile(path)
 			lines := bytes.SplitAfter(data, []byte{'\n'})
@@ -172,6 +175,22 @@ func TestRotateTamper(t *testing.T) {
 			}
 		})
 	}
+	t.Run("fewer files kept than before", func(t *testing.T) {
+		path := rotatedLog(t, 400, 8<<10, 5)
+		w, err := OpenWriter(path, Rotate{MaxSize: 8 << 10, MaxFiles: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 60 {
+			w.Write(Entry{Decision: Allow, Host: "x.example", Reason: "route"})
+		}
+		w.Close()
+		files, _ := Files(path)
+		rep, err := VerifyFile(path)
+		if err != nil || !rep.OK || len(files) != 3 || rep.Dropped == nil {
+			t.Errorf("%v %+v: %v", err, rep, files)
+		}
+	})
 	t.Run("rotated, nothing deleted", func(t *testing.T) {
 		path := rotatedLog(t, 60, 8<<10, 5)
 		rep, err := VerifyFile(path)
