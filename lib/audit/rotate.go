@@ -152,6 +152,7 @@ func rotatedNumber(path, name string) int {
 	}
 	return n
 }
+
 // dropping describes the rotated file about to be deleted from its last
 // line, the rotation line that ended it, which carries its counts; a file
 // that does not end in one (the writer failed to move it aside) is read
