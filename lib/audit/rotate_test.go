@@ -262,3 +262,30 @@ func TestFollowRotation(t *testing.T) {
 		t.Errorf("followed up to seq %d of %d", e.Seq, w.seq)
 	}
 }
+
+// TestFieldsCutEscaped: a field is cut by the bytes it takes in the line,
+// escapes included: control bytes, DEL, C1 controls and invalid UTF-8
+// take six each, and a line of them stays small.
+func TestFieldsCutEscaped(t *testing.T) {
+	for _, unit := range []string{"\x01", "\x7f", "\u0085", "\xff", `"`, "é", "A"} {
+		var buf bytes.Buffer
+		w := NewStreamWriter(&buf)
+		long := strings.Repeat(unit, 30<<10)
+		if err := w.Write(Entry{Method: long, Host: long, Path: long, Query: long, Reason: long, Decision: Deny}); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() > 5*MaxField+512 {
+			t.Errorf("%q: a line of %d bytes", unit, buf.Len())
+		}
+		var e Entry
+		if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(e.Path, " bytes]") || !strings.HasPrefix(e.Path, strings.Repeat(strings.ToValidUTF8(unit, "\ufffd"), 10)) {
+			t.Errorf("%q: path %q", unit, e.Path[max(0, len(e.Path)-40):])
+		}
+	}
+	if s := cut(strings.Repeat("\x01", 100), MaxField); s != strings.Repeat("\x01", 100) {
+		t.Error("a short field was cut")
+	}
+}

@@ -193,11 +193,11 @@ func (w *Writer) Write(e Entry) error {
 	e.Time = e.Time.UTC()
 	for _, f := range []*string{&e.Method, &e.Host, &e.Path, &e.Query, &e.Decision, &e.Reason,
 		&e.Route, &e.Secret, &e.Encoding, &e.Client} {
-		*f = Truncate(*f, MaxField)
+		*f = cut(*f, MaxField)
 	}
 	if g := e.Git; g != nil {
 		c := *g
-		c.Repo, c.Service = Truncate(c.Repo, MaxField), Truncate(c.Service, MaxField)
+		c.Repo, c.Service = cut(c.Repo, MaxField), cut(c.Service, MaxField)
 		if len(c.Refs) > MaxGitRefs {
 			c.RefCount = max(c.RefCount, len(c.Refs))
 			c.Refs = c.Refs[:MaxGitRefs]
@@ -205,7 +205,7 @@ func (w *Writer) Write(e Entry) error {
 		c.Refs = append([]GitRef(nil), c.Refs...)
 		for i := range c.Refs {
 			r := &c.Refs[i]
-			r.Ref, r.Old, r.New = Truncate(r.Ref, MaxField), Truncate(r.Old, 80), Truncate(r.New, 80)
+			r.Ref, r.Old, r.New = cut(r.Ref, MaxField), cut(r.Old, 80), cut(r.New, 80)
 		}
 		e.Git = &c
 	}
@@ -292,6 +292,53 @@ func Truncate(s string, n int) string {
 		keep--
 	}
 	return s[:keep] + "…[cut " + strconv.Itoa(len(s)-keep) + " bytes]"
+}
+
+// cut is Truncate by the bytes s takes in a line once escaped, where a
+// control byte takes six: a path of %01s must not make a line six times
+// MaxField.
+func cut(s string, n int) string {
+	if len(s) <= n/6 {
+		return s // fits even if every byte is escaped
+	}
+	note := len("…[cut  bytes]") + len(strconv.Itoa(len(s)))
+	size, keep, fits := 0, 0, -1
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		size += escapedLen(s[i], r, w)
+		i += w
+		if size <= n-note {
+			keep = i
+		}
+		if size > n {
+			break
+		}
+		if i == len(s) {
+			fits = i
+		}
+	}
+	if fits >= 0 {
+		return s
+	}
+	return s[:keep] + "…[cut " + strconv.Itoa(len(s)-keep) + " bytes]"
+}
+
+// escapedLen is how many bytes appendString writes for the rune r, of w
+// bytes starting with byte b.
+func escapedLen(b byte, r rune, w int) int {
+	switch {
+	case b < utf8.RuneSelf:
+		switch {
+		case b == '"' || b == '\\' || b == '\b' || b == '\f' || b == '\n' || b == '\r' || b == '\t':
+			return 2
+		case b < 0x20 || b == 0x7f:
+			return 6
+		}
+		return 1
+	case r == utf8.RuneError && w == 1, r <= 0x9f, r == '\u2028', r == '\u2029':
+		return 6
+	}
+	return w
 }
 
 // Close writes the head file a last time and closes the log.

@@ -359,13 +359,14 @@ func compact(e *audit.Entry) {
 	e.Git = nil
 }
 
-// lineSize is at least how many bytes e's line will take, its strings cut
-// as the writer cuts them and escaped as JSON: a path of control bytes
-// (%01%01...) is six bytes a byte in the log, and must cost that.
+// lineSize is about how many bytes e's line will take, its strings
+// escaped as JSON and cut as the writer cuts them (to MaxField escaped): a
+// path of control bytes (%01%01...) is six bytes a byte in the log, and
+// must cost that.
 func lineSize(e *audit.Entry) int {
 	n := lineOverhead
 	for _, s := range []string{e.Method, e.Host, e.Path, e.Query, e.Reason, e.Route, e.Secret, e.Encoding, e.Client} {
-		n += jsonSize(s[:min(len(s), audit.MaxField)])
+		n += min(jsonSize(s[:min(len(s), audit.MaxField)]), audit.MaxField)
 	}
 	return n
 }

@@ -375,3 +375,33 @@ func TestAuditLogFloodUnreachable(t *testing.T) {
 	}
 	h.done <- nil
 }
+
+// TestAuditLineBounded: one request with a long path and query of
+// control bytes (six bytes each in JSON) and 1000 headers, together just
+// under what a request head may take, writes one line of bounded size,
+// over both HTTP versions.
+func TestAuditLineBounded(t *testing.T) {
+	h := newHarness(t, "")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		fi0, _ := os.Stat(h.logPath)
+		u := h.tlsURL("paths.test", fmt.Sprintf("/v2/%v/", h2)+strings.Repeat("%01", 3<<10)+"?q="+strings.Repeat("%7F", 3<<10))
+		req, _ := http.NewRequest("GET", u, nil)
+		for i := range 1000 {
+			req.Header.Set(fmt.Sprintf("X-H%d", i), "v")
+		}
+		if st, _, _ := h.do(c, req); st != http.StatusForbidden {
+			t.Fatalf("h2 %v: %d", h2, st)
+		}
+		h.waitEntry("the long one", func(e audit.Entry) bool {
+			return e.Host == "paths.test" && strings.HasPrefix(e.Path, fmt.Sprintf("/v2/%v/\x01", h2))
+		})
+		time.Sleep(50 * time.Millisecond)
+		fi1, _ := os.Stat(h.logPath)
+		if grown := fi1.Size() - fi0.Size(); grown > 2*audit.MaxField+3*audit.MaxField+2<<10 {
+			t.Errorf("h2 %v: one request wrote %d bytes to the log", h2, grown)
+		} else {
+			t.Logf("h2 %v: %d bytes", h2, grown)
+		}
+	}
+}
