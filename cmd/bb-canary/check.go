@@ -27,8 +27,10 @@ func checkCommand() *ucli.Command {
 		Name:      "check",
 		Usage:     "check a bottle's audit log for a tripped canary",
 		ArgsUsage: "SLUG",
-		Description: "Reads the audit log of bottle SLUG (<state dir>/SLUG/egress/audit.jsonl) and prints\n" +
-			"every line where the sidecar saw the canary, as is. Exits 1 if there was any, 0 if\n" +
+		Description: "Reads the audit log of bottle SLUG (<state dir>/SLUG/egress/audit.jsonl, after its\n" +
+			"rotated files audit.N.jsonl) and prints every line where the sidecar saw the canary, as is;\n" +
+			"canary lines in files rotation deleted are counted from the log's rotation lines. Exits 1\n" +
+			"if there was any, 0 if\n" +
 			"none (or no log yet), 2 if there is no such bottle or the log is malformed.\n\n" +
 			cli.Examples(
 				"bb-canary check my-bottle-1a2b",
@@ -68,11 +70,48 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 	if fi, err := os.Stat(st.BottleDir(opts.slug)); err != nil || !fi.IsDir() {
 		return cli.Usage(fmt.Errorf("no bottle %s in %s", opts.slug, st.Dir), "run 'bb-launch ls' to list the bottles")
 	}
-	path := filepath.Join(st.EgressDir(opts.slug), state.AuditLogFile)
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	log := filepath.Join(st.EgressDir(opts.slug), state.AuditLogFile)
+	// A log that rotated is read from its oldest file; the files rotation
+	// deleted are counted in its rotation lines.
+	files, err := audit.Files(log)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	if len(files) == 0 {
 		fmt.Fprintf(s.Err, "bb-canary: bottle %s has no audit log yet: nothing has gone out\n", opts.slug)
 		return nil
+	}
+	var c checked
+	for _, path := range files {
+		if err := c.file(ctx, s, path); err != nil {
+			return err
+		}
+	}
+	n, tripped, unreadable := c.n, c.tripped, c.unreadable
+	if c.away > 0 {
+		fmt.Fprintf(s.Err, "bb-canary: %d line(s) with the canary were in audit files that rotation deleted\n", c.away)
+		tripped += c.away
+	}
+	if tripped > 0 {
+		return cli.Negative(fmt.Errorf("bottle %s sent its canary in %d request(s)", opts.slug, tripped))
+	}
+	if unreadable != nil {
+		return cli.Usage(unreadable, "'bb-egress log verify "+opts.slug+"' tells whether the log was cut or edited")
+	}
+	fmt.Fprintf(s.Err, "bb-canary: no canary in the %d line(s) of bottle %s's audit log\n", n, opts.slug)
+	return nil
+}
+
+// checked is what runCheck found so far, file after file.
+type checked struct {
+	n, tripped, away int
+	unreadable       error
+}
+
+func (c *checked) file(ctx context.Context, s cli.Streams, path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // rotated away since it was listed
 	}
 	if err != nil {
 		return cli.Usage(fmt.Errorf("opening %s: %w", path, unwrapPath(err)))
@@ -85,11 +124,10 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 	// stop the reading: a canary line after it, or before it, is still the
 	// proof that matters (exit 1). Only with no canary seen is an
 	// unreadable line the answer (exit 2): nothing can be vouched for.
-	n, tripped := 0, 0
-	var unreadable error
+	n0 := c.n
 	for lines.Scan() {
-		n++
-		if n%4096 == 0 && ctx.Err() != nil {
+		c.n++
+		if c.n%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		line := lines.Bytes()
@@ -104,31 +142,27 @@ func runCheck(ctx context.Context, s cli.Streams, opts checkOptions) error {
 			err = errors.New("more than one JSON value")
 		}
 		if err != nil {
-			err = fmt.Errorf("reading %s line %d: %w", path, n, err)
+			err = fmt.Errorf("reading %s line %d: %w", path, c.n-n0, err)
 			fmt.Fprintf(s.Err, "bb-canary: skipping a line: %v\n", err)
-			if unreadable == nil {
-				unreadable = err
+			if c.unreadable == nil {
+				c.unreadable = err
 			}
 			continue
+		}
+		if r := e.Rotation; r != nil {
+			c.away = max(c.away, r.CanaryRotatedAway)
 		}
 		if !e.Canary {
 			continue
 		}
-		tripped++
+		c.tripped++
 		if _, err := fmt.Fprintf(s.Out, "%s\n", line); err != nil {
 			return fmt.Errorf("writing lines: %w", err)
 		}
 	}
 	if err := lines.Err(); err != nil {
-		return cli.Usage(fmt.Errorf("reading %s after line %d: %w", path, n, err))
+		return cli.Usage(fmt.Errorf("reading %s after line %d: %w", path, c.n-n0, err))
 	}
-	if tripped > 0 {
-		return cli.Negative(fmt.Errorf("bottle %s sent its canary in %d request(s)", opts.slug, tripped))
-	}
-	if unreadable != nil {
-		return cli.Usage(unreadable, "'bb-egress log verify "+opts.slug+"' tells whether the log was cut or edited")
-	}
-	fmt.Fprintf(s.Err, "bb-canary: no canary in the %d line(s) of bottle %s's audit log\n", n, opts.slug)
 	return nil
 }
 

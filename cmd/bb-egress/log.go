@@ -25,7 +25,8 @@ func logCommand() *ucli.Command {
 		Usage:     "print a bottle's audit log, or verify it",
 		ArgsUsage: "SLUG",
 		Description: "Prints the lines of the bottle's audit log (audit.jsonl) as they are, one JSON object\n" +
-			"per line: every decision of the sidecar, chained by hash. --follow keeps printing new\n" +
+			"per line: every decision of the sidecar, chained by hash; a log that rotated is read from\n" +
+			"its oldest file (audit.N.jsonl) to audit.jsonl. --follow keeps printing new\n" +
 			"lines until interrupted. Lines that are not audit entries are skipped with a warning:\n" +
 			"'bb-egress log verify' says whether the log was tampered with.\n\n" +
 			cli.Examples(
@@ -108,13 +109,30 @@ func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 	if o.Follow {
 		return audit.Follow(ctx, path, each)
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	files, err := audit.Files(path)
+	if err != nil {
+		return fmt.Errorf("reading the audit log of bottle %s: %w", b.Slug, err)
+	}
+	if len(files) == 0 {
 		fmt.Fprintf(s.Err, "bb-egress: bottle %s has no audit log yet\n", b.Slug)
 		return nil
 	}
+	for _, name := range files {
+		if err := printFile(s, name, &n, each); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printFile passes each line of one file of the log to each.
+func printFile(s cli.Streams, path string, n *int, each func([]byte) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // rotated away since it was listed
+	}
 	if err != nil {
-		return fmt.Errorf("reading the audit log of bottle %s: %w", b.Slug, err)
+		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
@@ -123,7 +141,7 @@ func runLog(ctx context.Context, s cli.Streams, o logOptions) error {
 		if errors.Is(err, io.EOF) {
 			if len(line) > 0 {
 				// Being written right now, or torn by a crash.
-				fmt.Fprintf(s.Err, "bb-egress: skipping line %d of %s: no newline yet\n", n+1, path)
+				fmt.Fprintf(s.Err, "bb-egress: skipping line %d of %s: no newline yet\n", *n+1, path)
 			}
 			return nil
 		}

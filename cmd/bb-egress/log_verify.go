@@ -23,7 +23,10 @@ func logVerifyCommand() *ucli.Command {
 			"{\"file\",\"lines\",\"ok\",\"last_seq\",\"last_hash\",...}. Exit 0 when intact; 1 when not, naming\n" +
 			"the first broken line and why (\"broken\": {\"line\",\"problem\",\"reason\"}); 2 when the log\n" +
 			"cannot be read. Lines cut whole from the end are caught only by the head file the\n" +
-			"sidecar keeps beside the log (audit.head), which it updates every second.\n" +
+			"sidecar keeps beside the log (audit.head), which it writes when it starts and within a\n" +
+			"second of each line. A log that rotated (audit.1.jsonl, audit.2.jsonl, ... beside it) is\n" +
+			"verified as one chain across its files, oldest first; the files rotation deleted are\n" +
+			"recorded in the log, and the report says how many lines they held (\"rotated_away\").\n" +
 			"The chain proves a log was not edited by someone who did not rewrite all of it: it is\n" +
 			"evidence, not a signature. Keep a copy of last_hash elsewhere to pin a log's past.\n\n" +
 			cli.Examples(
@@ -80,8 +83,18 @@ func runLogVerify(_ context.Context, s cli.Streams, o logVerifyOptions) error {
 	if len(rep.Torn) > 0 {
 		fmt.Fprintf(s.Err, "bb-egress: %s: line(s) %v were cut short by a crash; the chain continues past them\n", rep.File, rep.Torn)
 	}
-	if rep.Head == nil && o.File != "-" {
+	switch {
+	case o.File == "-":
+	case rep.Head == nil:
 		fmt.Fprintf(s.Err, "bb-egress: %s has no head file: lines cut from its end would go unnoticed\n", rep.File)
+	case rep.OK && rep.Head.Seq < rep.LastSeq:
+		// The sidecar rewrites the head within a second of each line.
+		fmt.Fprintf(s.Err, "bb-egress: %s: the head file records seq %d; the %d line(s) after it are newer than the head, so lines cut from among them would go unnoticed\n",
+			rep.File, rep.Head.Seq, rep.LastSeq-rep.Head.Seq)
+	}
+	if rep.RotatedAway > 0 && rep.Dropped != nil {
+		fmt.Fprintf(s.Err, "bb-egress: %s: the first %d line(s) were rotated away (the last file deleted, %s, held %d block(s), %d with the canary); the chain is proven from seq %d\n",
+			rep.File, rep.RotatedAway, rep.Dropped.File, rep.Dropped.Blocks, rep.Dropped.Canary, rep.FirstSeq)
 	}
 	if err := cli.WriteJSON(s.Out, rep); err != nil {
 		return err

@@ -31,7 +31,11 @@ func serveCommand() *ucli.Command {
 			"leaves, and routes inject those tokens. One JSON line per decision goes to --log (stdout\n" +
 			"when absent); the agent's route requests go to requests.jsonl beside it. SIGHUP, or any\n" +
 			"change to the routes file, reloads the routes; an invalid file is refused and the old\n" +
-			"routes stay. SIGTERM stops accepting and drains requests in flight.\n\n" +
+			"routes stay. SIGTERM stops accepting and drains requests in flight for --drain, then closes\n" +
+			"what is left; every request that reached an upstream has its line before the log closes.\n\n" +
+			"The log is bounded: one client's lines for requests that sent nothing upstream (denials,\n" +
+			"blocks, tunnels) have a budget, past which they are summed up in one line per client; and\n" +
+			"--log rotates at --log-max-mib, keeping --log-keep files, its hash chain running across them.\n\n" +
 			"A route with git: puts its host behind the git gate: only the listed repositories are\n" +
 			"reachable, and a push is read whole into git/ beside the routes file, every object scanned\n" +
 			"and its refs judged, before any of it goes upstream; the gate keeps its mirrors of the\n" +
@@ -54,6 +58,8 @@ func serveCommand() *ucli.Command {
 				"\tand a cloud network's neighbours live there"},
 			&ucli.IntFlag{Name: "max-conns", Value: 1024, Usage: "concurrent client connections"},
 			&ucli.DurationFlag{Name: "drain", Value: 10 * time.Second, Usage: "how long SIGTERM waits for requests in flight"},
+			&ucli.IntFlag{Name: "log-max-mib", Value: 64, Usage: "rotate --log when it would pass this many MiB (0: never): audit.jsonl moves to audit.1.jsonl, and so on"},
+			&ucli.IntFlag{Name: "log-keep", Value: 4, Usage: "rotated files of --log kept (at least 1); rotation deletes the oldest and records it in the log"},
 		},
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 0 {
@@ -64,6 +70,7 @@ func serveCommand() *ucli.Command {
 				Log: c.String("log"), UpstreamCA: c.String("upstream-ca"), Slug: c.String("slug"),
 				AllowLoopback: c.Bool("allow-loopback"), AllowPrivate: c.Bool("allow-private"),
 				MaxConns: c.Int("max-conns"), Drain: c.Duration("drain"),
+				LogMaxMiB: c.Int("log-max-mib"), LogKeep: c.Int("log-keep"),
 			})
 		},
 	}
@@ -80,6 +87,8 @@ type serveOptions struct {
 	AllowPrivate  bool
 	MaxConns      int
 	Drain         time.Duration
+	LogMaxMiB     int // rotate the log at this size; 0 never
+	LogKeep       int // rotated files kept
 }
 
 func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
@@ -102,7 +111,10 @@ func runServe(ctx context.Context, s cli.Streams, o serveOptions) error {
 	if o.Log == "" || o.Log == "-" {
 		aw = audit.NewStreamWriter(s.Out)
 	} else {
-		aw, err = audit.NewWriter(o.Log)
+		if o.LogMaxMiB < 0 || o.LogKeep < 0 {
+			return cli.Usagef("--log-max-mib and --log-keep cannot be negative (got %d and %d)", o.LogMaxMiB, o.LogKeep)
+		}
+		aw, err = audit.OpenWriter(o.Log, audit.Rotate{MaxSize: int64(o.LogMaxMiB) << 20, MaxFiles: o.LogKeep})
 		if err != nil {
 			return cli.Backend(err)
 		}

@@ -66,6 +66,9 @@ func appendEntry(b []byte, e *Entry) ([]byte, bool) {
 	if g := e.Git; g != nil {
 		b = appendGit(b, g)
 	}
+	if e.Thinned != nil || e.Rotation != nil {
+		return b, false // rare lines: encoding/json writes them (marshalLine)
+	}
 	b = append(b, `,"prev":`...)
 	b = appendString(b, e.Prev)
 	return append(b, "}\n"...), true

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,15 @@ type Writer struct {
 	// failing is set while the last Write failed (or the writer is
 	// closed or stuck), so a caller can refuse what it cannot audit.
 	failing atomic.Bool
+
+	path string
+	rot  Rotate
+	size int64 // of the current file
+	// The current file's first seq and its lines that are blocks and
+	// carry the canary: its rotation line records them.
+	fileFirst              uint64
+	fileBlocks, fileCanary int
+	canaryAway             int // Rotation.CanaryRotatedAway of the last rotation
 
 	headPath  string
 	headMu    sync.Mutex // serialises head writes
@@ -65,12 +75,43 @@ const HeadInterval = time.Second
 // the head it finds is ahead of the log (lines were cut while no writer
 // ran), it continues from the head's seq, so the gap stays in the log as
 // evidence rather than being papered over.
-func NewWriter(path string) (*Writer, error) {
+//
+// The log never rotates; see OpenWriter.
+func NewWriter(path string) (*Writer, error) { return OpenWriter(path, Rotate{}) }
+
+// Rotate bounds a log's size on disk. When a line would take the current
+// file past MaxSize, the writer ends it with a rotation line, moves it to
+// RotatedPath(path, 1) (and each older file one number up), and goes on in
+// a new file whose first line chains to the rotation line. Only MaxFiles
+// rotated files are kept: the rotation line records the oldest, which it
+// deletes (its seq range, last hash and how many blocks and canaries it
+// held), so Verify can tell lines rotated away from lines cut.
+type Rotate struct {
+	MaxSize  int64 // bytes of the current file; 0 never rotates
+	MaxFiles int   // rotated files kept beside it (at least 1)
+}
+
+// OpenWriter is NewWriter with rotation. When the log at path is missing
+// or empty and a rotated file is there (the writer stopped between moving
+// a file aside and writing the next), it continues that file's chain.
+func OpenWriter(path string, rot Rotate) (*Writer, error) {
+	rot.MaxFiles = max(rot.MaxFiles, 1)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
 	seq, prev, torn, err := tail(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	if seq == 0 && prev == Genesis {
+		if seq, prev, err = tailOf(RotatedPath(path, 1)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reading audit log %s: %w", path, err)
@@ -87,10 +128,41 @@ func NewWriter(path string) (*Writer, error) {
 			return nil, fmt.Errorf("sealing the torn last line of %s: %w", path, err)
 		}
 	}
-	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path),
+	w := &Writer{w: f, f: f, seq: seq, prev: prev, headPath: HeadPath(path), path: path, rot: rot, size: fi.Size(),
 		headDirty: true, stop: make(chan struct{}), done: make(chan struct{})}
+	if last, _, err := lastEntryOf(RotatedPath(path, 1)); err == nil && last.Rotation != nil {
+		w.canaryAway = last.Rotation.CanaryRotatedAway
+	}
+	if rot.MaxSize > 0 && fi.Size() > 0 {
+		if d, ok, err := describe(path); err == nil && ok {
+			w.fileFirst, w.fileBlocks, w.fileCanary = d.FirstSeq, d.Blocks, d.Canary
+		}
+	}
+	// The head is written now, not a HeadInterval later: a verify right
+	// after the first lines has one to check against.
+	if err := w.writeHead(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	go w.keepHead()
 	return w, nil
+}
+
+// tailOf is tail of the file at path: Genesis when it does not exist.
+func tailOf(path string) (uint64, string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, Genesis, nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("reading audit log: %w", err)
+	}
+	defer f.Close()
+	seq, prev, _, err := tail(f)
+	if err != nil {
+		return 0, "", fmt.Errorf("reading audit log %s: %w", path, err)
+	}
+	return seq, prev, nil
 }
 
 // NewStreamWriter starts a new chain on w (the first line carries Genesis).
@@ -105,6 +177,12 @@ func NewStreamWriter(w io.Writer) *Writer {
 // write a line of any size it likes.
 const MaxField = 1 << 10
 
+// A summary line names at most maxSample hosts, each cut to maxSampleLen.
+const (
+	maxSample    = 8
+	maxSampleLen = 128
+)
+
 // Write fills e's Seq and Prev, and its Time when zero (in UTC), cuts its
 // string fields to MaxField, and appends it as one line with a single
 // write call.
@@ -115,11 +193,11 @@ func (w *Writer) Write(e Entry) error {
 	e.Time = e.Time.UTC()
 	for _, f := range []*string{&e.Method, &e.Host, &e.Path, &e.Query, &e.Decision, &e.Reason,
 		&e.Route, &e.Secret, &e.Encoding, &e.Client} {
-		*f = Truncate(*f, MaxField)
+		*f = cut(*f, MaxField)
 	}
 	if g := e.Git; g != nil {
 		c := *g
-		c.Repo, c.Service = Truncate(c.Repo, MaxField), Truncate(c.Service, MaxField)
+		c.Repo, c.Service = cut(c.Repo, MaxField), cut(c.Service, MaxField)
 		if len(c.Refs) > MaxGitRefs {
 			c.RefCount = max(c.RefCount, len(c.Refs))
 			c.Refs = c.Refs[:MaxGitRefs]
@@ -127,9 +205,18 @@ func (w *Writer) Write(e Entry) error {
 		c.Refs = append([]GitRef(nil), c.Refs...)
 		for i := range c.Refs {
 			r := &c.Refs[i]
-			r.Ref, r.Old, r.New = Truncate(r.Ref, MaxField), Truncate(r.Old, 80), Truncate(r.New, 80)
+			r.Ref, r.Old, r.New = cut(r.Ref, MaxField), cut(r.Old, 80), cut(r.New, 80)
 		}
 		e.Git = &c
+	}
+
+	if t := e.Thinned; t != nil {
+		c := *t
+		c.Sample = append([]string(nil), c.Sample[:min(len(c.Sample), maxSample)]...)
+		for i := range c.Sample {
+			c.Sample[i] = Truncate(c.Sample[i], maxSampleLen)
+		}
+		e.Thinned = &c
 	}
 
 	w.mu.Lock()
@@ -155,6 +242,12 @@ func (w *Writer) writeLocked(e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("writing audit log: %w", err)
 	}
+	if w.rot.MaxSize > 0 && w.f != nil && w.size > 0 && w.size+int64(len(line)) > w.rot.MaxSize && e.Rotation == nil {
+		if err := w.rotateLocked(); err != nil {
+			return err
+		}
+		return w.writeLocked(e) // after the rotation line: the next seq
+	}
 	n, err := w.w.Write(line)
 	if err != nil {
 		if n > 0 {
@@ -168,6 +261,16 @@ func (w *Writer) writeLocked(e *Entry) error {
 	w.seq = e.Seq
 	w.prev = hashLine(line[:len(line)-1])
 	w.headDirty = true
+	w.size += int64(n)
+	if w.fileFirst == 0 {
+		w.fileFirst = e.Seq
+	}
+	if e.Decision == Block {
+		w.fileBlocks++
+	}
+	if e.Canary {
+		w.fileCanary++
+	}
 	return nil
 }
 
@@ -189,6 +292,53 @@ func Truncate(s string, n int) string {
 		keep--
 	}
 	return s[:keep] + "…[cut " + strconv.Itoa(len(s)-keep) + " bytes]"
+}
+
+// cut is Truncate by the bytes s takes in a line once escaped, where a
+// control byte takes six: a path of %01s must not make a line six times
+// MaxField.
+func cut(s string, n int) string {
+	if len(s) <= n/6 {
+		return s // fits even if every byte is escaped
+	}
+	note := len("…[cut  bytes]") + len(strconv.Itoa(len(s)))
+	size, keep, fits := 0, 0, -1
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		size += escapedLen(s[i], r, w)
+		i += w
+		if size <= n-note {
+			keep = i
+		}
+		if size > n {
+			break
+		}
+		if i == len(s) {
+			fits = i
+		}
+	}
+	if fits >= 0 {
+		return s
+	}
+	return s[:keep] + "…[cut " + strconv.Itoa(len(s)-keep) + " bytes]"
+}
+
+// escapedLen is how many bytes appendString writes for the rune r, of w
+// bytes starting with byte b.
+func escapedLen(b byte, r rune, w int) int {
+	switch {
+	case b < utf8.RuneSelf:
+		switch {
+		case b == '"' || b == '\\' || b == '\b' || b == '\f' || b == '\n' || b == '\r' || b == '\t':
+			return 2
+		case b < 0x20 || b == 0x7f:
+			return 6
+		}
+		return 1
+	case r == utf8.RuneError && w == 1, r <= 0x9f, r == '\u2028', r == '\u2029':
+		return 6
+	}
+	return w
 }
 
 // Close writes the head file a last time and closes the log.
@@ -260,8 +410,18 @@ func marshalLine(b []byte, e *Entry) ([]byte, error) {
 	if err := enc.Encode(e); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil // Encode ends it with exactly one '\n'
+	// As appendString does: no raw DEL or C1 control reaches a line. In
+	// encoding/json's output they can only be inside strings.
+	return append(b, c1Escapes.Replace(buf.String())...), nil // Encode ends it with exactly one '\n'
 }
+
+var c1Escapes = func() *strings.Replacer {
+	var oldnew []string
+	for r := rune(0x7f); r <= 0x9f; r++ {
+		oldnew = append(oldnew, string(r), `\u00`+string(hexDigits[r>>4])+string(hexDigits[r&0xF]))
+	}
+	return strings.NewReplacer(oldnew...)
+}()
 
 // hashLine is the hex SHA-256 of a line's bytes without its newline: the
 // next line's Prev.

@@ -108,6 +108,10 @@ type Config struct {
 	// Slug names the bottle in what a denial tells the agent to ask on
 	// the host (bb-egress allow SLUG HOST); empty says so in words.
 	Slug string
+	// LogBudget bounds how fast one client can grow the audit log with
+	// lines of requests that sent nothing upstream; zero fields take its
+	// defaults.
+	LogBudget LogBudget
 
 	MaxConns              int           // concurrent client connections (1024)
 	ConnWait              time.Duration // how long a connection beyond MaxConns waits for a slot (500ms)
@@ -187,6 +191,7 @@ func (c *Config) setDefaults() {
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
+	c.LogBudget.setDefaults()
 }
 
 // Server is a running sidecar. Its routes can be swapped while it serves.
@@ -199,8 +204,10 @@ type Server struct {
 	reloadMu sync.Mutex
 	seen     fileStat // the routes file as last read, good or bad
 
-	transport   *http.Transport // upstream requests
-	wsTransport *http.Transport // upstream WebSocket upgrades: HTTP/1.1 only
+	transport   *sentTransport // upstream requests
+	wsTransport *sentTransport // upstream WebSocket upgrades: HTTP/1.1 only
+	sent        sentLedger     // requests sent upstream and not yet ended
+	handlers    inflight       // requests being handled, hijacked ones too
 
 	proxy   *goproxy.ProxyHttpServer
 	outer   *http.Server // the proxy port
@@ -211,7 +218,7 @@ type Server struct {
 	selfMu sync.RWMutex
 	self   []netip.AddrPort // where the proxy listens, resolved to concrete IPs
 
-	denials   *denyLimiter
+	denials   *logLimiter
 	bodySlots chan struct{} // MaxBufferedBodies
 	wsBytes   atomic.Int64  // WebSocket bytes charged (see websocket.go), against MaxWSBuffered
 
@@ -237,8 +244,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{}, denials: newDenyLimiter(),
+	s := &Server{cfg: cfg, ca: ca, tokens: map[string]string{}, hijacked: map[net.Conn]struct{}{},
 		bodySlots: make(chan struct{}, cfg.MaxBufferedBodies)}
+	s.denials = newLogLimiter(cfg.LogBudget, s.writeAudit)
 	for _, sec := range cfg.Secrets {
 		s.tokens[sec.Name] = sec.Value
 	}
@@ -255,13 +263,13 @@ func New(cfg Config) (*Server, error) {
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = log.New(io.Discard, "", 0)
 	p.ConnectDial = nil // goproxy reads HTTPS_PROXY from the environment
-	p.Tr = s.transport
+	p.Tr = s.transport.Transport
 	p.OnRequest().HandleConnectFunc(s.onConnect)
 	s.proxy = p
 
 	errLog := log.New(io.Discard, "", 0)
 	s.outer = &http.Server{
-		Handler:           http.HandlerFunc(s.serveProxy),
+		Handler:           s.counted(s.serveProxy),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -272,7 +280,7 @@ func New(cfg Config) (*Server, error) {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	s.inner = &http.Server{
-		Handler:           http.HandlerFunc(s.serveTunnel),
+		Handler:           s.counted(s.serveTunnel),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -292,7 +300,7 @@ func New(cfg Config) (*Server, error) {
 // CA returns the bottle's CA certificate, which the agent must trust.
 func (s *Server) CA() *x509.Certificate { return s.ca.cert }
 
-func (s *Server) newTransport(h2 bool) *http.Transport {
+func (s *Server) newTransport(h2 bool) *sentTransport {
 	t := &http.Transport{
 		Proxy:                  nil, // never an upstream proxy from the environment
 		DialContext:            s.dialUpstream,
@@ -309,7 +317,7 @@ func (s *Server) newTransport(h2 bool) *http.Transport {
 	if !h2 {
 		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
-	return t
+	return &sentTransport{Transport: t, ledger: &s.sent}
 }
 
 // Serve accepts proxy connections on ln until ctx is cancelled, then stops
@@ -339,35 +347,90 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// Shutdown stops accepting connections and waits, up to ctx's deadline,
-// for requests in flight to finish; then it closes what is left.
+// Shutdown stops accepting connections and waits for requests in flight
+// to finish, for three quarters of the time to ctx's deadline; then it
+// closes what is left, and waits out the last quarter for the requests it
+// cut to write their lines. A request sent upstream whose handler still
+// has not ended then gets a line of its own: when Shutdown returns (by
+// ctx's deadline), everything that reached an upstream is in the log, and
+// the caller can close it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	finishBy := time.Now().Add(finishMin)
+	if d, ok := ctx.Deadline(); ok {
+		rest := time.Until(d)
+		finishBy = d
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rest-rest/4)
+		defer cancel()
+	}
 	errOuter := s.outer.Shutdown(ctx)
 	s.innerLn.Close()
 	errInner := s.inner.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() { s.conns.Wait(); close(done) }()
+	drained := errOuter == nil && errInner == nil
 	select {
-	case <-done:
+	case <-s.idle():
 	case <-ctx.Done():
-		s.hijMu.Lock()
-		for c := range s.hijacked {
-			c.Close()
-		}
-		s.hijMu.Unlock()
+		drained = false
 	}
-	s.flushDenials()
-	if errOuter != nil || errInner != nil {
-		s.outer.Close()
-		s.inner.Close()
-		return fmt.Errorf("draining requests in flight: %w", ctx.Err())
+	if !drained {
+		s.closeAll()
+	}
+	s.finish(max(time.Until(finishBy), finishMin))
+	if !drained {
+		return fmt.Errorf("draining requests in flight: %w", context.DeadlineExceeded)
 	}
 	s.transport.CloseIdleConnections()
 	return nil
 }
 
-// flushDenials logs a summary of the denials the limiter dropped.
+// finishMin is the least time Shutdown gives the requests it cut to log
+// how they ended (connections closed, they end in microseconds).
+const finishMin = 100 * time.Millisecond
+
+// closeAll closes every connection, hijacked ones (WebSockets) too: their
+// handlers end, and log, as soon as their reads and writes fail.
+func (s *Server) closeAll() {
+	s.hijMu.Lock()
+	for c := range s.hijacked {
+		c.Close()
+	}
+	s.hijMu.Unlock()
+	s.outer.Close()
+	s.inner.Close()
+}
+
+// finish waits up to d for every handler to end (each writes its line),
+// logs a line for each request still out upstream, then the summaries of
+// thinned lines: the last lines of the log.
+func (s *Server) finish(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.idle():
+	case <-t.C:
+	}
+	snap := s.state.Load()
+	for _, e := range s.sent.unfinished() {
+		e.Path, e.Query = s.redact(snap, e.Path), s.redact(snap, e.Query)
+		s.writeAudit(e)
+	}
+	s.flushDenials()
+}
+
+// idle is closed once no handler runs and no hijacked connection is
+// open. Called when nothing new is accepted any more.
+func (s *Server) idle() <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		<-s.handlers.idle()
+		close(c)
+	}()
+	return c
+}
+
+// flushDenials logs a summary of the lines the limiter thinned out.
 func (s *Server) flushDenials() {
 	if s.cfg.Audit == nil {
 		return
@@ -394,19 +457,19 @@ func (s *Server) audit(e audit.Entry) {
 	if s.cfg.Audit == nil {
 		return
 	}
-	if e.Decision == audit.Deny && e.Method != "RELOAD" {
-		ok, summary := s.denials.admit(&e)
-		if !ok {
-			return
-		}
-		if summary != nil {
-			s.writeAudit(*summary)
-		}
+	ok, summary := s.denials.admit(&e)
+	if summary != nil {
+		s.writeAudit(*summary)
 	}
-	s.writeAudit(e)
+	if ok {
+		s.writeAudit(e)
+	}
 }
 
 func (s *Server) writeAudit(e audit.Entry) {
+	if s.cfg.Audit == nil {
+		return
+	}
 	if err := s.cfg.Audit.Write(e); err != nil {
 		s.cfg.Logf("writing the audit log (nothing is forwarded until it works again): %v", err)
 	}
