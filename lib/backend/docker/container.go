@@ -456,6 +456,9 @@ func Stop(ctx context.Context, api Engine, slug string) error {
 	})
 	var errs []error
 	for _, c := range cs {
+		if c.Labels[names.LabelRole] == names.RoleEgress && c.State == container.StateRunning {
+			drainSidecar(ctx, api, c.ID)
+		}
 		errs = append(errs, removeContainer(ctx, api, c.ID))
 	}
 	ns, err := bottleNetworks(ctx, api, slug)
@@ -466,6 +469,28 @@ func Stop(ctx context.Context, api Engine, slug string) error {
 		errs = append(errs, removeNetwork(ctx, api, id))
 	}
 	return errors.Join(errs...)
+}
+
+// sidecarDrain is how long a stop waits for the sidecar to end by itself
+// on SIGTERM: its --drain (10s) and a little more, so that every request
+// that reached an upstream gets its line in the audit log before the
+// container is gone. A sidecar with nothing in flight ends at once.
+const sidecarDrain = 12 * time.Second
+
+// drainSidecar asks the sidecar to end and waits for it, up to
+// sidecarDrain; what is still running after is removed by force.
+func drainSidecar(ctx context.Context, api Engine, id string) {
+	ctx, cancel := context.WithTimeout(ctx, sidecarDrain)
+	defer cancel()
+	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	if _, err := api.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "TERM"}); err != nil {
+		return
+	}
+	select {
+	case <-wait.Result:
+	case <-wait.Error:
+	case <-ctx.Done():
+	}
 }
 
 func boolInt(b bool) int {
