@@ -407,10 +407,19 @@ func screenHeader(snap *snapshot, h http.Header) string {
 			continue
 		}
 		for i, v := range vs {
-			if hit, ok := snap.all.SearchString(v); ok {
-				vs[i] = "[redacted by bb-egress: carries token " + hit.Secret + "]"
-				out = append(out, k+" (carries "+hit.Secret+")")
+			hit, ok := snap.all.SearchString(v)
+			if !ok {
+				continue
 			}
+			if k == "Location" || k == "Content-Location" {
+				// A note is no URL: clients fail on it. A redirect
+				// without its target is still an answer.
+				delete(h, k)
+				out = append(out, k+" (carries "+hit.Secret+"; dropped)")
+				break
+			}
+			vs[i] = "[redacted by bb-egress: carries token " + hit.Secret + "]"
+			out = append(out, k+" (carries "+hit.Secret+")")
 		}
 	}
 	if len(out) == 0 {
