@@ -470,7 +470,11 @@ func TestUndeclaredCompressedLimit(t *testing.T) {
 				resp, got, err := h.fetch(h.agent(false), "GET", u.url("free.test", path))
 				if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, coded) {
 					t.Errorf("free.test size=%d: %v %v %d/%d", size, status(resp), err, len(got), len(coded))
-					for _, e := range h.entries() { if e.Host == "free.test" { t.Logf("%+v", e) } }
+					for _, e := range h.entries() {
+						if e.Host == "free.test" {
+							t.Logf("%+v", e)
+						}
+					}
 				}
 			}
 		}
