@@ -212,14 +212,20 @@ func (s *Server) openBody(r *http.Request, snap *snapshot, a answer) (io.Reader,
 		if resp.StatusCode == http.StatusPartialContent {
 			return nil, "", none, &responseFail{reason: "a range of a " + strings.Join(codings, ",") + "-coded answer cannot be decoded to be scanned"}
 		}
-		if body, err = decodeStream(body, codings); err != nil {
+		// An empty body labelled with a coding (some servers do that) is
+		// empty, not a coding gone wrong.
+		p := &prefixed{r: body}
+		if p.n, err = io.ReadFull(body, p.head[:1]); p.n == 0 && err == io.EOF {
+			return http.NoBody, strings.Join(codings, ","), none, nil
+		}
+		if body, err = decodeStream(p, codings); err != nil {
 			return nil, "", none, &responseFail{reason: fmt.Sprintf("the upstream's answer does not decode as %s: %v", strings.Join(codings, ","), err)}
 		}
 	}
-	if !hasBody || !s.tokenHost(snap, a) {
+	if !hasBody {
 		return body, strings.Join(codings, ","), none, nil
 	}
-	body, release, f := s.openUndeclared(r, snap, body)
+	body, release, f := s.openUndeclared(r, snap, a, body)
 	return body, strings.Join(codings, ","), release, f
 }
 
@@ -238,17 +244,18 @@ func (s *Server) tokenHost(snap *snapshot, a answer) bool {
 }
 
 // openUndeclared looks at the start of body for compressed data. If it
-// finds some, it reads the body whole (up to MaxScanBody, in one of the
-// body slots that bound such buffers) and scans every layer of it for the
-// injected tokens before any of it is passed on.
-func (s *Server) openUndeclared(r *http.Request, snap *snapshot, body io.Reader) (io.Reader, func(), *responseFail) {
+// finds some on a host a token goes to, it reads the body whole (up to
+// MaxScanBody, in one of the body slots that bound such buffers) and scans
+// every layer of it for the injected tokens before any of it is passed on.
+func (s *Server) openUndeclared(r *http.Request, snap *snapshot, a answer, body io.Reader) (io.Reader, func(), *responseFail) {
 	none := func() {}
-	var head [3]byte
-	n, err := io.ReadFull(body, head[:])
-	body = io.MultiReader(bytes.NewReader(head[:n]), body)
-	if err != nil || sniffCompressed(head[:n]) == "" {
-		return body, none, nil // too short to be compressed, or not
+	p := &prefixed{r: body}
+	n, err := io.ReadFull(body, p.head[:])
+	p.n = n
+	if err != nil || sniffCompressed(p.head[:n]) == "" || !s.tokenHost(snap, a) {
+		return p, none, nil // too short to be compressed, or not, or from elsewhere
 	}
+	body = p
 	if !s.takeBodySlot(r.Context()) {
 		return nil, none, &responseFail{reason: "no slot to scan compressed data in the answer: too many are being scanned"}
 	}
@@ -320,6 +327,23 @@ func (s *Server) scanLayer(snap *snapshot, b []byte, layers []string) *responseF
 		return &responseFail{reason: fmt.Sprintf("the answer holds %s data that stops decoding where a token could begin", what)}
 	}
 	return nil
+}
+
+// prefixed is r after the bytes read from it to sniff it.
+type prefixed struct {
+	head [3]byte
+	off  int
+	n    int
+	r    io.Reader
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if p.off < p.n {
+		m := copy(b, p.head[p.off:p.n])
+		p.off += m
+		return m, nil
+	}
+	return p.r.Read(b)
 }
 
 type countReader struct {

@@ -30,6 +30,10 @@ type reply struct {
 	chunked bool        // written in two flushed pieces, no Content-Length
 	trailer http.Header // sent after the body
 	status  int
+	// pieces, if any, are the body instead, each flushed; after the first
+	// the upstream waits for gate to close.
+	pieces [][]byte
+	gate   chan struct{}
 }
 
 // echoUp is a TLS upstream, over HTTP/2 and over HTTP/1.1 only, that
@@ -85,6 +89,16 @@ func (u *echoUp) serve(w http.ResponseWriter, r *http.Request) {
 		rep.status = 200
 	}
 	w.WriteHeader(rep.status)
+	if rep.pieces != nil {
+		for i, p := range rep.pieces {
+			w.Write(p)
+			w.(http.Flusher).Flush()
+			if i == 0 {
+				<-rep.gate
+			}
+		}
+		return
+	}
 	half := len(rep.body) / 2
 	w.Write(rep.body[:half])
 	if rep.chunked {
@@ -637,4 +651,77 @@ func TestResponseEchoRaw(t *testing.T) {
 	h.waitEntry("gzip echo blocked", func(e audit.Entry) bool {
 		return e.Path == "/gzip" && e.Decision == audit.Block && e.Secret == "API" && strings.HasPrefix(e.Encoding, "raw")
 	})
+}
+
+// gzipPieces gzips events, flushing after each: the pieces a streaming
+// server sends.
+func gzipPieces(events ...string) [][]byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	var out [][]byte
+	for i, e := range events {
+		w.Write([]byte(e))
+		if i == len(events)-1 {
+			w.Close()
+		} else {
+			w.Flush()
+		}
+		out = append(out, bytes.Clone(buf.Bytes()))
+		buf.Reset()
+	}
+	return out
+}
+
+// TestResponseCodedStreamsAndEmpties: a gzip event stream is passed
+// decoded as it comes (the first event before the upstream sends the
+// next), and cut before a token that comes later; an empty body labelled
+// gzip is an empty answer, not a refusal.
+func TestResponseCodedStreamsAndEmpties(t *testing.T) {
+	h, u := newEchoHarness(t)
+	for _, h2 := range []bool{false, true} {
+		for _, token := range []bool{false, true} {
+			gate := make(chan struct{})
+			last := "data: bye\n\n"
+			if token {
+				last = "data: " + apiToken + "\n\n"
+			}
+			path := fmt.Sprintf("/stream-%v-%v", h2, token)
+			u.add(path, func(string) reply {
+				return reply{chunked: true, gate: gate, pieces: gzipPieces("data: hello\n\n", last),
+					header: http.Header{"Content-Type": {"text/event-stream"}, "Content-Encoding": {"gzip"}}}
+			})
+			req := mustReq("GET", u.url("echo.test", path), nil)
+			req.Header.Set("Accept-Encoding", "gzip")
+			resp, err := h.agent(h2).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := make([]byte, len("data: hello\n\n"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: hello\n\n" {
+				t.Errorf("h2=%v token=%v: the first event: %q %v", h2, token, first, err)
+			}
+			close(gate)
+			rest, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h.noToken(t, path, nil, append(first, rest...))
+			switch {
+			case token && err == nil:
+				t.Errorf("h2=%v: a stream carrying the token was not cut: %q", h2, rest)
+			case !token && (err != nil || string(rest) != "data: bye\n\n"):
+				t.Errorf("h2=%v: the rest of a clean stream: %q %v", h2, rest, err)
+			}
+		}
+		for _, chunked := range []bool{false, true} {
+			for _, label := range []string{"gzip", "deflate", "gzip, deflate"} {
+				path := fmt.Sprintf("/empty-%v-%v-%s", h2, chunked, label)
+				u.add(path, func(string) reply {
+					return reply{chunked: chunked, header: http.Header{"Content-Encoding": {label}}}
+				})
+				resp, got, err := h.fetch(h.agent(h2), "GET", u.url("echo1.test", path))
+				if err != nil || resp.StatusCode != 200 || len(got) != 0 {
+					t.Errorf("%s: %v %v %q, want an empty 200", path, status(resp), err, got)
+				}
+			}
+		}
+	}
 }
