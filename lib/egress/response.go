@@ -20,8 +20,9 @@ package egress
 //     every layer of it scanned before the original bytes pass; larger is
 //     refused. The coded bytes cannot be held back token by token (a
 //     decoder holds output it has not flushed), so it is all or nothing.
-//     Raw DEFLATE has no signature and is not opened, nor are archives
-//     (zip, tar inside gzip is opened as the gzip);
+//     A zip archive's files are opened too (not further). Raw DEFLATE has
+//     no signature and is not opened, nor is what an archive's file holds
+//     compressed again (tar inside gzip is opened as the gzip);
 //   - replaces a header value that carries a token, drops a header whose
 //     name does (in any case: HTTP/1 canonicalises names, HTTP/2 lowers
 //     them), and logs which, naming the token, never its value. Trailers
@@ -29,6 +30,7 @@ package egress
 //     (the agent hears the sidecar's own).
 
 import (
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"fmt"
@@ -252,7 +254,7 @@ func (s *Server) openUndeclared(r *http.Request, snap *snapshot, a answer, body 
 	p := &prefixed{r: body}
 	n, err := io.ReadFull(body, p.head[:])
 	p.n = n
-	if err != nil || sniffCompressed(p.head[:n]) == "" || !s.tokenHost(snap, a) {
+	if err != nil || !packed(p.head[:n]) || !s.tokenHost(snap, a) {
 		return p, none, nil // too short to be compressed, or not, or from elsewhere
 	}
 	body = p
@@ -283,6 +285,9 @@ func (s *Server) openUndeclared(r *http.Request, snap *snapshot, a answer, body 
 // be the start of a token: a decoder hands out that much. A layer larger
 // than MaxDecompressed is refused, not scanned in part.
 func (s *Server) scanLayers(snap *snapshot, b []byte) *responseFail {
+	if isZip(b) {
+		return s.scanZip(snap, b)
+	}
 	var layers []string
 	for {
 		src, err := decodeStream(bytes.NewReader(b), layers)
@@ -303,6 +308,46 @@ func (s *Server) scanLayers(snap *snapshot, b []byte) *responseFail {
 			return f
 		}
 	}
+}
+
+// packed reports whether head starts data a client can unpack: gzip,
+// zlib or a zip archive.
+func packed(head []byte) bool { return sniffCompressed(head) != "" || isZip(head) }
+
+func isZip(b []byte) bool { return len(b) >= 3 && b[0] == 'P' && b[1] == 'K' && b[2] == 3 }
+
+// scanZip scans every file of a zip archive, decompressed, for the
+// injected tokens, MaxDecompressed bytes at most in all; a file it cannot
+// open (encrypted, an unknown method) is refused, not passed unseen. The
+// files are not opened further (a .gz inside is scanned as it is).
+func (s *Server) scanZip(snap *snapshot, b []byte) *responseFail {
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return &responseFail{reason: "the answer holds a zip archive that does not open: " + err.Error()}
+	}
+	left := s.cfg.MaxDecompressed
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			return &responseFail{reason: "the answer holds a zip archive with a file that does not open: " + err.Error()}
+		}
+		in := &countReader{r: io.LimitReader(rc, left+1)}
+		g := snap.responseGuard(in)
+		out, err := io.Copy(io.Discard, g)
+		snap.putGuard(g)
+		rc.Close()
+		if hit, ok := detect.IsHit(err); ok {
+			hit.Encoding = "zip/" + hit.Encoding
+			return &responseFail{hit: &hit}
+		}
+		if left -= in.n; left < 0 {
+			return &responseFail{reason: fmt.Sprintf("the answer holds a zip archive that decompresses to more than %d bytes", s.cfg.MaxDecompressed)}
+		}
+		if err != nil && out < in.n {
+			return &responseFail{reason: "the answer holds a zip archive with a file that stops decoding where a token could begin"}
+		}
+	}
+	return nil
 }
 
 // scanLayer scans the data of b decoded by layers.

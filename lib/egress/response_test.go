@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"compress/flate"
@@ -724,4 +725,71 @@ func TestResponseCodedStreamsAndEmpties(t *testing.T) {
 			}
 		}
 	}
+}
+
+func zipOf(t *testing.T, method uint16, files map[string][]byte) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, data := range files {
+		if method != zip.Deflate && method != zip.Store {
+			w, err := zw.CreateRaw(&zip.FileHeader{Name: name, Method: method, CompressedSize64: uint64(len(data)), UncompressedSize64: uint64(len(data))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(data)
+			continue
+		}
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+// TestZipFromTokenHost: a zip archive from a host a token goes to has its
+// files opened and scanned: the token deflated in one is not passed on,
+// nor a file the sidecar cannot open; a clean archive passes untouched,
+// and an archive from elsewhere is not opened.
+func TestZipFromTokenHost(t *testing.T) {
+	h, u := newEchoHarness(t)
+	text := filler(64<<10, 9)
+	withToken := append(append(bytes.Clone(text[:1000]), apiToken...), text[1000:]...)
+	cases := []struct {
+		name string
+		zip  []byte
+		want int
+	}{
+		{"clean", zipOf(t, zip.Deflate, map[string][]byte{"a.txt": text, "b.txt": text[:10]}), 200},
+		{"token deflated", zipOf(t, zip.Deflate, map[string][]byte{"a.txt": text, "log.txt": withToken}), 502},
+		{"unknown method", zipOf(t, 99, map[string][]byte{"a.bin": text}), 502},
+	}
+	for _, tc := range cases {
+		if bytes.Contains(tc.zip, []byte(apiToken[:8])) {
+			t.Fatalf("%s: the token is stored raw", tc.name)
+		}
+		path := "/zip-" + strings.ReplaceAll(tc.name, " ", "-")
+		u.add(path, func(string) reply {
+			return reply{body: tc.zip, header: http.Header{"Content-Type": {"application/zip"}}}
+		})
+		for _, h2 := range []bool{false, true} {
+			resp, got, err := h.fetch(h.agent(h2), "GET", u.url("echo.test", path))
+			if err != nil || resp.StatusCode != tc.want {
+				t.Errorf("%s h2=%v: %v %v %.100q, want %d", tc.name, h2, status(resp), err, got, tc.want)
+				continue
+			}
+			if tc.want == 200 && !bytes.Equal(got, tc.zip) {
+				t.Errorf("%s: the archive was changed on its way", tc.name)
+			}
+		}
+		resp, got, err := h.fetch(h.agent(false), "GET", u.url("free.test", path))
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, tc.zip) {
+			t.Errorf("%s from free.test: %v %v", tc.name, status(resp), err)
+		}
+	}
+	h.waitEntry("zip block", func(e audit.Entry) bool {
+		return e.Path == "/zip-token-deflated" && e.Decision == audit.Block && e.Secret == "API" && strings.HasPrefix(e.Encoding, "zip/")
+	})
 }
