@@ -793,3 +793,27 @@ func TestZipFromTokenHost(t *testing.T) {
 		return e.Path == "/zip-token-deflated" && e.Decision == audit.Block && e.Secret == "API" && strings.HasPrefix(e.Encoding, "zip/")
 	})
 }
+
+// TestGitGateCodedAnswer: the git gate's own requests ask for no coding;
+// an answer coded anyway, which would hide an echoed token from the
+// guard, is refused.
+func TestGitGateCodedAnswer(t *testing.T) {
+	h, u := newEchoHarness(t)
+	h.writeRoutes(echoRoutes(u) + fmt.Sprintf(`
+- host: forge.test
+  ports: [%d]
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+  git: {repos: [o/r], push: ["refs/heads/agent/*"]}
+`, tlsPort(u.h2)))
+	h.waitRoutes("forge.test")
+	u.add("/o/r.git/info/refs", func(auth string) reply {
+		return reply{header: http.Header{"Content-Encoding": {"gzip"}, "Content-Type": {"text/plain"}}, body: gz([]byte("you sent " + auth))}
+	})
+	for _, h2 := range []bool{false, true} {
+		resp, got, err := h.fetch(h.agent(h2), "GET", u.url("forge.test", "/o/r.git/info/refs?service=git-receive-pack"))
+		if err != nil || resp.StatusCode != 502 {
+			t.Errorf("h2=%v: %v %v %.100q, want a 502", h2, status(resp), err, got)
+		}
+		h.noToken(t, "git gate", resp, got)
+	}
+}
