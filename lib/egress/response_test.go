@@ -47,7 +47,7 @@ type echoUp struct {
 	h1    *httptest.Server
 }
 
-func newEchoUp(t *testing.T, ca *CA) *echoUp {
+func newEchoUp(t testing.TB, ca *CA) *echoUp {
 	u := &echoUp{cases: map[string]func(string) reply{}}
 	start := func(h2 bool) *httptest.Server {
 		s := httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
@@ -308,6 +308,8 @@ var codings = []struct {
 	opened bool
 }{
 	{name: "plain", encode: func(b []byte) []byte { return b }},
+	{name: "upper-cased", encode: bytes.ToUpper},
+	{name: "upper-cased gzip", label: "gzip", encode: func(b []byte) []byte { return gz(bytes.ToUpper(b)) }, want: bytes.ToUpper},
 	{name: "gzip", label: "gzip", encode: gz, decoded: true},
 	{name: "x-gzip", label: "x-gzip", encode: gz, decoded: true},
 	{name: "deflate-zlib", label: "deflate", encode: zl, decoded: true},
@@ -815,5 +817,39 @@ func TestGitGateCodedAnswer(t *testing.T) {
 			t.Errorf("h2=%v: %v %v %.100q, want a 502", h2, status(resp), err, got)
 		}
 		h.noToken(t, "git gate", resp, got)
+	}
+}
+
+// BenchmarkDownloadGuarded times an 8 MiB answer from a host a token goes
+// to, as it is and gzip-coded (decoded by the sidecar), through the
+// response guard.
+func BenchmarkDownloadGuarded(b *testing.B) {
+	for _, coding := range []string{"identity", "gzip"} {
+		b.Run(coding, func(b *testing.B) {
+			h := newHarness(b, defaultRoutes)
+			u := newEchoUp(b, h.up.ca)
+			h.writeRoutes(echoRoutes(u))
+			h.waitRoutes("echo.test")
+			content := bytes.Repeat([]byte("The quick brown fox jumps over the lazy dog. 0123456789\n"), (8<<20)/56)
+			rep := reply{body: content}
+			if coding == "gzip" {
+				rep = reply{body: gz(content), header: http.Header{"Content-Encoding": {"gzip"}}}
+			}
+			u.add("/big", func(string) reply { return rep })
+			c := h.agent(false)
+			b.SetBytes(int64(len(content)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				resp, err := c.Get(u.url("echo.test", "/big"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n != int64(len(content)) {
+					b.Fatalf("%d, %d bytes", resp.StatusCode, n)
+				}
+			}
+		})
 	}
 }
