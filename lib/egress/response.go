@@ -33,6 +33,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -262,14 +263,20 @@ func (s *Server) openUndeclared(r *http.Request, snap *snapshot, a answer, body 
 		return nil, none, &responseFail{reason: "no slot to scan compressed data in the answer: too many are being scanned"}
 	}
 	release := func() { <-s.bodySlots }
+	// A stalled upstream must not keep the slot.
+	stall := time.AfterFunc(s.cfg.BodyReadTimeout, func() { a.resp.Body.Close() })
 	buf, err := io.ReadAll(io.LimitReader(body, s.cfg.MaxScanBody+1))
+	stall.Stop()
 	if err != nil {
 		release()
 		return nil, none, &responseFail{reason: "reading the upstream's answer: " + err.Error()}
 	}
 	if int64(len(buf)) > s.cfg.MaxScanBody {
-		release()
-		return nil, none, &responseFail{reason: fmt.Sprintf("the answer holds compressed data over %d bytes from a host the sidecar sends a token to, which cannot be scanned before it is passed on", s.cfg.MaxScanBody)}
+		if f := s.scanOversized(snap, buf[:s.cfg.MaxScanBody]); f != nil {
+			release()
+			return nil, none, f
+		}
+		return io.MultiReader(bytes.NewReader(buf), body), release, nil
 	}
 	if f := s.scanLayers(snap, buf); f != nil {
 		release()
@@ -278,12 +285,42 @@ func (s *Server) openUndeclared(r *http.Request, snap *snapshot, a answer, body 
 	return bytes.NewReader(buf), release, nil
 }
 
+// scanOversized judges data that starts like compressed data and is
+// larger than MaxScanBody from its first MaxScanBody bytes, head. It is
+// refused (after a scan of what head decodes to, to name a token in it)
+// unless it is no zlib stream after all: one that does not open, or stops
+// decoding within head where no token could begin, so that no decoder gets
+// further than the guard has seen.
+func (s *Server) scanOversized(snap *snapshot, head []byte) *responseFail {
+	over := &responseFail{reason: fmt.Sprintf("the answer holds compressed data over %d bytes from a host the sidecar sends a token to, which cannot be scanned before it is passed on", s.cfg.MaxScanBody)}
+	enc := sniffCompressed(head)
+	if enc == "" { // a zip archive: it opens from its end
+		return over
+	}
+	src, err := decodeStream(bytes.NewReader(head), []string{enc})
+	if err != nil {
+		if enc == "gzip" {
+			return over
+		}
+		return nil
+	}
+	in := &countReader{r: io.LimitReader(src, s.cfg.MaxDecompressed+1)}
+	g := snap.responseGuard(in)
+	defer snap.putGuard(g)
+	out, err := io.Copy(io.Discard, g)
+	if hit, ok := detect.IsHit(err); ok {
+		hit.Encoding = enc + "/" + hit.Encoding
+		return &responseFail{hit: &hit}
+	}
+	if enc == "gzip" || err == nil || errors.Is(err, io.ErrUnexpectedEOF) || in.n > s.cfg.MaxDecompressed || out < in.n {
+		return over
+	}
+	return nil
+}
+
 // scanLayers opens the compressed data b holds, and the compressed data
 // that holds, up to maxCodings deep, and scans each layer as it streams
-// out of its decoder for the injected tokens. A layer that stops decoding
-// is scanned up to where it stops, and refused if it stops in what could
-// be the start of a token: a decoder hands out that much. A layer larger
-// than MaxDecompressed is refused, not scanned in part.
+// out of its decoder for the injected tokens (see scanLayer).
 func (s *Server) scanLayers(snap *snapshot, b []byte) *responseFail {
 	if isZip(b) {
 		return s.scanZip(snap, b)
@@ -292,7 +329,7 @@ func (s *Server) scanLayers(snap *snapshot, b []byte) *responseFail {
 	for {
 		src, err := decodeStream(bytes.NewReader(b), layers)
 		if err != nil {
-			return nil // the last layer did not open: it is what it is
+			return nil // a zlib layer that did not open: scanned as it is
 		}
 		head := make([]byte, 3)
 		n, _ := io.ReadFull(src, head)
@@ -350,17 +387,29 @@ func (s *Server) scanZip(snap *snapshot, b []byte) *responseFail {
 	return nil
 }
 
-// scanLayer scans the data of b decoded by layers.
+// scanLayer scans the data of b decoded by layers. Data with gzip's
+// signature that does not decode to its end is refused: other decoders
+// are more lenient than Go's (a name or comment over 512 bytes, a member
+// after one Go cannot read) and would get what the guard did not see. A
+// zlib header is two bytes that text can start with too: a stream that
+// does not open is taken for what it is, and one that stops decoding is
+// scanned up to there, and refused only if it stops where a token could
+// begin (a decoder hands out that much). A layer that decodes to more
+// than MaxDecompressed is refused, not scanned in part.
 func (s *Server) scanLayer(snap *snapshot, b []byte, layers []string) *responseFail {
+	what := strings.Join(layers, " in ")
+	strict := layers[len(layers)-1] == "gzip"
 	src, err := decodeStream(bytes.NewReader(b), layers)
 	if err != nil {
-		return nil // not compressed after all: its bytes are scanned as they are
+		if strict {
+			return &responseFail{reason: fmt.Sprintf("the answer holds %s data that does not decode: %v", what, err)}
+		}
+		return nil
 	}
 	in := &countReader{r: io.LimitReader(src, s.cfg.MaxDecompressed+1)}
 	g := snap.responseGuard(in)
 	defer snap.putGuard(g)
 	out, err := io.Copy(io.Discard, g)
-	what := strings.Join(layers, " in ")
 	if hit, ok := detect.IsHit(err); ok {
 		hit.Encoding = what + "/" + hit.Encoding
 		return &responseFail{hit: &hit}
@@ -368,6 +417,8 @@ func (s *Server) scanLayer(snap *snapshot, b []byte, layers []string) *responseF
 	switch {
 	case in.n > s.cfg.MaxDecompressed:
 		return &responseFail{reason: fmt.Sprintf("the answer holds %s data that decompresses to more than %d bytes", what, s.cfg.MaxDecompressed)}
+	case err != nil && strict:
+		return &responseFail{reason: fmt.Sprintf("the answer holds %s data that does not decode to its end: %v", what, err)}
 	case err != nil && out < in.n:
 		return &responseFail{reason: fmt.Sprintf("the answer holds %s data that stops decoding where a token could begin", what)}
 	}

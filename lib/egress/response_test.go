@@ -433,7 +433,7 @@ func TestUndeclaredCompressedLimit(t *testing.T) {
 		return b
 	}
 	const auth = "Bearer " + apiToken
-	// sized is gzip of exactly size bytes: its comment makes up the
+	// sized is gzip of exactly size bytes: its extra field makes up the
 	// difference.
 	sized := func(size int, token bool) []byte {
 		// The token among letters, so it is compressed, not stored.
@@ -448,7 +448,7 @@ func TestUndeclaredCompressedLimit(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		w := gzip.NewWriter(&buf)
-		w.Comment = strings.Repeat("c", size-len(gz(content))-1)
+		w.Extra = bytes.Repeat([]byte("c"), size-len(gz(content))-2)
 		w.Write(content)
 		w.Close()
 		if buf.Len() != size {
@@ -494,6 +494,47 @@ func TestUndeclaredCompressedLimit(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestUndeclaredOversizedNotCompressed: an answer over MaxScanBody from a
+// token's host that only starts like zlib (text) is passed as it is, since
+// a decoder stops within what the guard has seen; gzip over the limit is
+// refused, followed by text or not, naming the token if it decoded there.
+func TestUndeclaredOversizedNotCompressed(t *testing.T) {
+	h, u := newEchoHarness(t)
+	big := filler(3<<20, 11)
+	zlibText := append([]byte("8O items\n"), big...)
+	if sniffCompressed(zlibText) == "" {
+		t.Fatal("the text does not start like zlib")
+	}
+	cases := []struct {
+		name string
+		body []byte
+		want int
+	}{
+		{"text that starts like zlib", zlibText, 200},
+		{"gzip then text", append(gz([]byte("hello\n")), big...), 502},
+		{"gzip of the token then text", append(gz([]byte("Bearer "+apiToken)), big...), 502},
+		{"gzip truncated past the hold", gz(append(bytes.Clone(big), apiToken...)), 502},
+		// Go's reader refuses a name over 512 bytes; gunzip reads it.
+		{"small gzip with a long name", gzipNamed(strings.Repeat("n", 600), []byte(apiToken)), 502},
+		{"small gzip, then a member with a long name", append(gz([]byte("hi\n")), gzipNamed(strings.Repeat("n", 600), []byte(apiToken))...), 502},
+	}
+	for _, tc := range cases {
+		path := "/over-" + strings.ReplaceAll(tc.name, " ", "-")
+		u.add(path, func(string) reply { return reply{body: tc.body} })
+		for _, h2 := range []bool{false, true} {
+			resp, got, err := h.fetch(h.agent(h2), "GET", u.url("echo.test", path))
+			if err != nil || resp.StatusCode != tc.want {
+				t.Errorf("%s h2=%v: %v %v %.100q, want %d", tc.name, h2, status(resp), err, got, tc.want)
+				continue
+			}
+			if tc.want == 200 && !bytes.Equal(got, tc.body) {
+				t.Errorf("%s h2=%v: the body was changed on its way", tc.name, h2)
+			}
+			h.noToken(t, tc.name, nil, got)
 		}
 	}
 }
@@ -852,4 +893,13 @@ func BenchmarkDownloadGuarded(b *testing.B) {
 			}
 		})
 	}
+}
+
+func gzipNamed(name string, b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Name = name
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
 }
