@@ -348,8 +348,8 @@ func TestResponseEchoCodings(t *testing.T) {
 		}
 		for _, pad := range ps {
 			for li, leg := range legs {
-				if pad >= 1<<20 && li%2 == 1 {
-					continue // the large sizes once per HTTP version
+				if pad >= 1<<20 && (li%2 == 1 || !(cd.opened || cd.name == "plain" || cd.name == "gzip")) {
+					continue // the large sizes once per HTTP version, where a limit is near
 				}
 				for _, clean := range []bool{false, true} {
 					id++
