@@ -162,7 +162,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		out.Header.Set(in.Header, in.Value(tok))
 	}
-	askCodings(snap, out.Header)
+	s.askCodings(snap, rt, t, out.Header)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	out = out.WithContext(ctx)

@@ -61,11 +61,18 @@ type answer struct {
 
 // askCodings makes a request of a bottle that injects ask only for the
 // codings the response guard decodes; the transport adds none of its own
-// (DisableCompression). A range is asked in identity: a range of a
-// compressed answer cannot be decoded.
-func askCodings(snap *snapshot, h http.Header) {
+// (DisableCompression). To a host a token goes to, it asks for no range:
+// a file made of what the upstream received, asked for a few bytes at a
+// time, would hand out a token in pieces no guard can tell. Elsewhere a
+// range is asked in identity: a range of a compressed answer cannot be
+// decoded.
+func (s *Server) askCodings(snap *snapshot, rt *routes.Route, t target, h http.Header) {
 	if snap.injected == nil {
 		return
+	}
+	if h.Get("Range") != "" && s.tokenHost(snap, answer{rt: rt, t: t}) {
+		h.Del("Range")
+		h.Del("If-Range")
 	}
 	if h.Get("Range") != "" {
 		h.Set("Accept-Encoding", "identity")

@@ -903,3 +903,50 @@ func gzipNamed(name string, b []byte) []byte {
 	w.Close()
 	return buf.Bytes()
 }
+
+// TestRangeOfAnEcho: a file an upstream made of the token, asked for a
+// few bytes at a time, would hand it out in pieces: to a host a token goes
+// to, the sidecar asks for no range, so the whole file meets the guard.
+// Elsewhere a range is a range.
+func TestRangeOfAnEcho(t *testing.T) {
+	h := newHarness(t, defaultRoutes)
+	content := append(append(filler(1000, 5), apiToken...), filler(1000, 6)...)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f.txt", time.Time{}, bytes.NewReader(content))
+	}))
+	srv.TLS = &tls.Config{GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) { return h.up.ca.Leaf(hi.ServerName) }}
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	port := tlsPort(srv)
+	h.writeRoutes(defaultRoutes + fmt.Sprintf(`
+- host: files.test
+  ports: [%d]
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+- host: plainfiles.test
+  ports: [%d]
+`, port, port))
+	h.waitRoutes("files.test")
+	for _, h2 := range []bool{false, true} {
+		var pieces []byte
+		for off := 1000; off < 1000+len(apiToken); off += 6 {
+			req := mustReq("GET", fmt.Sprintf("https://files.test:%d/f.txt", port), nil)
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+5))
+			st, body, _ := h.do(h.agent(h2), req)
+			if st == 206 {
+				pieces = append(pieces, body...)
+			}
+			if st != 502 {
+				t.Errorf("h2=%v range %d: %d, want the whole file asked for and refused", h2, off, st)
+			}
+		}
+		if bytes.Contains(pieces, []byte(apiToken[:12])) {
+			t.Errorf("h2=%v: the token came back in ranges: %q", h2, pieces)
+		}
+		req := mustReq("GET", fmt.Sprintf("https://plainfiles.test:%d/f.txt", port), nil)
+		req.Header.Set("Range", "bytes=0-5")
+		if st, body, _ := h.do(h.agent(h2), req); st != 206 || body != string(content[:6]) {
+			t.Errorf("h2=%v: a range from a host no token goes to: %d %q", h2, st, body)
+		}
+	}
+}
