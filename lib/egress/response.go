@@ -8,26 +8,33 @@ package egress
 // that injects: a token goes only to its route's host, but a host may be
 // shared by routes, and what one host stores another may serve (an API
 // that writes, a CDN that reads). A bottle that injects nothing pays
-// nothing. The guard:
-//   - asks the upstream only for codings it can decode (gzip, deflate;
-//     identity for a range), and passes the answer decoded: the agent
-//     gets identity, and the guard sees the bytes the agent will. A
-//     coding it cannot decode (br, zstd, compress, more than three, a
-//     range of a coded answer) is refused with a 502, never passed;
-//   - on a host a route sends a token to, opens compressed data the
-//     answer does not declare (a gzip or zlib signature: a file made of
-//     what the upstream received): up to MaxScanBody it is read whole and
-//     every layer of it scanned before the original bytes pass; larger is
-//     refused. The coded bytes cannot be held back token by token (a
-//     decoder holds output it has not flushed), so it is all or nothing.
-//     A zip archive's files are opened too (not further). Raw DEFLATE has
-//     no signature and is not opened, nor is what an archive's file holds
-//     compressed again (tar inside gzip is opened as the gzip);
-//   - replaces a header value that carries a token, drops a header whose
-//     name does (in any case: HTTP/1 canonicalises names, HTTP/2 lowers
-//     them), and logs which, naming the token, never its value. Trailers
-//     and 1xx answers are never passed on, nor the status line's reason
-//     (the agent hears the sidecar's own).
+// nothing. The guard finds a token in its forms (raw, URL, base64, hex,
+// JSON...) in any case, not through decoded views (one escaped character):
+//   - it asks the upstream only for codings it can decode (gzip, deflate),
+//     and passes the answer decoded: the agent gets identity, and the
+//     guard sees the bytes the agent will. A coding it cannot decode (br,
+//     zstd, compress, more than three, a range of a coded answer, a body
+//     that does not decode) is refused with a 502, never passed;
+//   - to a host a route sends a token to, it asks for no range (a file
+//     holding the token would come out a few bytes at a time); elsewhere a
+//     range is asked in identity;
+//   - on a host a route sends a token to, it opens compressed data the
+//     answer does not declare (a gzip or zlib signature, a zip archive: a
+//     file made of what the upstream received): up to MaxScanBody it is
+//     read whole and every layer of it (three deep; a zip's files, not
+//     further) scanned before the original bytes pass; larger is refused,
+//     but for text that merely starts like zlib. The coded bytes cannot
+//     be held back token by token (a decoder holds output it has not
+//     flushed), so it is all or nothing. Raw DEFLATE has no signature and
+//     is not opened, nor a zlib stream with a preset dictionary;
+//   - it replaces a header value that carries a token (drops a Location),
+//     drops a header whose name does (in any case: HTTP/1 canonicalises
+//     names, HTTP/2 lowers them), and logs which, naming the token, never
+//     its value. Trailers and 1xx answers are never passed on, nor the
+//     status line's reason (the agent hears the sidecar's own).
+//
+// A token split by the upstream itself across answers (an API that pages
+// what it stored) is beyond any guard: keep such routes from injecting.
 
 import (
 	"archive/zip"
