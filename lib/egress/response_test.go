@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +37,7 @@ type reply struct {
 	// the upstream waits for gate to close.
 	pieces [][]byte
 	gate   chan struct{}
+	early  http.Header // sent first in a 103 Early Hints
 }
 
 // echoUp is a TLS upstream, over HTTP/2 and over HTTP/1.1 only, that
@@ -77,6 +80,15 @@ func (u *echoUp) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := f(r.Header.Get("Authorization"))
+	if rep.early != nil {
+		for k, vs := range rep.early {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(http.StatusEarlyHints)
+		for k := range rep.early {
+			w.Header().Del(k)
+		}
+	}
 	for k, vs := range rep.header {
 		w.Header()[k] = vs
 	}
@@ -318,6 +330,7 @@ var codings = []struct {
 	{name: "GZIP-identity", label: "identity, GZIP", encode: gz, decoded: true},
 	{name: "gzip-in-gzip-undeclared", label: "gzip", encode: func(b []byte) []byte { return gz(gz(b)) }, opened: true, want: gz},
 	{name: "br-labelled", label: "br", encode: gz, refused: true},
+	{name: "gzip-labelled-plain", label: "gzip", encode: func(b []byte) []byte { return b }, refused: true},
 	{name: "zstd-labelled", label: "zstd", encode: zl, refused: true},
 	{name: "gzip-x4", label: "gzip, gzip, gzip, gzip", encode: func(b []byte) []byte { return gz(gz(gz(gz(b)))) }, refused: true},
 	{name: "identity-labelled-gzip", label: "identity", encode: gz, opened: true},
@@ -567,6 +580,9 @@ func TestResponseEchoHeaders(t *testing.T) {
 		"/trailer-name": func(a string) reply {
 			return reply{body: []byte("yy"), chunked: true, trailer: http.Header{tokenName(a): {"x"}}}
 		},
+		"/early": func(a string) reply {
+			return reply{early: http.Header{"Link": {"</" + tokenName(a) + ">; rel=preload"}, tokenName(a): {"x"}}, body: []byte("yy")}
+		},
 		"/head-gzip": func(a string) reply {
 			return reply{header: http.Header{"Content-Encoding": {"gzip"}}, body: gz([]byte(a))}
 		},
@@ -592,6 +608,22 @@ func TestResponseEchoHeaders(t *testing.T) {
 				h.noToken(t, what, resp, got)
 				if resp.Header.Get("X-Fine") == "" && (p == "/name" || p == "/value") {
 					t.Errorf("%s: the clean header was lost", what)
+				}
+				if p == "/early" {
+					// The Go client hides 1xx answers: look for them.
+					var got1xx []string
+					req := mustReq("GET", u.url(host, p), nil)
+					req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+						Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+							got1xx = append(got1xx, fmt.Sprint(code, h))
+							return nil
+						}}))
+					if resp, err := h.agent(h2).Do(req); err == nil {
+						resp.Body.Close()
+					}
+					if len(got1xx) > 0 {
+						t.Errorf("%s: the agent got 1xx answers: %q", what, got1xx)
+					}
 				}
 				if p == "/head-gzip" && resp.Header.Get("Content-Encoding") != "" {
 					t.Errorf("%s: a HEAD says Content-Encoding %q, but a GET is passed decoded", what, resp.Header.Get("Content-Encoding"))
