@@ -16,9 +16,11 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -981,4 +983,56 @@ func TestRangeOfAnEcho(t *testing.T) {
 			t.Errorf("h2=%v: a range from a host no token goes to: %d %q", h2, st, body)
 		}
 	}
+}
+
+// TestCodedBombStreams: an answer coded to expand a thousandfold is
+// decoded as the agent reads it, in bounded memory, from a token's host
+// (declared) or not; undeclared on a token's host it is refused once it
+// decodes past MaxDecompressed.
+func TestCodedBombStreams(t *testing.T) {
+	h, u := newEchoHarness(t)
+	const size = 128 << 20
+	bomb := gz(make([]byte, size))
+	u.add("/bomb", func(string) reply {
+		return reply{body: bomb, header: http.Header{"Content-Encoding": {"gzip"}}}
+	})
+	u.add("/bomb-file", func(string) reply { return reply{body: bomb} })
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+		}
+	}()
+	resp, err := h.agent(false).Get(u.url("echo.test", "/bomb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size || resp.StatusCode != 200 {
+		t.Errorf("the bomb: %d, %d bytes, %v", resp.StatusCode, n, err)
+	}
+	st, _ := h.get(h.agent(false), u.url("echo.test", "/bomb-file"))
+	close(done)
+	if st != 502 {
+		t.Errorf("the bomb as a file from a token's host: %d, want 502", st)
+	}
+	if grew := int64(peak.Load()) - int64(base); grew > 16<<20 {
+		t.Errorf("the heap grew by %d MiB decoding a %d KiB bomb", grew>>20, len(bomb)>>10)
+	}
+	t.Logf("heap grew by at most %d KiB for %d MiB out of %d KiB", (int64(peak.Load())-int64(base))>>10, size>>20, len(bomb)>>10)
 }
