@@ -246,14 +246,15 @@ func (s *Server) openBody(r *http.Request, snap *snapshot, a answer) (io.Reader,
 	return body, strings.Join(codings, ","), release, f
 }
 
-// tokenHost reports whether a route sends a token to the answer's host:
-// only such a host can make a file of one.
+// tokenHost reports whether a route sends a token to the answer's host,
+// on any port (one server often listens on several): only such a host can
+// make a file of one.
 func (s *Server) tokenHost(snap *snapshot, a answer) bool {
 	if a.rt != nil && a.rt.Inject != nil {
 		return true
 	}
 	for _, rt := range snap.table.Routes() {
-		if rt.Inject != nil && rt.MatchHost(a.t.host) && rt.MatchPort(a.t.port) {
+		if rt.Inject != nil && rt.MatchHost(a.t.host) {
 			return true
 		}
 	}
