@@ -95,7 +95,7 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 	var notes []string
 	var down io.Reader = resp.Body
 	var rg *detect.Guard
-	decoded := false
+	decoded := "" // the codings undone, for the log
 	if snap.injected != nil {
 		if note := screenHeader(snap, resp.Header); note != "" {
 			notes = append(notes, note)
@@ -107,7 +107,7 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 			return
 		}
 		if codings != "" {
-			decoded = true
+			decoded = codings + "/"
 			notes = append(notes, "response decoded from "+codings)
 		}
 		rg = snap.responseGuard(body)
@@ -129,10 +129,11 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 		}
 		pre, preErr = (*bp)[:n], err
 		if hit, ok := detect.IsHit(err); ok {
+			hit.Encoding = decoded + hit.Encoding
 			s.responseBlock(w, r, snap, e, hit, false)
 			return
 		}
-		if decoded && n == 0 && err != nil && err != io.EOF {
+		if decoded != "" && n == 0 && err != nil && err != io.EOF {
 			s.responseRefused(w, r, snap, e, &responseFail{reason: "the upstream's answer does not decode: " + err.Error()})
 			return
 		}
@@ -151,6 +152,7 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 		e.Reason += "; " + n
 	}
 	if hit, ok := detect.IsHit(copyErr); ok {
+		hit.Encoding = decoded + hit.Encoding
 		s.responseBlock(w, r, snap, e, hit, true)
 		return
 	}

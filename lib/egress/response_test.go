@@ -727,7 +727,7 @@ func TestResponseEchoRaw(t *testing.T) {
 		return e.Path == "/name-upper" && strings.Contains(e.Reason, "a header whose name carries API (dropped)")
 	})
 	h.waitEntry("gzip echo blocked", func(e audit.Entry) bool {
-		return e.Path == "/gzip" && e.Decision == audit.Block && e.Secret == "API" && strings.HasPrefix(e.Encoding, "raw")
+		return e.Path == "/gzip" && e.Decision == audit.Block && e.Secret == "API" && e.Encoding == "gzip/raw"
 	})
 }
 
