@@ -171,6 +171,11 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(e.Time))
 	s.audit(e)
+	if copyErr != nil {
+		// A decoded answer has no length to fall short of: only a cut
+		// stream tells the agent it did not get it all.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // copyHeader copies an upstream's header to the agent's, without the

@@ -40,6 +40,7 @@ type reply struct {
 	pieces [][]byte
 	gate   chan struct{}
 	early  http.Header // sent first in a 103 Early Hints
+	cut    bool        // the upstream goes away after half the body
 }
 
 // echoUp is a TLS upstream, over HTTP/2 and over HTTP/1.1 only, that
@@ -116,8 +117,11 @@ func (u *echoUp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	half := len(rep.body) / 2
 	w.Write(rep.body[:half])
-	if rep.chunked {
+	if rep.chunked || rep.cut {
 		w.(http.Flusher).Flush()
+	}
+	if rep.cut {
+		panic(http.ErrAbortHandler)
 	}
 	w.Write(rep.body[half:])
 	for k, vs := range rep.trailer {
@@ -1035,4 +1039,26 @@ func TestCodedBombStreams(t *testing.T) {
 		t.Errorf("the heap grew by %d MiB decoding a %d KiB bomb", grew>>20, len(bomb)>>10)
 	}
 	t.Logf("heap grew by at most %d KiB for %d MiB out of %d KiB", (int64(peak.Load())-int64(base))>>10, size>>20, len(bomb)>>10)
+}
+
+// TestDecodedAnswerCutIsCut: an upstream that goes away in the middle of
+// a coded answer leaves the agent with a cut stream, not a shorter answer
+// that looks whole (a decoded answer has no length to fall short of).
+func TestDecodedAnswerCutIsCut(t *testing.T) {
+	h, u := newEchoHarness(t)
+	content := filler(256<<10, 21)
+	for _, chunked := range []bool{false, true} {
+		path := fmt.Sprintf("/cut-%v", chunked)
+		u.add(path, func(string) reply {
+			return reply{body: gz(content), chunked: chunked, cut: true, header: http.Header{"Content-Encoding": {"gzip"}}}
+		})
+		for _, h2 := range []bool{false, true} {
+			for _, host := range []string{"echo.test", "echo1.test"} {
+				resp, got, err := h.fetch(h.agent(h2), "GET", u.url(host, path))
+				if err == nil {
+					t.Errorf("%s%s h2=%v: %v, %d of %d bytes and no error", host, path, h2, status(resp), len(got), len(content))
+				}
+			}
+		}
+	}
 }
