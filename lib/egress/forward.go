@@ -35,7 +35,6 @@ func (s *Server) forward(f *flow) {
 		return
 	}
 	w, r, snap, e, rt, det, t, ws := f.w, f.r, f.snap, f.e, f.rt, f.det, f.t, f.ws
-	start := e.Time
 
 	if rt.Git != nil {
 		// The git gate judges the route's git paths (see git.go), and reads
@@ -106,6 +105,7 @@ func (s *Server) forward(f *flow) {
 		}
 		out.Header.Set(in.Header, in.Value(tok))
 	}
+	s.askCodings(snap, rt, t, out.Header)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	out = out.WithContext(ctx)
@@ -144,104 +144,7 @@ func (s *Server) forward(f *flow) {
 		return
 	}
 
-	redacted := redactHeader(snap.injected, resp.Header)
-	var down io.Reader = resp.Body
-	var rg *detect.Guard
-	if snap.injected != nil {
-		rg = snap.responseGuard(resp.Body)
-		defer snap.putGuard(rg)
-		down = rg
-	}
-	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	var pre []byte
-	var preErr error
-	if rg != nil && !flush {
-		// A response that is not a stream is held until its first bytes
-		// are known clean, so an echoed token is answered with a 502
-		// rather than a cut connection.
-		bp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bp)
-		n, err := rg.Read(*bp)
-		pre, preErr = (*bp)[:n], err
-		if hit, ok := detect.IsHit(err); ok {
-			s.responseBlock(w, r, snap, e, hit, false)
-			return
-		}
-	}
-
-	h := w.Header()
-	for k, vs := range resp.Header {
-		h[k] = vs
-	}
-	for _, k := range connectionHeaders(resp.Header) {
-		h.Del(k)
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-	w.WriteHeader(resp.StatusCode)
-	sent, copyErr := copyBody(w, down, flush, pre, preErr)
-	e.BytesDown = sent
-	e.Status, e.Decision = resp.StatusCode, audit.Allow
-	e.Reason = "allowed by route " + e.Route
-	if dropped != nil {
-		e.Reason += "; dropped " + strings.Join(dropped, ", ") + " (they would override the method, path or host the route judged)"
-	}
-	if redacted != "" {
-		e.Reason += "; response headers redacted: " + redacted
-	}
-	if hit, ok := detect.IsHit(copyErr); ok {
-		s.responseBlock(w, r, snap, e, hit, true)
-		return
-	}
-	if copyErr != nil {
-		e.Reason += "; response cut short: " + copyErr.Error()
-	}
-	if hit := guard.found(); hit != nil { // the upstream answered before reading it all
-		e.Decision, e.Secret, e.Encoding, e.Canary = audit.Block, hit.Secret, hit.Encoding, isCanary(hit.Secret)
-		e.Reason = "secret " + hit.Secret + " in the request's body: upload cut short"
-	}
-	e.Path = s.redact(snap, e.Path)
-	e.Query = s.redact(snap, e.Query)
-	e.DurationMS = ms(time.Since(start))
-	s.audit(e)
-}
-
-// responseBlock logs a response that carries an injected token, and
-// answers 502 if nothing of the response was sent yet, or else cuts it:
-// the guard released no byte of the token either way.
-func (s *Server) responseBlock(w http.ResponseWriter, r *http.Request, snap *snapshot, e audit.Entry, hit detect.Hit, sent bool) {
-	e.Secret, e.Encoding = hit.Secret, hit.Encoding
-	reason := "response carries token " + hit.Secret + " (" + hit.Encoding + "), which the sidecar injected"
-	if !sent {
-		s.refuse(w, r, snap, e, http.StatusBadGateway, audit.Block, reason+": not passed on",
-			"bb-egress: the upstream's answer carries the token "+hit.Secret+" the sidecar sent it; it was not passed on\n")
-		return
-	}
-	e.Decision, e.Reason = audit.Block, reason+": response cut after "+fmt.Sprint(e.BytesDown)+" bytes"
-	e.Path = s.redact(snap, e.Path)
-	e.Query = s.redact(snap, e.Query)
-	e.DurationMS = ms(time.Since(e.Time))
-	s.audit(e)
-	panic(http.ErrAbortHandler) // the status is sent: only cutting the stream is left
-}
-
-// redactHeader replaces every value of h that carries an injected token
-// with a note naming it, and returns the names of the headers it changed.
-func redactHeader(det *detect.Detector, h http.Header) string {
-	if det == nil {
-		return ""
-	}
-	var out []string
-	for k, vs := range h {
-		for i, v := range vs {
-			if hit, ok := det.FindString(v); ok {
-				vs[i] = "[redacted by bb-egress: carries token " + hit.Secret + "]"
-				out = append(out, k)
-			}
-		}
-	}
-	return strings.Join(out, ", ")
+	s.relayResponse(w, r, snap, e, answer{resp: resp, t: t, rt: rt, upload: guard, dropped: dropped})
 }
 
 // takeBodySlot waits up to BodySlotWait for a body slot.
@@ -455,57 +358,6 @@ func upstreamError(err error) (int, string) {
 	}
 	return http.StatusBadGateway, "upstream failed: " + err.Error()
 }
-
-// copyBody copies a response body, after pre and preErr (what a first
-// Read returned, if the caller made one); a streamed one (server-sent
-// events, long polls, chunked) is flushed as data arrives so it is not
-// held back.
-func copyBody(w http.ResponseWriter, r io.Reader, flush bool, pre []byte, preErr error) (int64, error) {
-	var n int64
-	if len(pre) > 0 {
-		m, err := w.Write(pre)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-	}
-	if preErr == io.EOF {
-		return n, nil
-	}
-	if preErr != nil {
-		return n, preErr
-	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	var rc *http.ResponseController
-	for {
-		m, err := r.Read(buf)
-		if m > 0 {
-			if _, werr := w.Write(buf[:m]); werr != nil {
-				return n, werr
-			}
-			n += int64(m)
-			if flush {
-				if rc == nil {
-					rc = http.NewResponseController(w)
-				}
-				rc.Flush()
-			}
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-// copyBufs recycles copyBody's buffers: a fresh 32 KiB per response was
-// three quarters of the bytes the sidecar allocated under small requests,
-// and the garbage collector's work with them.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // bodyFail is why a body is not sent.
 type bodyFail struct {

@@ -414,6 +414,12 @@ func (s *Server) gitRelay(w http.ResponseWriter, r *http.Request, snap *snapshot
 		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Allow, why, "bb-egress: "+why+"\n")
 		return
 	}
+	if cs, err := responseCodings(resp.Header); snap.injected != nil && (err != nil || len(cs) > 0) {
+		// The gate asks for no coding; a coded answer would hide a token
+		// from the guard below (see response.go).
+		s.responseRefused(w, r, snap, e, &responseFail{reason: "the upstream's answer to the git gate has a Content-Encoding it did not ask for"})
+		return
+	}
 	redacted := redactHeader(snap.injected, resp.Header)
 	if snap.injected != nil {
 		g := snap.responseGuard(body)

@@ -28,10 +28,11 @@ type snapshot struct {
 	// own[p] is all without placeholder p: what the requests of a route
 	// whose placeholder is p are scanned with, since p is overwritten there.
 	own map[string]*detect.Detector
-	// injected finds the values the routes inject (exact forms, no
-	// folding: it runs on every response byte, and what it guards against
-	// is an upstream echoing a request, not the agent encoding). Nil when
-	// no route injects.
+	// injected finds the values the routes inject, in their forms and in
+	// any case (an upstream that echoes a request upper-cased hands out a
+	// hex token whole), though not through the decoded views: it runs on
+	// every response byte, and what it guards against is an upstream
+	// echoing a request, not the agent encoding. Nil when no route injects.
 	injected *detect.Detector
 	guards   sync.Pool // *detect.Guard of injected: a response's guard and its buffer, reused
 	// literalIPs are the IP literals routes name; only these may be
@@ -146,7 +147,7 @@ func (s *Server) build(tbl *routes.Table) (*snapshot, error) {
 	}
 	var err error
 	if len(injected) > 0 {
-		if snap.injected, err = detect.New(injected); err != nil {
+		if snap.injected, err = detect.NewFolded(injected); err != nil {
 			return nil, fmt.Errorf("building the response guard: %w", err)
 		}
 	}

@@ -22,6 +22,8 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -95,6 +97,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// echoCompressed answers with reply compressed as real servers do when
+// asked (gzip, else deflate), or, for ?as=file, as a gzip file without a
+// Content-Encoding: a compressed echo is how a token could come back
+// unseen by a guard that reads only the bytes on the wire.
+func echoCompressed(w http.ResponseWriter, r *http.Request, reply map[string]any) {
+	ae := r.Header.Get("Accept-Encoding")
+	var zw io.WriteCloser
+	switch {
+	case r.URL.Query().Get("as") == "file":
+		w.Header().Set("Content-Type", "application/gzip")
+		zw = gzip.NewWriter(w)
+	case strings.Contains(ae, "gzip"):
+		w.Header().Set("Content-Encoding", "gzip")
+		zw = gzip.NewWriter(w)
+	case strings.Contains(ae, "deflate"):
+		w.Header().Set("Content-Encoding", "deflate")
+		zw = zlib.NewWriter(w)
+	default:
+		json.NewEncoder(w).Encode(reply)
+		return
+	}
+	json.NewEncoder(zw).Encode(reply)
+	zw.Close()
+}
+
 // Seen is one request as the upstream saw it: a line of its stdout.
 type Seen struct {
 	Upstream string              `json:"upstream"`
@@ -145,6 +172,8 @@ func serve(ctx context.Context, name, httpAddr, httpsAddr, tlsDir string, git ht
 				"host": r.Host, "path": r.URL.Path, "body_len": n}
 			if r.URL.Path == "/echo/headers" {
 				reply["headers"] = r.Header
+				echoCompressed(w, r, reply)
+				return
 			}
 			json.NewEncoder(w).Encode(reply)
 		})
