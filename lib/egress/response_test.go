@@ -153,12 +153,17 @@ func (u *echoUp) url(host, path string) string {
 	return fmt.Sprintf("https://%s:%d%s", host, tlsPort(s), path)
 }
 
+// roomyLog lifts the log's per-client budget for a test that makes
+// hundreds of blocks on purpose and looks for each one's line: past the
+// budget, blocks are thinned to one a second (see limit.go).
+func roomyLog(c *Config) { c.LogBudget = LogBudget{Lines: 1 << 20, Bytes: 1 << 40} }
+
 func tlsPort(s *httptest.Server) int { return s.Listener.Addr().(*net.TCPAddr).Port }
 
 func newEchoHarness(t *testing.T) (*harness, *echoUp) {
 	// The harness's own upstream CA signs the echo upstream too.
 	var u *echoUp
-	h := newHarness(t, defaultRoutes)
+	h := newHarness(t, defaultRoutes, roomyLog)
 	u = newEchoUp(t, h.up.ca)
 	h.writeRoutes(echoRoutes(u))
 	h.waitRoutes("echo.test")
