@@ -23,7 +23,7 @@
 // sidecar and the upstream write a CPU profile of each measured phase to
 // DIR (the figures then include the profiler's own cost).
 //
-// Usage: go run ./scripts/sidecarbench [-n 20000] [-warm 2000] [-c 4] [-upload 256,1024] [-bin FILE] [-profile DIR]
+// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-upload 256,1024] [-bin FILE] [-profile DIR]
 package main
 
 import (
@@ -79,21 +79,23 @@ const placeholder = "bb-placeholder-api-00000000"
 
 type options struct {
 	n, warm, c int
+	rounds     int
 	uploads    []int64 // bytes
 	profile    string
 }
 
 func run() error {
-	n := flag.Int("n", 20000, "measured requests per small-request run")
-	warm := flag.Int("warm", 2000, "warm-up requests before each run (not measured)")
+	n := flag.Int("n", 10000, "measured requests per small-request run")
+	warm := flag.Int("warm", 1000, "warm-up requests before each run (not measured)")
 	c := flag.Int("c", 4, "concurrent clients (keep-alive connections; HTTP/2 shares one)")
+	rounds := flag.Int("rounds", 2, "rounds of each small-request run, direct then via the sidecar")
 	uploads := flag.String("upload", "256,1024", "upload sizes in MiB, comma-separated (empty: none)")
 	bin := flag.String("bin", "", "bb-egress binary (built from ./cmd/bb-egress when empty)")
 	profile := flag.String("profile", "", "write CPU profiles of each measured phase to `DIR` (builds bb-egress -tags bbprof)")
 	flag.Parse()
-	o := options{n: *n, warm: *warm, c: *c, profile: *profile}
-	if o.n < o.c || o.c < 1 {
-		return fmt.Errorf("-n %d and -c %d: need at least one client and one request per client", o.n, o.c)
+	o := options{n: *n, warm: *warm, c: *c, rounds: *rounds, profile: *profile}
+	if o.n < o.c || o.c < 1 || o.rounds < 1 {
+		return fmt.Errorf("-n %d, -c %d, -rounds %d: need a round, a client, and a request per client", o.n, o.c, o.rounds)
 	}
 	for _, s := range strings.Split(*uploads, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -473,15 +475,19 @@ func (b *bench) collectProfiles(name string) error {
 }
 
 // load sends n requests from c clients at once on t's keep-alive
-// connections.
-func (b *bench) load(t http.RoundTripper, r request, via, h2 bool, n, c int) error {
+// connections; with every > 0, request i is not sent before start+i*every.
+func (b *bench) load(t http.RoundTripper, r request, via, h2 bool, n, c int, every time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make([]error, c)
+	start := time.Now()
 	for w := 0; w < c; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += c {
+				if every > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+				}
 				if err := b.do(t, r, via, h2); err != nil {
 					errs[w] = err
 					return
@@ -493,52 +499,82 @@ func (b *bench) load(t http.RoundTripper, r request, via, h2 bool, n, c int) err
 	return errors.Join(errs...)
 }
 
+// small is one kind of request measured over every round: the phases
+// summed, and the spread of the round's sidecar / upstream ratios.
 type small struct {
 	name        string
 	via, direct phase
-	n           int
-	upProto     string // the sidecar's protocol to the upstream
-	upConns     int    // connections the upstream accepted during the run via the sidecar
+	n           int     // requests measured, all rounds
+	upProto     string  // the sidecar's protocol to the upstream
+	upConns     int     // connections the upstream accepted during the runs via the sidecar
+	ratioLo     float64 // lowest and highest of the rounds' sidecar / upstream
+	ratioHi     float64
 }
 
+func (p phase) add(q phase) phase { return phase{p.cpu.add(q.cpu), p.wall + q.wall} }
+
+func (c cpu) add(d cpu) cpu { return cpu{c.sidecar + d.sidecar, c.up + d.up, c.self + d.self} }
+
+// small measures r in rounds, each direct then through the sidecar, so
+// that a change in the machine's load falls on both sides alike.
 func (b *bench) small(o options, r request, h2 bool) (small, error) {
 	proto := "HTTP/1.1"
 	if h2 {
 		proto = "HTTP/2"
 	}
-	s := small{name: r.name + ", " + proto, n: o.n}
-	for _, via := range []bool{false, true} {
+	s := small{name: r.name + ", " + proto}
+	for round := 0; round < o.rounds; round++ {
+		if err := b.smallRound(&s, o, r, h2); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// smallRound measures r through the sidecar, then direct at the same rate:
+// a server's CPU per request grows as requests come further apart (each one
+// wakes it), so an unpaced direct run would flatter the upstream.
+func (b *bench) smallRound(s *small, o options, r request, h2 bool) error {
+	var every time.Duration
+	for _, via := range []bool{true, false} {
 		t := b.client(via, h2)
-		if err := b.load(t, r, via, h2, o.warm, o.c); err != nil {
-			return s, fmt.Errorf("%s warm-up: %w", s.name, err)
+		if err := b.load(t, r, via, h2, o.warm, o.c, every); err != nil {
+			return fmt.Errorf("%s warm-up: %w", s.name, err)
 		}
 		before, err := b.roundTrip(t, r, via, h2)
 		if err != nil {
-			return s, err
+			return err
 		}
 		label := s.name + " direct"
 		if via {
 			label = s.name + " via"
 		}
-		p, err := b.measured(label, func() error { return b.load(t, r, via, h2, o.n, o.c) })
+		p, err := b.measured(label, func() error { return b.load(t, r, via, h2, o.n, o.c, every) })
 		if err != nil {
-			return s, err
+			return err
 		}
 		after, err := b.roundTrip(t, r, via, h2)
 		t.CloseIdleConnections()
 		if err != nil {
-			return s, err
+			return err
 		}
 		if via {
 			c0, _ := strconv.Atoi(before.Get("X-Upstream-Conns"))
 			c1, _ := strconv.Atoi(after.Get("X-Upstream-Conns"))
-			s.upProto, s.upConns = after.Get("X-Upstream-Proto"), c1-c0
-			s.via = p
+			s.upProto, s.upConns = after.Get("X-Upstream-Proto"), s.upConns+c1-c0
+			s.via = s.via.add(p)
+			ratio := float64(p.cpu.sidecar) / float64(p.cpu.up)
+			if s.n == 0 || ratio < s.ratioLo {
+				s.ratioLo = ratio
+			}
+			s.ratioHi = max(s.ratioHi, ratio)
+			every = p.wall / time.Duration(o.n)
 		} else {
-			s.direct = p
+			s.direct = s.direct.add(p)
 		}
 	}
-	return s, nil
+	s.n += o.n
+	return nil
 }
 
 func (b *bench) measure(o options) error {
@@ -556,15 +592,16 @@ func (b *bench) measure(o options) error {
 	}
 	us := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 	fmt.Println()
-	fmt.Printf("Sidecar CPU per small HTTPS keep-alive request: %d requests after %d of warm-up, %d clients; a route injecting a token, the scanner on.\n",
-		o.n, o.warm, o.c)
+	fmt.Printf("Sidecar CPU per small HTTPS keep-alive request: %d rounds of %d requests after %d of warm-up, %d clients; a route injecting a token, the scanner on.\n",
+		o.rounds, o.n, o.warm, o.c)
 	fmt.Println("CPU from /proc/PID/stat of each process; upstream = a plain Go TLS server, a separate process.")
+	fmt.Println("Each round goes through the sidecar, then direct paced to the same request rate.")
 	fmt.Println()
-	fmt.Println("| request (agent's protocol) | sidecar µs/req | upstream µs/req via sidecar (its protocol there, new connections) | sidecar / upstream | upstream µs/req direct | sidecar / upstream direct | client µs/req via / direct | req/s via / direct |")
+	fmt.Println("| request (agent's protocol) | sidecar µs/req | upstream µs/req via sidecar (its protocol there, new connections) | sidecar / upstream (rounds' range) | upstream µs/req direct, same rate | sidecar / upstream direct | client µs/req via / direct | req/s via / direct |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range rows {
 		sv, uv, ud := us(s.via.cpu.sidecar, s.n), us(s.via.cpu.up, s.n), us(s.direct.cpu.up, s.n)
-		fmt.Printf("| %s | %.1f | %.1f (%s, %d) | %.2fx | %.1f | %.2fx | %.0f / %.0f | %.0f / %.0f |\n", s.name, sv, uv, s.upProto, s.upConns, sv/uv, ud, sv/ud,
+		fmt.Printf("| %s | %.1f | %.1f (%s, %d) | %.2fx (%.2f–%.2f) | %.1f | %.2fx | %.0f / %.0f | %.0f / %.0f |\n", s.name, sv, uv, s.upProto, s.upConns, sv/uv, s.ratioLo, s.ratioHi, ud, sv/ud,
 			us(s.via.cpu.self, s.n), us(s.direct.cpu.self, s.n),
 			float64(s.n)/s.via.wall.Seconds(), float64(s.n)/s.direct.wall.Seconds())
 	}
@@ -603,14 +640,19 @@ func (b *bench) uploads(o options) error {
 		via, direct phase
 	}
 	var rows []row
+	upProto := ""
 	for _, size := range o.uploads {
 		r := row{size: size}
 		for _, via := range []bool{false, true} {
 			t := b.client(via, false)
 			// The tunnel, the leaf and the upstream connection are set up
 			// before the clock starts.
-			if err := b.do(t, request{name: "warm", method: http.MethodPost, path: "/upload", body: []byte("warm")}, via, false); err != nil {
+			hdr, err := b.roundTrip(t, request{name: "warm", method: http.MethodPost, path: "/upload", body: []byte("warm")}, via, false)
+			if err != nil {
 				return fmt.Errorf("upload warm-up: %w", err)
+			}
+			if via {
+				upProto = hdr.Get("X-Upstream-Proto")
 			}
 			label := fmt.Sprintf("upload %d MiB direct", size>>20)
 			if via {
@@ -640,7 +682,7 @@ func (b *bench) uploads(o options) error {
 		fmt.Printf("%d MiB upload through the sidecar with scanning: %.0f MB/s vs %.0f MB/s direct, %.2fx (goal >= 400 MB/s)\n",
 			r.size>>20, mbs(r.via), mbs(r.direct), mbs(r.via)/mbs(r.direct))
 	}
-	fmt.Printf("sidecar peak RSS over the whole run: %.1f MiB\n", rss(b.sidecar.Process.Pid, "VmHWM"))
+	fmt.Printf("the sidecar sent the uploads upstream over %s; its peak RSS over the whole run: %.1f MiB\n", upProto, rss(b.sidecar.Process.Pid, "VmHWM"))
 	return nil
 }
 
