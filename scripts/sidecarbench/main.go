@@ -25,7 +25,9 @@
 // sidecar and the upstream write a CPU profile of each measured phase to
 // DIR (the figures then include the profiler's own cost).
 //
-// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-upload 256,1024] [-bin FILE] [-profile DIR]
+// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-upload 256,1024]
+//
+//	[-bin FILE] [-sidecar-env KEY=VALUE]... [-profile DIR]
 package main
 
 import (
@@ -71,6 +73,20 @@ type options struct {
 	rounds     int
 	uploads    []int64 // bytes
 	profile    string
+	sidecarEnv []string // extra KEY=VALUE for bb-egress serve alone (GOGC=400, say)
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (l *envList) String() string { return strings.Join(*l, " ") }
+
+func (l *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q: want KEY=VALUE", v)
+	}
+	*l = append(*l, v)
+	return nil
 }
 
 func run() error {
@@ -81,8 +97,10 @@ func run() error {
 	uploads := flag.String("upload", "256,1024", "upload sizes in MiB, comma-separated (empty: none)")
 	bin := flag.String("bin", "", "bb-egress binary (built from ./cmd/bb-egress when empty)")
 	profile := flag.String("profile", "", "write CPU profiles of each measured phase to `DIR` (builds bb-egress -tags bbprof)")
+	var sidecarEnv envList
+	flag.Var(&sidecarEnv, "sidecar-env", "`KEY=VALUE` in bb-egress serve's environment alone, to try a setting (repeatable)")
 	flag.Parse()
-	o := options{n: *n, warm: *warm, c: *c, rounds: *rounds, profile: *profile}
+	o := options{n: *n, warm: *warm, c: *c, rounds: *rounds, profile: *profile, sidecarEnv: sidecarEnv}
 	if o.n < o.c || o.c < 1 || o.rounds < 1 {
 		return fmt.Errorf("-n %d, -c %d, -rounds %d: need a round, a client, and a request per client", o.n, o.c, o.rounds)
 	}
@@ -101,7 +119,7 @@ func run() error {
 		return nil
 	}
 
-	b, err := start(*bin, o.profile)
+	b, err := start(*bin, o)
 	if err != nil {
 		return err
 	}
@@ -136,9 +154,11 @@ type bench struct {
 	proxy              [direct]*url.URL
 	profile            string
 	profiles           []string
+	profiled           map[string][2]string // phase: the sidecar's and the upstream's profile
 }
 
-func start(bin, profile string) (*bench, error) {
+func start(bin string, o options) (*bench, error) {
+	profile := o.profile
 	tmp, err := os.MkdirTemp("", "bb-sidecarbench-")
 	if err != nil {
 		return nil, err
@@ -192,7 +212,7 @@ func start(bin, profile string) (*bench, error) {
 		return nil, err
 	}
 	b.proxy[viaPlain] = &url.URL{Scheme: "http", Host: addr}
-	if err := b.startSidecar(bin, token); err != nil {
+	if err := b.startSidecar(bin, token, o.sidecarEnv); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -210,7 +230,7 @@ func (b *bench) close() {
 
 // startSidecar runs bb-egress serve with one route, to the upstream, that
 // injects the token in Authorization over the agent's placeholder.
-func (b *bench) startSidecar(bin, token string) error {
+func (b *bench) startSidecar(bin, token string, env []string) error {
 	u, _ := url.Parse(b.upURL)
 	routes := filepath.Join(b.tmp, "routes.yaml")
 	yaml := fmt.Sprintf("- host: %q\n  ports: [%s]\n  inject: {header: Authorization, token: API, format: \"Bearer {token}\", placeholder: %s}\n",
@@ -232,6 +252,7 @@ func (b *bench) startSidecar(bin, token string) error {
 		}
 	}
 	cmd.Env = append(cmd.Env, "EGRESS_TOKEN_API="+token, "EGRESS_TOKEN_CANARY="+b.canary)
+	cmd.Env = append(cmd.Env, env...)
 	if b.profile != "" {
 		cmd.Env = append(cmd.Env, "BB_EGRESS_CPUPROFILE="+filepath.Join(b.tmp, "sidecar.pprof"))
 	}

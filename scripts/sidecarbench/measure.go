@@ -114,8 +114,9 @@ func (b *bench) signal(s os.Signal) {
 // collectProfiles waits for both servers' profiles and moves them to the
 // profile folder under the phase's name.
 func (b *bench) collectProfiles(name string) error {
+	phase := name
 	name = strings.NewReplacer(" ", "-", "/", "", ",", "").Replace(name)
-	for _, who := range []string{"sidecar", "upstream"} {
+	for i, who := range []string{"sidecar", "upstream"} {
 		src := filepath.Join(b.tmp, who+".pprof")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -132,9 +133,46 @@ func (b *bench) collectProfiles(name string) error {
 			return err
 		}
 		b.profiles = append(b.profiles, dst)
+		if b.profiled == nil {
+			b.profiled = map[string][2]string{}
+		}
+		files := b.profiled[phase]
+		files[i] = dst
+		b.profiled[phase] = files
 	}
 	return nil
 }
+
+// printProfiles sets the sidecar's profiles beside the upstream's for each
+// measurement through the sidecar.
+func (b *bench) printProfiles(o options, rows []small) {
+	files := func(phases ...string) (sidecar, upstream []string) {
+		for _, ph := range phases {
+			if f, ok := b.profiled[ph]; ok {
+				sidecar, upstream = append(sidecar, f[0]), append(upstream, f[1])
+			}
+		}
+		return
+	}
+	for _, s := range rows {
+		var phases []string
+		for r := 1; r <= o.rounds; r++ {
+			phases = append(phases, smallPhase(s.name, viaSidecar, r))
+		}
+		sf, uf := files(phases...)
+		printBreakdown(s.name, "µs/req", float64(s.n), sf, uf)
+	}
+	for _, size := range o.uploads {
+		sf, uf := files(uploadPhase(size, viaSidecar))
+		printBreakdown(fmt.Sprintf("upload %d MiB", size>>20), "ms/GiB", float64(size)/(1<<30), sf, uf)
+	}
+}
+
+func smallPhase(name string, p path, round int) string {
+	return fmt.Sprintf("%s %s round %d", name, p, round)
+}
+
+func uploadPhase(size int64, p path) string { return fmt.Sprintf("upload %d MiB %s", size>>20, p) }
 
 // load sends n requests from c clients at once on t's keep-alive
 // connections; with every > 0, request i is not sent before start+i*every.
@@ -181,7 +219,7 @@ func (b *bench) small(o options, r request, h2 bool) (small, error) {
 	}
 	s := small{name: r.name + ", " + proto}
 	for round := 0; round < o.rounds; round++ {
-		if err := b.smallRound(&s, o, r, h2); err != nil {
+		if err := b.smallRound(&s, o, r, h2, round+1); err != nil {
 			return s, err
 		}
 	}
@@ -192,7 +230,7 @@ func (b *bench) small(o options, r request, h2 bool) (small, error) {
 // and direct at the rate the sidecar reached: a server's CPU per request
 // grows as requests come further apart (each one wakes it), so unpaced
 // runs would flatter the baselines.
-func (b *bench) smallRound(s *small, o options, r request, h2 bool) error {
+func (b *bench) smallRound(s *small, o options, r request, h2 bool, round int) error {
 	var every time.Duration
 	for _, p := range []path{viaSidecar, viaPlain, direct} {
 		t := b.client(p, h2)
@@ -203,7 +241,7 @@ func (b *bench) smallRound(s *small, o options, r request, h2 bool) error {
 		if err != nil {
 			return err
 		}
-		ph, err := b.measured(s.name+" "+p.String(), func() error { return b.load(t, r, p, h2, o.n, o.c, every) })
+		ph, err := b.measured(smallPhase(s.name, p, round), func() error { return b.load(t, r, p, h2, o.n, o.c, every) })
 		if err != nil {
 			return err
 		}
@@ -249,6 +287,7 @@ func (b *bench) measure(o options) error {
 		}
 	}
 	if len(b.profiles) > 0 {
+		b.printProfiles(o, rows)
 		fmt.Println()
 		fmt.Println("CPU profiles (go tool pprof -top FILE):")
 		for _, p := range b.profiles {
@@ -310,7 +349,7 @@ func (b *bench) uploads(o options) error {
 			if p == viaSidecar {
 				upProto = hdr.Get("X-Upstream-Proto")
 			}
-			ph, err := b.measured(fmt.Sprintf("upload %d MiB %s", size>>20, p), func() error { return b.upload(t, p, size) })
+			ph, err := b.measured(uploadPhase(size, p), func() error { return b.upload(t, p, size) })
 			t.CloseIdleConnections()
 			if err != nil {
 				return err
