@@ -21,9 +21,10 @@
 // Only bb-egress serve's command line and files are used, so the bench
 // keeps working however lib/egress changes inside.
 //
-// With -profile DIR the sidecar is built with the bbprof tag, and the
-// sidecar and the upstream write a CPU profile of each measured phase to
-// DIR (the figures then include the profiler's own cost).
+// With -profile DIR the sidecar is built with the bbprof tag; the sidecar,
+// the minimal proxy and the upstream write a CPU profile of each measured
+// phase to DIR, and their samples are sorted into parts of a proxy's work,
+// side by side (the figures then include the profiler's own cost).
 //
 // Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-upload 256,1024]
 //
@@ -154,7 +155,7 @@ type bench struct {
 	proxy              [direct]*url.URL
 	profile            string
 	profiles           []string
-	profiled           map[string][2]string // phase: the sidecar's and the upstream's profile
+	profiled           map[string][3]string // phase: the sidecar's, the minimal proxy's and the upstream's profile
 }
 
 func start(bin string, o options) (*bench, error) {
@@ -207,8 +208,11 @@ func start(bin string, o options) (*bench, error) {
 		return nil, err
 	}
 	b.upURL = "https://" + addr
-	if b.plain, addr, err = startChild("plainproxy", "PLAIN_AUTH="+b.auth, "PLAIN_CERT"+cert, "PLAIN_KEY"+key,
-		"PLAIN_UPSTREAM_CA="+filepath.Join(tmp, "upstream-ca.pem")); err != nil {
+	env = []string{"PLAIN_AUTH=" + b.auth, "PLAIN_CERT" + cert, "PLAIN_KEY" + key, "PLAIN_UPSTREAM_CA=" + filepath.Join(tmp, "upstream-ca.pem")}
+	if profile != "" {
+		env = append(env, "SIDECARBENCH_CPUPROFILE="+filepath.Join(tmp, "plain.pprof"))
+	}
+	if b.plain, addr, err = startChild("plainproxy", env...); err != nil {
 		return nil, err
 	}
 	b.proxy[viaPlain] = &url.URL{Scheme: "http", Host: addr}

@@ -108,15 +108,16 @@ func (b *bench) measured(name string, f func() error) (phase, error) {
 
 func (b *bench) signal(s os.Signal) {
 	b.sidecar.Process.Signal(s)
+	b.plain.Process.Signal(s)
 	b.up.Process.Signal(s)
 }
 
-// collectProfiles waits for both servers' profiles and moves them to the
+// collectProfiles waits for the three servers' profiles and moves them to the
 // profile folder under the phase's name.
 func (b *bench) collectProfiles(name string) error {
 	phase := name
 	name = strings.NewReplacer(" ", "-", "/", "", ",", "").Replace(name)
-	for i, who := range []string{"sidecar", "upstream"} {
+	for i, who := range []string{"sidecar", "plain", "upstream"} {
 		src := filepath.Join(b.tmp, who+".pprof")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -134,7 +135,7 @@ func (b *bench) collectProfiles(name string) error {
 		}
 		b.profiles = append(b.profiles, dst)
 		if b.profiled == nil {
-			b.profiled = map[string][2]string{}
+			b.profiled = map[string][3]string{}
 		}
 		files := b.profiled[phase]
 		files[i] = dst
@@ -143,28 +144,28 @@ func (b *bench) collectProfiles(name string) error {
 	return nil
 }
 
-// printProfiles sets the sidecar's profiles beside the upstream's for each
-// measurement through the sidecar.
+// printProfiles sets the sidecar's profiles beside the minimal proxy's
+// (its own runs of the same requests) and the upstream's (the same
+// requests, through the sidecar).
 func (b *bench) printProfiles(o options, rows []small) {
-	files := func(phases ...string) (sidecar, upstream []string) {
+	files := func(who int, phases ...string) (f []string) {
 		for _, ph := range phases {
-			if f, ok := b.profiled[ph]; ok {
-				sidecar, upstream = append(sidecar, f[0]), append(upstream, f[1])
+			if files, ok := b.profiled[ph]; ok {
+				f = append(f, files[who])
 			}
 		}
-		return
+		return f
 	}
 	for _, s := range rows {
-		var phases []string
+		var via, plain []string
 		for r := 1; r <= o.rounds; r++ {
-			phases = append(phases, smallPhase(s.name, viaSidecar, r))
+			via, plain = append(via, smallPhase(s.name, viaSidecar, r)), append(plain, smallPhase(s.name, viaPlain, r))
 		}
-		sf, uf := files(phases...)
-		printBreakdown(s.name, "µs/req", float64(s.n), sf, uf)
+		printBreakdown(s.name, "µs/req", float64(s.n), files(0, via...), files(1, plain...), files(2, via...))
 	}
 	for _, size := range o.uploads {
-		sf, uf := files(uploadPhase(size, viaSidecar))
-		printBreakdown(fmt.Sprintf("upload %d MiB", size>>20), "ms/GiB", float64(size)/(1<<30), sf, uf)
+		via, plain := uploadPhase(size, viaSidecar), uploadPhase(size, viaPlain)
+		printBreakdown(fmt.Sprintf("upload %d MiB", size>>20), "ms/GiB", float64(size)/(1<<30), files(0, via), files(1, plain), files(2, via))
 	}
 }
 
@@ -288,11 +289,7 @@ func (b *bench) measure(o options) error {
 	}
 	if len(b.profiles) > 0 {
 		b.printProfiles(o, rows)
-		fmt.Println()
-		fmt.Println("CPU profiles (go tool pprof -top FILE):")
-		for _, p := range b.profiles {
-			fmt.Println("  " + p)
-		}
+		fmt.Printf("\nCPU profiles of every phase, each process: %s (go tool pprof -top FILE)\n", o.profile)
 	}
 	return nil
 }

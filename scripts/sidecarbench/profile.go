@@ -174,38 +174,46 @@ func parseRaw(raw []byte) ([]sample, error) {
 	return samples, sc.Err()
 }
 
-// printBreakdown sets the sidecar's profiles beside the upstream's, per
-// unit of work (a request, a GiB).
-func printBreakdown(title, unit string, per float64, sidecar, upstream []string) {
-	sp, err1 := breakdown(sidecar...)
-	up, err2 := breakdown(upstream...)
-	if err1 != nil || err2 != nil {
-		fmt.Printf("%s: no breakdown: %v %v\n", title, err1, err2)
-		return
+// printBreakdown sets the sidecar's profiles beside the minimal proxy's and
+// the upstream's, per unit of work (a request, a GiB).
+func printBreakdown(title, unit string, per float64, sidecar, plain, upstream []string) {
+	var parts [3]map[string]time.Duration
+	var totals [3]time.Duration
+	for i, files := range [][]string{sidecar, plain, upstream} {
+		p, err := breakdown(files...)
+		if err != nil {
+			fmt.Printf("%s: no breakdown: %v\n", title, err)
+			return
+		}
+		parts[i] = p
+		for _, v := range p {
+			totals[i] += v
+		}
 	}
 	var names []string
-	var sTotal, uTotal time.Duration
-	for k, v := range sp {
-		names = append(names, k)
-		sTotal += v
-	}
-	for k, v := range up {
-		if _, ok := sp[k]; !ok {
-			names = append(names, k)
+	for _, p := range parts {
+		for k := range p {
+			if !slices.Contains(names, k) {
+				names = append(names, k)
+			}
 		}
-		uTotal += v
 	}
-	slices.SortFunc(names, func(a, b string) int { return int((sp[b] - up[b]) - (sp[a] - up[a])) })
+	s, m, u := parts[0], parts[1], parts[2]
+	slices.SortFunc(names, func(a, b string) int { return int((s[b] - m[b]) - (s[a] - m[a])) })
 	conv := func(d time.Duration) float64 { return float64(d.Microseconds()) / per }
 	if unit == "ms/GiB" {
 		conv = func(d time.Duration) float64 { return float64(d.Milliseconds()) / per }
 	}
 	fmt.Println()
 	fmt.Printf("%s: where the CPU goes, from the profiles (profiled samples; the profiler misses some)\n\n", title)
-	fmt.Printf("| part | sidecar %s | %% of sidecar | upstream %s | sidecar above upstream |\n", unit, unit)
-	fmt.Println("|---|---:|---:|---:|---:|")
-	for _, k := range names {
-		fmt.Printf("| %s | %.1f | %.0f%% | %.1f | %+.1f |\n", k, conv(sp[k]), 100*float64(sp[k])/float64(sTotal), conv(up[k]), conv(sp[k])-conv(up[k]))
+	fmt.Printf("| part | sidecar %s | %% of sidecar | minimal proxy | upstream, same requests | sidecar above minimal proxy | sidecar above upstream |\n", unit)
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	row := func(name string, sv, mv, uv time.Duration) {
+		fmt.Printf("| %s | %.1f | %.0f%% | %.1f | %.1f | %+.1f | %+.1f |\n", name, conv(sv), 100*float64(sv)/float64(totals[0]),
+			conv(mv), conv(uv), conv(sv)-conv(mv), conv(sv)-conv(uv))
 	}
-	fmt.Printf("| total | %.1f | 100%% | %.1f | %+.1f |\n", conv(sTotal), conv(uTotal), conv(sTotal)-conv(uTotal))
+	for _, k := range names {
+		row(k, s[k], m[k], u[k])
+	}
+	row("total", totals[0], totals[1], totals[2])
 }

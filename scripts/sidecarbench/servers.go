@@ -85,6 +85,9 @@ func servePlainProxy() error {
 	if auth == "" {
 		return errors.New("plainproxy: PLAIN_AUTH is not set (it is run by sidecarbench)")
 	}
+	if path := os.Getenv("SIDECARBENCH_CPUPROFILE"); path != "" {
+		go profileOnSignal(path)
+	}
 	cert, err := tls.LoadX509KeyPair(os.Getenv("PLAIN_CERT"), os.Getenv("PLAIN_KEY"))
 	if err != nil {
 		return err
@@ -191,7 +194,7 @@ func profileOnSignal(path string) {
 				}
 			}
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "upstream: cpu profile:", err)
+				fmt.Fprintln(os.Stderr, "sidecarbench: cpu profile:", err)
 			}
 		case s == syscall.SIGUSR2 && f != nil:
 			pprof.StopCPUProfile()
