@@ -9,14 +9,18 @@
 //     over HTTP/1.1 and HTTP/2, on a route that injects a token, the
 //     scanner on: the sidecar's CPU µs per request beside the minimal
 //     proxy's, beside the upstream's for the same requests, and beside the
-//     upstream's when the client goes direct at the same rate;
+//     upstream's when the client goes direct; every path paced to the same
+//     rate (70% of what the sidecar reaches flat out), as agents' requests
+//     come spaced out;
 //   - large uploads of text, scanned: MB/s and each process's CPU seconds
 //     per GiB, through the sidecar, through the minimal proxy, and direct.
 //
 // CPU is utime+stime of /proc/PID/stat (all threads; the kernel keeps their
 // sum exact to a tick, 10 ms) read before and after a fixed number of
-// requests that follow a warm-up. Wall-clock rates are printed too, but on
-// a shared machine they measure the machine as much as the sidecar.
+// requests that follow a warm-up. A run proves first that the scanner is on
+// (the canary in a small body and at the end of 8 MiB is refused). Wall-clock
+// rates are printed too, but on a shared machine they measure the machine as
+// much as the sidecar.
 //
 // Only bb-egress serve's command line and files are used, so the bench
 // keeps working however lib/egress changes inside.
@@ -26,7 +30,7 @@
 // phase to DIR, and their samples are sorted into parts of a proxy's work,
 // side by side (the figures then include the profiler's own cost).
 //
-// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-upload 256,1024]
+// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-load 0.7] [-upload 256,1024]
 //
 //	[-bin FILE] [-sidecar-env KEY=VALUE]... [-profile DIR]
 package main
@@ -72,6 +76,7 @@ const placeholder = "bb-placeholder-api-00000000"
 type options struct {
 	n, warm, c int
 	rounds     int
+	load       float64 // every path's rate, as a fraction of the sidecar's flat out; 0: each flat out
 	uploads    []int64 // bytes
 	profile    string
 	sidecarEnv []string // extra KEY=VALUE for bb-egress serve alone (GOGC=400, say)
@@ -94,16 +99,17 @@ func run() error {
 	n := flag.Int("n", 10000, "measured requests per small-request run")
 	warm := flag.Int("warm", 1000, "warm-up requests before each run (not measured)")
 	c := flag.Int("c", 4, "concurrent clients (keep-alive connections; HTTP/2 shares one)")
-	rounds := flag.Int("rounds", 2, "rounds of each small-request run: via the sidecar, then the others at its rate")
+	rounds := flag.Int("rounds", 2, "rounds of each small-request run, every path in each")
+	load := flag.Float64("load", 0.7, "pace every path to this fraction of the sidecar's flat-out rate (0: each flat out)")
 	uploads := flag.String("upload", "256,1024", "upload sizes in MiB, comma-separated (empty: none)")
 	bin := flag.String("bin", "", "bb-egress binary (built from ./cmd/bb-egress when empty)")
 	profile := flag.String("profile", "", "write CPU profiles of each measured phase to `DIR` (builds bb-egress -tags bbprof)")
 	var sidecarEnv envList
 	flag.Var(&sidecarEnv, "sidecar-env", "`KEY=VALUE` in bb-egress serve's environment alone, to try a setting (repeatable)")
 	flag.Parse()
-	o := options{n: *n, warm: *warm, c: *c, rounds: *rounds, profile: *profile, sidecarEnv: sidecarEnv}
-	if o.n < o.c || o.c < 1 || o.rounds < 1 {
-		return fmt.Errorf("-n %d, -c %d, -rounds %d: need a round, a client, and a request per client", o.n, o.c, o.rounds)
+	o := options{n: *n, warm: *warm, c: *c, rounds: *rounds, load: *load, profile: *profile, sidecarEnv: sidecarEnv}
+	if o.n < o.c || o.c < 1 || o.rounds < 1 || o.load < 0 || o.load > 1 {
+		return fmt.Errorf("-n %d, -c %d, -rounds %d, -load %g: need a round, a client, a request per client, and a load in [0, 1]", o.n, o.c, o.rounds, o.load)
 	}
 	for _, s := range strings.Split(*uploads, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -282,21 +288,26 @@ func (b *bench) startSidecar(bin, token string, env []string) error {
 	return nil
 }
 
-// checkScanning proves the scanner is on: the canary in a body is refused
-// before it reaches the upstream.
+// checkScanning proves that what is measured is scanned: the canary in a
+// small body, and at the end of 8 MiB of the upload's text, does not get
+// through the sidecar.
 func (b *bench) checkScanning() error {
 	t := b.client(viaSidecar, false)
 	defer t.CloseIdleConnections()
-	req, _ := http.NewRequest(http.MethodPost, b.upURL+"/v1/messages", strings.NewReader(`{"leak":"`+b.canary+`"}`))
-	req.Header.Set("Authorization", "Bearer "+placeholder)
-	resp, err := t.RoundTrip(req)
-	if err != nil {
-		return fmt.Errorf("the canary request: %w", err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		return fmt.Errorf("the canary in a body got %d through the sidecar, want 403: is the scanner on?", resp.StatusCode)
+	small := strings.NewReader(`{"leak":"` + b.canary + `"}`)
+	large := io.MultiReader(io.LimitReader(&textSource{}, 8<<20), strings.NewReader(" "+b.canary+"\n"))
+	for _, body := range []io.Reader{small, large} {
+		req, _ := http.NewRequest(http.MethodPost, b.upURL+"/v1/messages", body)
+		req.Header.Set("Authorization", "Bearer "+placeholder)
+		resp, err := t.RoundTrip(req)
+		if err != nil {
+			continue // refused mid-body: the connection is cut
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || strings.HasPrefix(string(got), "ok ") {
+			return fmt.Errorf("the canary in a body got through the sidecar (%d %q): is the scanner on?", resp.StatusCode, got)
+		}
 	}
 	return nil
 }

@@ -209,6 +209,8 @@ type small struct {
 	upProto string   // the sidecar's protocol to the upstream
 	upConns int      // connections the upstream accepted during the runs via the sidecar
 	lo, hi  float64  // lowest and highest of the rounds' sidecar / upstream
+
+	fullRate float64 // the sidecar's requests a second flat out, summed over rounds
 }
 
 // small measures r in rounds, so that a change in the machine's load falls
@@ -227,12 +229,28 @@ func (b *bench) small(o options, r request, h2 bool) (small, error) {
 	return s, nil
 }
 
-// smallRound measures r through the sidecar, then through the minimal proxy
-// and direct at the rate the sidecar reached: a server's CPU per request
-// grows as requests come further apart (each one wakes it), so unpaced
-// runs would flatter the baselines.
+// smallRound measures r through the sidecar, the minimal proxy and direct,
+// each paced to the same fraction (o.load) of the rate the sidecar reaches
+// flat out. A server's CPU per request depends on how requests arrive: one
+// that comes after a pause wakes it, one of a back-to-back stream shares
+// the wake-up with others. Each at its own full speed would flatter the
+// faster; pacing only the others to the sidecar's full speed would leave the
+// sidecar alone batching. The same open-loop schedule for every path is
+// also closer to an agent, whose requests are spaced by its model's replies.
 func (b *bench) smallRound(s *small, o options, r request, h2 bool, round int) error {
 	var every time.Duration
+	if o.load > 0 {
+		t := b.client(viaSidecar, h2)
+		start := time.Now()
+		err := b.load(t, r, viaSidecar, h2, o.warm, o.c, 0)
+		t.CloseIdleConnections()
+		if err != nil {
+			return fmt.Errorf("%s %s rate: %w", s.name, viaSidecar, err)
+		}
+		full := time.Since(start) / time.Duration(o.warm)
+		every = time.Duration(float64(full) / o.load)
+		s.fullRate += float64(time.Second) / float64(full)
+	}
 	for _, p := range []path{viaSidecar, viaPlain, direct} {
 		t := b.client(p, h2)
 		if err := b.load(t, r, p, h2, o.warm, o.c, every); err != nil {
@@ -256,12 +274,13 @@ func (b *bench) smallRound(s *small, o options, r request, h2 bool, round int) e
 			c0, _ := strconv.Atoi(before.Get("X-Upstream-Conns"))
 			c1, _ := strconv.Atoi(after.Get("X-Upstream-Conns"))
 			s.upProto, s.upConns = after.Get("X-Upstream-Proto"), s.upConns+c1-c0
-			ratio := float64(ph.cpu.sidecar) / float64(ph.cpu.up)
-			if s.n == 0 || ratio < s.lo {
-				s.lo = ratio
+			if ph.cpu.up > 0 {
+				ratio := float64(ph.cpu.sidecar) / float64(ph.cpu.up)
+				if s.hi == 0 || ratio < s.lo {
+					s.lo = ratio
+				}
+				s.hi = max(s.hi, ratio)
 			}
-			s.hi = max(s.hi, ratio)
-			every = ph.wall / time.Duration(o.n)
 		}
 	}
 	s.n += o.n
@@ -300,28 +319,54 @@ func printSmall(o options, rows []small) {
 	fmt.Printf("Small HTTPS keep-alive requests: %d rounds of %d requests after %d of warm-up, %d clients; a route injecting a token, the scanner on.\n",
 		o.rounds, o.n, o.warm, o.c)
 	fmt.Println("CPU from /proc/PID/stat of each process. Upstream: a plain Go TLS server. Minimal proxy: CONNECT, TLS interception,")
-	fmt.Println("httputil.ReverseProxy setting the token; no allow-list, scan or log. Each round goes through the sidecar first,")
-	fmt.Println("then through the minimal proxy and direct paced to the sidecar's request rate.")
+	fmt.Println("httputil.ReverseProxy setting the token; no allow-list, scan or log.")
+	if o.load > 0 {
+		fmt.Printf("Every path is paced to the same rate: %.0f%% of what the sidecar reaches flat out in the round.\n", 100*o.load)
+	} else {
+		fmt.Println("Every path runs flat out (-load 0): a faster path batches more and looks cheaper per request.")
+	}
 	fmt.Println()
-	fmt.Println("| request (agent's protocol) | sidecar µs/req | minimal proxy µs/req | sidecar / minimal proxy | upstream µs/req via sidecar (its protocol, new conns) | sidecar / upstream (rounds) | upstream µs/req direct | sidecar / upstream direct | req/s via sidecar |")
+	fmt.Println("| request (agent's protocol) | sidecar µs/req | minimal proxy µs/req | sidecar / minimal proxy | upstream µs/req via sidecar (its protocol, new conns) | sidecar / upstream (rounds) | upstream µs/req direct | sidecar / upstream direct | req/s measured, sidecar flat out |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range rows {
 		sv, pv := us(s.phase[viaSidecar].cpu.sidecar, s.n), us(s.phase[viaPlain].cpu.plain, s.n)
 		uv, ud := us(s.phase[viaSidecar].cpu.up, s.n), us(s.phase[direct].cpu.up, s.n)
-		fmt.Printf("| %s | %.1f | %.1f | %.2fx | %.1f (%s, %d) | %.2fx (%.2f–%.2f) | %.1f | %.2fx | %.0f |\n",
-			s.name, sv, pv, sv/pv, uv, s.upProto, s.upConns, sv/uv, s.lo, s.hi, ud, sv/ud,
-			float64(s.n)/s.phase[viaSidecar].wall.Seconds())
+		fmt.Printf("| %s | %.1f | %.1f | %s | %.1f (%s, %d) | %s (%.2f–%.2f) | %.1f | %s | %.0f, %.0f |\n",
+			s.name, sv, pv, times(sv, pv), uv, s.upProto, s.upConns, times(sv, uv), s.lo, s.hi, ud, times(sv, ud),
+			float64(s.n)/s.phase[viaSidecar].wall.Seconds(), s.fullRate/float64(o.rounds))
 	}
 	fmt.Println()
+	if least := leastCPU(rows); least < 20*(time.Second/100) {
+		fmt.Printf("(a process used only %v in one of these runs: its figures are within 10 ms, a tick; raise -n for precision)\n", least)
+	}
 	for _, s := range rows {
 		if !strings.HasPrefix(s.name, "GET,") {
 			continue
 		}
 		sv, pv := us(s.phase[viaSidecar].cpu.sidecar, s.n), us(s.phase[viaPlain].cpu.plain, s.n)
 		uv, ud := us(s.phase[viaSidecar].cpu.up, s.n), us(s.phase[direct].cpu.up, s.n)
-		fmt.Printf("sidecar CPU per small HTTPS keep-alive request (%s): %.0f µs vs the upstream's %.0f µs for the same requests, %.2fx (goal <= 1.4x);"+
-			" vs %.0f µs direct, %.2fx; vs a minimal Go proxy's %.0f µs, %.2fx\n", s.name, sv, uv, sv/uv, ud, sv/ud, pv, sv/pv)
+		fmt.Printf("sidecar CPU per small HTTPS keep-alive request (%s): %.0f µs vs the upstream's %.0f µs for the same requests, %s (goal <= 1.4x);"+
+			" vs %.0f µs direct, %s; vs a minimal Go proxy's %.0f µs, %s\n", s.name, sv, uv, times(sv, uv), ud, times(sv, ud), pv, times(sv, pv))
 	}
+}
+
+// times is a/b as a ratio, or n/a when b is too small to have been measured.
+func times(a, b float64) string {
+	if b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// leastCPU is the least CPU a process that mattered to a figure used in a
+// run: the proxy and the upstream, each path.
+func leastCPU(rows []small) time.Duration {
+	least := time.Duration(1<<63 - 1)
+	for _, s := range rows {
+		least = min(least, s.phase[viaSidecar].cpu.sidecar, s.phase[viaSidecar].cpu.up,
+			s.phase[viaPlain].cpu.plain, s.phase[direct].cpu.up)
+	}
+	return least
 }
 
 // uploads sends each size once each way, over HTTP/1.1 as an agent's
@@ -363,16 +408,16 @@ func (b *bench) uploads(o options) error {
 		gib := float64(r.size) / (1 << 30)
 		mbs := func(p path) float64 { return float64(r.size) / r.phase[p].wall.Seconds() / 1e6 }
 		s := r.phase[viaSidecar].cpu.sidecar.Seconds()
-		fmt.Printf("| %d MiB | %.0f | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f / %.2f | %.0f |\n", r.size>>20,
-			mbs(viaSidecar), mbs(viaPlain), mbs(direct), mbs(viaSidecar)/mbs(direct),
+		fmt.Printf("| %d MiB | %.0f | %.0f | %.0f | %s | %.2f | %.2f | %.2f / %.2f | %s |\n", r.size>>20,
+			mbs(viaSidecar), mbs(viaPlain), mbs(direct), times(mbs(viaSidecar), mbs(direct)),
 			s/gib, r.phase[viaPlain].cpu.plain.Seconds()/gib,
-			r.phase[viaSidecar].cpu.up.Seconds()/gib, r.phase[direct].cpu.up.Seconds()/gib, float64(r.size)/s/1e6)
+			r.phase[viaSidecar].cpu.up.Seconds()/gib, r.phase[direct].cpu.up.Seconds()/gib, strings.TrimSuffix(times(float64(r.size)/1e6, s), "x"))
 	}
 	fmt.Println()
 	for _, r := range rows {
 		mbs := func(p path) float64 { return float64(r.size) / r.phase[p].wall.Seconds() / 1e6 }
-		fmt.Printf("%d MiB upload through the sidecar with scanning: %.0f MB/s vs %.0f MB/s direct, %.2fx (goal >= 400 MB/s); %.0f MB/s through a minimal Go proxy\n",
-			r.size>>20, mbs(viaSidecar), mbs(direct), mbs(viaSidecar)/mbs(direct), mbs(viaPlain))
+		fmt.Printf("%d MiB upload through the sidecar with scanning: %.0f MB/s vs %.0f MB/s direct, %s (goal >= 400 MB/s); %.0f MB/s through a minimal Go proxy\n",
+			r.size>>20, mbs(viaSidecar), mbs(direct), times(mbs(viaSidecar), mbs(direct)), mbs(viaPlain))
 	}
 	fmt.Printf("the sidecar sent the uploads upstream over %s; its peak RSS over the whole run: %.1f MiB\n", upProto, rss(b.sidecar.Process.Pid, "VmHWM"))
 	return nil
