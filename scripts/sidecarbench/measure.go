@@ -358,6 +358,14 @@ func times(a, b float64) string {
 	return fmt.Sprintf("%.2fx", a/b)
 }
 
+// perCPU is MB a CPU second, or n/a when no CPU was measured.
+func perCPU(mb, seconds float64) string {
+	if seconds <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", mb/seconds)
+}
+
 // leastCPU is the least CPU a process that mattered to a figure used in a
 // run: the proxy and the upstream, each path.
 func leastCPU(rows []small) time.Duration {
@@ -411,7 +419,7 @@ func (b *bench) uploads(o options) error {
 		fmt.Printf("| %d MiB | %.0f | %.0f | %.0f | %s | %.2f | %.2f | %.2f / %.2f | %s |\n", r.size>>20,
 			mbs(viaSidecar), mbs(viaPlain), mbs(direct), times(mbs(viaSidecar), mbs(direct)),
 			s/gib, r.phase[viaPlain].cpu.plain.Seconds()/gib,
-			r.phase[viaSidecar].cpu.up.Seconds()/gib, r.phase[direct].cpu.up.Seconds()/gib, strings.TrimSuffix(times(float64(r.size)/1e6, s), "x"))
+			r.phase[viaSidecar].cpu.up.Seconds()/gib, r.phase[direct].cpu.up.Seconds()/gib, perCPU(float64(r.size)/1e6, s))
 	}
 	fmt.Println()
 	for _, r := range rows {
