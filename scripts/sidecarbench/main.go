@@ -30,7 +30,7 @@
 // phase to DIR, and their samples are sorted into parts of a proxy's work,
 // side by side (the figures then include the profiler's own cost).
 //
-// Usage: go run ./scripts/sidecarbench [-n 10000] [-warm 1000] [-c 4] [-rounds 2] [-load 0.7] [-upload 256,1024]
+// Usage: go run ./scripts/sidecarbench [-n 6000] [-warm 500] [-c 4] [-rounds 2] [-load 0.7] [-upload 256,1024]
 //
 //	[-bin FILE] [-sidecar-env KEY=VALUE]... [-profile DIR]
 package main
@@ -96,8 +96,8 @@ func (l *envList) Set(v string) error {
 }
 
 func run() error {
-	n := flag.Int("n", 10000, "measured requests per small-request run")
-	warm := flag.Int("warm", 1000, "warm-up requests before each run (not measured)")
+	n := flag.Int("n", 6000, "measured requests per small-request run")
+	warm := flag.Int("warm", 500, "warm-up requests before each run (not measured)")
 	c := flag.Int("c", 4, "concurrent clients (keep-alive connections; HTTP/2 shares one)")
 	rounds := flag.Int("rounds", 2, "rounds of each small-request run, every path in each")
 	load := flag.Float64("load", 0.7, "pace every path to this fraction of the sidecar's flat-out rate (0: each flat out)")

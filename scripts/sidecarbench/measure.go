@@ -36,17 +36,6 @@ func (c cpu) add(d cpu) cpu {
 	return cpu{c.sidecar + d.sidecar, c.plain + d.plain, c.up + d.up, c.self + d.self}
 }
 
-// proxy is the CPU of the proxy that p goes through (none direct).
-func (c cpu) proxy(p path) time.Duration {
-	switch p {
-	case viaSidecar:
-		return c.sidecar
-	case viaPlain:
-		return c.plain
-	}
-	return 0
-}
-
 // procCPU is utime+stime of the process, all its threads, from
 // /proc/PID/stat (in USER_HZ ticks: 100 a second on Linux).
 func procCPU(pid int) (time.Duration, error) {
