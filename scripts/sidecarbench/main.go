@@ -289,25 +289,28 @@ func (b *bench) startSidecar(bin, token string, env []string) error {
 }
 
 // checkScanning proves that what is measured is scanned: the canary in a
-// small body, and at the end of 8 MiB of the upload's text, does not get
-// through the sidecar.
+// small body (read whole) and at the end of 8 MiB of the upload's text
+// (streamed) does not get through the sidecar, over HTTP/1.1 or HTTP/2.
 func (b *bench) checkScanning() error {
-	t := b.client(viaSidecar, false)
-	defer t.CloseIdleConnections()
-	small := strings.NewReader(`{"leak":"` + b.canary + `"}`)
-	large := io.MultiReader(io.LimitReader(&textSource{}, 8<<20), strings.NewReader(" "+b.canary+"\n"))
-	for _, body := range []io.Reader{small, large} {
-		req, _ := http.NewRequest(http.MethodPost, b.upURL+"/v1/messages", body)
-		req.Header.Set("Authorization", "Bearer "+placeholder)
-		resp, err := t.RoundTrip(req)
-		if err != nil {
-			continue // refused mid-body: the connection is cut
+	for _, h2 := range []bool{false, true} {
+		t := b.client(viaSidecar, h2)
+		small := strings.NewReader(`{"leak":"` + b.canary + `"}`)
+		large := io.MultiReader(io.LimitReader(&textSource{}, 8<<20), strings.NewReader(" "+b.canary+"\n"))
+		for _, body := range []io.Reader{small, large} {
+			req, _ := http.NewRequest(http.MethodPost, b.upURL+"/v1/messages", body)
+			req.Header.Set("Authorization", "Bearer "+placeholder)
+			resp, err := t.RoundTrip(req)
+			if err != nil {
+				continue // refused mid-body: the connection or stream is cut
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || strings.HasPrefix(string(got), "ok ") {
+				t.CloseIdleConnections()
+				return fmt.Errorf("the canary in a body got through the sidecar over %s (%d %q): is the scanner on?", resp.Proto, resp.StatusCode, got)
+			}
 		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK || strings.HasPrefix(string(got), "ok ") {
-			return fmt.Errorf("the canary in a body got through the sidecar (%d %q): is the scanner on?", resp.StatusCode, got)
-		}
+		t.CloseIdleConnections()
 	}
 	return nil
 }

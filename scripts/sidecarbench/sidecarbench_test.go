@@ -102,9 +102,9 @@ func TestBreakdownReadsARealProfile(t *testing.T) {
 	}
 }
 
-// The whole bench, tiny: it builds bb-egress, proves the scanner is on,
-// and measures every path. It fails when bb-egress serve's command line or
-// files change under it.
+// The whole bench, tiny: it proves the scanner is on and measures every
+// path; and it refuses to measure a sidecar that lets the canary through.
+// It fails when bb-egress serve's command line or files change under it.
 func TestBenchRunsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds bb-egress and runs four processes")
@@ -116,15 +116,17 @@ func TestBenchRunsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "sidecarbench")
-	build := exec.Command("go", "build", "-o", bin, "./scripts/sidecarbench")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir := t.TempDir()
+	bench, egress := filepath.Join(dir, "sidecarbench"), filepath.Join(dir, "bb-egress")
+	for _, b := range [][2]string{{bench, "./scripts/sidecarbench"}, {egress, "./cmd/bb-egress"}} {
+		build := exec.Command("go", "build", "-o", b[0], b[1])
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
+		}
 	}
-	cmd := exec.Command(bin, "-n", "40", "-warm", "8", "-rounds", "1", "-upload", "2")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
+	args := []string{"-bin", egress, "-n", "40", "-warm", "8", "-rounds", "1", "-upload", "2"}
+	out, err := exec.Command(bench, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sidecarbench: %v\n%s", err, out)
 	}
@@ -135,5 +137,13 @@ func TestBenchRunsEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(string(out), "NaN") || strings.Contains(string(out), "Inf") {
 		t.Errorf("a figure is not a number:\n%s", out)
+	}
+
+	// A sidecar that knows another canary lets the bench's through: no
+	// figures for it.
+	args = append(args, "-sidecar-env", "EGRESS_TOKEN_CANARY=another-canary-0123456789abcdefghijklmnopqrstu")
+	out, err = exec.Command(bench, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is the scanner on?") || strings.Contains(string(out), "| GET, HTTP/1.1 |") {
+		t.Errorf("measured a sidecar that does not scan (err %v):\n%s", err, out)
 	}
 }
