@@ -48,9 +48,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 func main() {
@@ -131,6 +133,14 @@ func run() error {
 		return err
 	}
 	defer b.close()
+	// Interrupted, it still stops what it started and removes its files.
+	stopped := make(chan os.Signal, 1)
+	signal.Notify(stopped, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-stopped
+		b.close()
+		os.Exit(130)
+	}()
 	if err := b.checkScanning(); err != nil {
 		return err
 	}
