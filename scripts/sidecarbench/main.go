@@ -200,6 +200,14 @@ func start(bin string, o options) (*bench, error) {
 		}
 	}
 	if profile != "" {
+		// SIGUSR1 ends a sidecar built without the hook that catches it.
+		out, err := exec.Command("go", "version", "-m", bin).Output()
+		if err != nil {
+			return nil, fmt.Errorf("-profile: go version -m %s: %w", bin, err)
+		}
+		if !strings.Contains(string(out), "-tags=bbprof") {
+			return nil, fmt.Errorf("-profile needs a bb-egress built with go build -tags bbprof; %s is not", bin)
+		}
 		if err := os.MkdirAll(profile, 0o755); err != nil {
 			return nil, err
 		}
