@@ -112,8 +112,8 @@ func (s *Server) forward(f *flow) {
 	e.Host = t.host
 
 	tr := s.transport
-	if ws {
-		tr = s.wsTransport
+	if ws || r.ProtoMajor < 2 {
+		tr = s.h1Transport
 	}
 	resp, err := tr.RoundTrip(out)
 	release()
