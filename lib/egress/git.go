@@ -87,7 +87,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request, snap *snapshot
 	if !rt.Git.HasRepo(ep.Repo) {
 		reason := fmt.Sprintf("repository %s on %s is not in the route's git repos (%s)", ep.Repo, t.host, strings.Join(rt.Git.Repos, ", "))
 		s.refuse(w, r, snap, e, http.StatusForbidden, audit.Deny, reason,
-			"bb-egress: "+reason+"\nask the human to add it to the route's git repos (on the host: bb-egress routes SLUG, then bb-egress apply)\n")
+			"bb-egress: "+reason+"\nask the human to add it to the route's git repos (on the host: bb-egress routes "+s.slug()+", then bb-egress apply)\n")
 		return nil, true
 	}
 	if ep.Service == gitgate.UploadPack {
@@ -332,16 +332,15 @@ func (s *Server) gitRefuse(w http.ResponseWriter, r *http.Request, snap *snapsho
 	s.finishGit(snap, e)
 }
 
-// finishGit logs a line the gate wrote itself: one per push, never thinned
-// out as repeated denials are.
+// finishGit logs a line the gate wrote itself, one per push, through the
+// client's log budget like every line (a refused push sent nothing
+// upstream; see limit.go).
 func (s *Server) finishGit(snap *snapshot, e audit.Entry) {
 	e.Host = s.redact(snap, e.Host)
 	e.Path = s.redact(snap, e.Path)
 	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(e.Time))
-	if s.cfg.Audit != nil {
-		s.writeAudit(e)
-	}
+	s.audit(e) // under the client's log budget, as every line
 }
 
 type countWriter struct {
@@ -420,7 +419,7 @@ func (s *Server) gitRelay(w http.ResponseWriter, r *http.Request, snap *snapshot
 		s.responseRefused(w, r, snap, e, &responseFail{reason: "the upstream's answer to the git gate has a Content-Encoding it did not ask for"})
 		return
 	}
-	redacted := redactHeader(snap.injected, resp.Header)
+	redacted := screenHeader(snap, resp.Header)
 	if snap.injected != nil {
 		g := snap.responseGuard(body)
 		defer snap.putGuard(g)

@@ -236,6 +236,14 @@ func newEntry(r *http.Request, host string, start time.Time) audit.Entry {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// slug names the bottle in what the agent is told to ask on the host.
+func (s *Server) slug() string {
+	if s.cfg.Slug == "" {
+		return "<the bottle's slug>"
+	}
+	return s.cfg.Slug
+}
+
 // denyHostBody is the 403 of a host the routes do not have: what was
 // denied, and how to ask for it.
 func (s *Server) denyHostBody(host string, port int) string {
@@ -243,10 +251,7 @@ func (s *Server) denyHostBody(host string, port int) string {
 	if port != 443 && port != 80 {
 		hp = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	slug := s.cfg.Slug
-	if slug == "" {
-		slug = "<the bottle's slug>"
-	}
+	slug := s.slug()
 	return fmt.Sprintf("bb-egress: host %s is not in this bottle's routes\n"+
 		"ask for it: POST http://%s/_bb/requests {\"host\":%q,\"why\":\"...\"}, or on the host: bb-egress allow %s %s\n",
 		hp, Hostname, host, slug, host)

@@ -388,7 +388,7 @@ func (s *Server) relayWebSocket(w http.ResponseWriter, r *http.Request, resp *ht
 
 	h := resp.Header.Clone()
 	h.Del("Sec-Websocket-Extensions")
-	redacted := redactHeader(snap.injected, h)
+	redacted := screenHeader(snap, h)
 	// The open line is written before the agent hears the 101: every
 	// frame that follows belongs to a WebSocket already in the log. It
 	// carries only what the request scan passed, redacted again.
