@@ -277,17 +277,18 @@ func (b *Backend) Stop(ctx context.Context, slug string) error {
 		return err
 	}
 	slices.SortFunc(cs, func(x, y Container) int { return roleOrder(x) - roleOrder(y) })
-	// A stop first, so that the sidecar drains and ends its audit log as
-	// on a SIGTERM; the delete then removes them whatever state they are
-	// in.
-	var running []string
+	// A stop first, the agent's before the sidecar's, so that the
+	// sidecar drains and ends its audit log as on a SIGTERM: it is given
+	// its --drain (10s) and a little more. The delete then removes them
+	// whatever state they are in.
 	for _, c := range cs {
 		if c.Running() {
-			running = append(running, c.ID)
+			wait := "5"
+			if roleOrder(c) > 0 {
+				wait = "12"
+			}
+			b.tool.Output(ctx, "stop", "--time", wait, c.ID) //nolint:errcheck // the delete --force follows
 		}
-	}
-	if len(running) > 0 {
-		b.tool.Output(ctx, append([]string{"stop", "--time", "5"}, running...)...) //nolint:errcheck // the delete --force follows
 	}
 	var errs []error
 	for _, c := range cs {
