@@ -1,0 +1,218 @@
+package detect
+
+import (
+	"slices"
+	"unicode/utf8"
+)
+
+// maxEscape is more than the longest escape decode reads ("&#x0000000A;",
+// a JSON surrogate pair): a view decoded in pieces leaves the last
+// maxEscape bytes of a piece for the next one, so it is the view of the
+// whole, byte for byte.
+const maxEscape = 16
+
+// viewPiece is how much input a view decodes at a time. Each piece leaves
+// a mark, and a guard holds raw bytes back from the mark before a view's
+// open tail: smaller pieces hold back less, larger ones cost less.
+const viewPiece = 4 << 10
+
+// maxMarks bounds the marks a view keeps. Past it, the oldest go, and a
+// guard that needs one holds back all it may (maxFlatHold).
+const maxMarks = 256
+
+// mark says that a view's bytes from offset out on come from its input's
+// bytes from offset in on: decoding only shrinks, never reorders.
+type mark struct{ out, in int64 }
+
+// viewStream is one of Search's views of a stream, decoded as the stream
+// arrives and scanned.
+type viewStream struct {
+	plus, flat bool
+	pend       []byte // input not yet decoded: an escape may go on past it
+	pendAt     int64  // input offset of pend[0]
+	outN       int64  // view bytes so far
+	out        []byte // the view's bytes from the last write
+	marks      []mark
+	sc         *Scanner
+}
+
+func (d *Detector) newViewStream(plus, flat bool) *viewStream {
+	return &viewStream{plus: plus, flat: flat, sc: d.NewScanner()}
+}
+
+func (v *viewStream) reset() {
+	v.pend, v.pendAt, v.outN, v.out, v.marks = v.pend[:0], 0, 0, v.out[:0], v.marks[:0]
+	v.sc.Reset()
+}
+
+// write decodes p, the next bytes of the input, into v.out and scans them;
+// final says the input ends with p, so nothing is left pending.
+func (v *viewStream) write(p []byte, final bool) {
+	v.out = v.out[:0]
+	v.pend = append(v.pend, p...)
+	i := 0
+	for {
+		end := min(len(v.pend), i+viewPiece)
+		last := end == len(v.pend)
+		if last && !final && end-i <= maxEscape {
+			break
+		}
+		v.addMark(mark{v.outN + int64(len(v.out)), v.pendAt + int64(i)})
+		var k int
+		v.out, k = decodeStream(v.out, v.pend[i:end], v.plus, v.flat, final && last)
+		i += k
+		if last {
+			break
+		}
+	}
+	v.pend = v.pend[:copy(v.pend, v.pend[i:])]
+	v.pendAt += int64(i)
+	v.outN += int64(len(v.out))
+	v.sc.Write(v.out) //nolint:errcheck // never fails
+}
+
+func (v *viewStream) addMark(m mark) {
+	if n := len(v.marks); n > 0 && v.marks[n-1].out == m.out {
+		return // the earlier mark says as much, and holds back more
+	}
+	if len(v.marks) == maxMarks {
+		v.marks = v.marks[:copy(v.marks, v.marks[1:])]
+	}
+	v.marks = append(v.marks, m)
+}
+
+// inputOf returns the input offset from which the view's bytes from out on
+// come, at most; -1 when the mark that would say was dropped.
+func (v *viewStream) inputOf(out int64) int64 {
+	if out >= v.outN {
+		return v.pendAt
+	}
+	i, found := slices.BinarySearchFunc(v.marks, out, func(m mark, o int64) int {
+		switch {
+		case m.out < o:
+			return -1
+		case m.out > o:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		i--
+	}
+	if i < 0 {
+		return -1
+	}
+	return min(v.marks[i].in, v.pendAt)
+}
+
+// forget drops the marks before the one inputOf(out) needs: no guard asks
+// for an earlier offset again.
+func (v *viewStream) forget(out int64) {
+	i := 0
+	for i+1 < len(v.marks) && v.marks[i+1].out <= out {
+		i++
+	}
+	v.marks = v.marks[:copy(v.marks, v.marks[i:])]
+}
+
+// decodeStream appends to dst what decode makes of src (whether or not
+// that changes anything), up to the first escape that may go on past the
+// end of src (none when final), and returns how many bytes of src it
+// used.
+func decodeStream(dst, src []byte, plus, flat, final bool) ([]byte, int) {
+	lim := len(src)
+	if !final {
+		lim = max(0, len(src)-maxEscape)
+	}
+	esc := &stops[0][b2i(plus)]
+	keep := &keeps[b2i(flat)]
+	n := len(dst)
+	// An escape that starts before lim ends within maxEscape bytes, and
+	// what it stands for is never longer than it.
+	dst = slices.Grow(dst, lim+maxEscape)[:n+lim+maxEscape]
+	i := 0
+	for i < lim {
+		c := src[i]
+		if !esc[c] && (c != '=' || !flat) {
+			dst[n] = c
+			n += int(keep[c])
+			i++
+			continue
+		}
+		r, k, isByte := unescape(src[i:], plus, flat)
+		switch {
+		case k == 0:
+			dst[n] = c
+			n++
+			k = 1
+		case isByte || 0 <= r && r < 0x80:
+			dst[n] = byte(r)
+			n += int(keep[byte(r)])
+		case r >= 0:
+			n += utf8.EncodeRune(dst[n:], r)
+		}
+		i += k
+	}
+	return dst[:n], i
+}
+
+// viewSet is the views of a stream that Search looks through: decoded,
+// decoded twice (from the decoded one) and flattened.
+type viewSet struct {
+	dec, dec2, flat *viewStream
+}
+
+func (d *Detector) newViewSet() *viewSet {
+	return &viewSet{dec: d.newViewStream(d.space, false), dec2: d.newViewStream(d.space, false), flat: d.newViewStream(false, true)}
+}
+
+func (s *viewSet) reset() {
+	s.dec.reset()
+	s.dec2.reset()
+	s.flat.reset()
+}
+
+// write decodes and scans the fresh bytes of the stream in every view.
+func (s *viewSet) write(fresh []byte, final bool) (Hit, bool) {
+	s.dec.write(fresh, final)
+	s.dec2.write(s.dec.out, final)
+	s.flat.write(fresh, final)
+	for _, v := range []struct {
+		sc   *Scanner
+		name string
+	}{{s.dec.sc, "decoded "}, {s.dec2.sc, "decoded "}, {s.flat.sc, "flattened "}} {
+		if v.sc.Found() {
+			h := v.sc.Hits()[0]
+			h.Encoding = v.name + h.Encoding
+			return h, true
+		}
+	}
+	return Hit{}, false
+}
+
+// ready returns how many bytes at the start of a guard's buffer (n bytes
+// from stream offset base) no view can still find part of a secret in:
+// the raw stream's last hold bytes, and every byte that a view's last
+// hold bytes (or its pending input) come from, are held, up to
+// maxFlatHold.
+func (s *viewSet) ready(base int64, n, hold int) int {
+	h := int64(hold)
+	from := base + int64(n) - h // the raw stream's own tail
+	v1 := s.dec.outN - h
+	u := s.dec2.inputOf(s.dec2.outN - h) // an offset in the decoded view
+	x2 := int64(-1)
+	if u >= 0 {
+		x2 = s.dec.inputOf(u)
+	}
+	for _, x := range []int64{s.dec.inputOf(v1), s.flat.inputOf(s.flat.outN - h), x2} {
+		if x < 0 {
+			x = 0 // a mark was dropped: hold all there is
+		}
+		from = min(from, x)
+	}
+	s.dec.forget(min(v1, u))
+	s.dec2.forget(s.dec2.outN - h)
+	s.flat.forget(s.flat.outN - h)
+	r := int(max(0, from-base))
+	return max(r, n-max(hold, maxFlatHold))
+}
