@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/binary"
 	"slices"
 	"unicode/utf8"
 )
@@ -50,7 +51,7 @@ func (v *viewStream) reset() {
 func (v *viewStream) write(p []byte, final bool) {
 	v.out = v.out[:0]
 	v.pend = append(v.pend, p...)
-	i := 0
+	i, changed := 0, false
 	for {
 		end := min(len(v.pend), i+viewPiece)
 		last := end == len(v.pend)
@@ -59,7 +60,9 @@ func (v *viewStream) write(p []byte, final bool) {
 		}
 		v.addMark(mark{v.outN + int64(len(v.out)), v.pendAt + int64(i)})
 		var k int
-		v.out, k = decodeStream(v.out, v.pend[i:end], v.plus, v.flat, final && last)
+		var ch bool
+		v.out, k, ch = decodeStream(v.out, v.pend[i:end], v.plus, v.flat, final && last)
+		changed = changed || ch
 		i += k
 		if last {
 			break
@@ -68,7 +71,21 @@ func (v *viewStream) write(p []byte, final bool) {
 	v.pend = v.pend[:copy(v.pend, v.pend[i:])]
 	v.pendAt += int64(i)
 	v.outN += int64(len(v.out))
-	v.sc.Write(v.out) //nolint:errcheck // never fails
+	if changed {
+		v.sc.Write(v.out) //nolint:errcheck // never fails
+		return
+	}
+	// The view of these bytes is the bytes, which the input's own scanner
+	// has scanned: only a match that begins before them is new, and it
+	// ends within their first MaxLen-1.
+	keep := cap(v.sc.tail)
+	if len(v.out) <= 2*keep {
+		v.sc.Write(v.out) //nolint:errcheck // never fails
+		return
+	}
+	v.sc.Write(v.out[:keep])                 //nolint:errcheck // never fails
+	v.sc.skip(v.out[keep : len(v.out)-keep]) // nothing new in there
+	v.sc.Write(v.out[len(v.out)-keep:])      //nolint:errcheck // never fails
 }
 
 func (v *viewStream) addMark(m mark) {
@@ -118,28 +135,38 @@ func (v *viewStream) forget(out int64) {
 // decodeStream appends to dst what decode makes of src (whether or not
 // that changes anything), up to the first escape that may go on past the
 // end of src (none when final), and returns how many bytes of src it
-// used.
-func decodeStream(dst, src []byte, plus, flat, final bool) ([]byte, int) {
+// used, and whether what it appended differs from what it used.
+func decodeStream(dst, src []byte, plus, flat, final bool) (_ []byte, used int, changed bool) {
 	lim := len(src)
 	if !final {
 		lim = max(0, len(src)-maxEscape)
 	}
-	esc := &stops[0][b2i(plus)]
+	class := &classes[b2i(flat)][b2i(plus)]
 	keep := &keeps[b2i(flat)]
 	n := len(dst)
 	// An escape that starts before lim ends within maxEscape bytes, and
 	// what it stands for is never longer than it.
 	dst = slices.Grow(dst, lim+maxEscape)[:n+lim+maxEscape]
+	n0 := n
 	i := 0
 	for i < lim {
 		c := src[i]
-		if !esc[c] && (c != '=' || !flat) {
+		if cl := class[c]; cl != stop {
+			// Most text has no escape in eight bytes, and without
+			// flattening all of them are kept.
+			if !flat && i+8 <= lim && !hasStop(binary.LittleEndian.Uint64(src[i:]), plus) {
+				copy(dst[n:n+8], src[i:i+8])
+				n += 8
+				i += 8
+				continue
+			}
 			dst[n] = c
-			n += int(keep[c])
+			n += int(cl)
 			i++
 			continue
 		}
 		r, k, isByte := unescape(src[i:], plus, flat)
+		changed = changed || k > 0
 		switch {
 		case k == 0:
 			dst[n] = c
@@ -153,7 +180,38 @@ func decodeStream(dst, src []byte, plus, flat, final bool) ([]byte, int) {
 		}
 		i += k
 	}
-	return dst[:n], i
+	return dst[:n], i, changed || n-n0 != i
+}
+
+// classes[flat][plus] say what decodeStream does with a byte: stop (it
+// may start an escape), or keep it (1) or drop it (0, whitespace when
+// flattening).
+var classes = func() (t [2][2][256]uint8) {
+	for f := range 2 {
+		for p := range 2 {
+			for c := range 256 {
+				t[f][p][c] = keeps[f][c]
+				if stops[0][p][c] || c == '=' && f == 1 {
+					t[f][p][c] = stop
+				}
+			}
+		}
+	}
+	return t
+}()
+
+const stop = 2
+
+// hasStop reports whether one of the eight bytes in x may start an
+// escape: "%", "\\", "&", or "+" when it stands for a space.
+func hasStop(x uint64, plus bool) bool {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) &^ v & high }
+	m := zero(x^'%'*ones) | zero(x^'\\'*ones) | zero(x^'&'*ones)
+	if plus {
+		m |= zero(x ^ '+'*ones)
+	}
+	return m != 0
 }
 
 // viewSet is the views of a stream that Search looks through: decoded,
