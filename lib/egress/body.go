@@ -94,13 +94,11 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 				if f := s.scanDecoded(det, buf, encs); f != nil {
 					return nil, 0, nil, f
 				}
-			} else if enc := sniffCompressed(buf); enc != "" {
-				// Compressed data the request does not declare: the
-				// upstream may well decompress it. Not compressed after
-				// all (it does not decode) is no reason to refuse.
-				if f := s.scanDecoded(det, buf, []string{enc}); f != nil && (f.hit != nil || f.status == http.StatusRequestEntityTooLarge) {
-					return nil, 0, nil, f
-				}
+			}
+			// Compressed data the request does not declare: the upstream
+			// may well decompress it, or keep it for someone who will.
+			if f := s.newOpener(det, len(buf), true).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+				return nil, 0, nil, f
 			}
 		}
 		if len(buf) == 0 {
@@ -115,6 +113,13 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	if isGzip(buf) {
 		reason := fmt.Sprintf("a body of gzip data over %d bytes cannot be scanned before it leaves", limit)
 		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
+	}
+	if det != nil {
+		// What compressed data the first MaxScanBody bytes hold is opened
+		// if it ends there, refused if it goes on.
+		if f := s.newOpener(det, len(buf), false).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+			return nil, 0, nil, f
+		}
 	}
 	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})
 	if det == nil {

@@ -1,14 +1,21 @@
 package egress
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/bb-bottles/bb/lib/audit"
 	"github.com/bb-bottles/bb/lib/detect"
@@ -37,36 +44,34 @@ func contentEncodings(h http.Header) ([]string, error) {
 }
 
 // scanDecoded undoes the codings of a whole body and scans the result as
-// it streams out of the decompressor, never holding more than the cap: a
-// body that expands beyond MaxDecompressed is refused, one that does not
-// decode is blocked.
+// it streams out of the decompressor, with the compressed data in it: a
+// body that expands beyond the budget is refused, one that does not decode
+// is blocked.
 func (s *Server) scanDecoded(det *detect.Detector, body []byte, encs []string) *bodyFail {
-	var r io.Reader = bytes.NewReader(body)
-	for i := len(encs) - 1; i >= 0; i-- {
-		var err error
-		switch encs[i] {
-		case "gzip", "x-gzip":
-			r, err = gzip.NewReader(r)
-		case "deflate":
-			r, err = newDeflateReader(r)
+	o := s.newOpener(det, len(body), true)
+	src := func() (io.Reader, error) {
+		var r io.Reader = bytes.NewReader(body)
+		for i := len(encs) - 1; i >= 0; i-- {
+			var err error
+			switch encs[i] {
+			case "gzip", "x-gzip":
+				r, err = gzip.NewReader(r)
+			case "deflate":
+				r, err = newDeflateReader(r)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("as %s: %w", encs[i], err)
+			}
 		}
-		if err != nil {
-			return &bodyFail{status: http.StatusForbidden, decision: audit.Block,
-				reason: fmt.Sprintf("the request body does not decode as %s: %v", encs[i], err)}
-		}
+		return &counted{r: r, o: o}, nil
 	}
-	n, err := io.Copy(io.Discard, det.GuardFlat(io.LimitReader(r, s.cfg.MaxDecompressed+1)))
-	if h, ok := detect.IsHit(err); ok {
-		h.Encoding = strings.Join(encs, "+") + "/" + h.Encoding
-		return &bodyFail{hit: &h}
+	f, err := o.scan(src, 1, strings.Join(encs, "+")+"/")
+	if f != nil {
+		return f
 	}
 	if err != nil {
 		return &bodyFail{status: http.StatusForbidden, decision: audit.Block,
-			reason: fmt.Sprintf("the request body does not decode as %s: %v", strings.Join(encs, ","), err)}
-	}
-	if n > s.cfg.MaxDecompressed {
-		return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
-			reason: fmt.Sprintf("the request body decompresses to more than %d bytes", s.cfg.MaxDecompressed)}
+			reason: fmt.Sprintf("the request body does not decode %s: %v", strings.Join(encs, ","), err)}
 	}
 	return nil
 }
@@ -99,4 +104,371 @@ func newDeflateReader(r io.Reader) (io.Reader, error) {
 		return zlib.NewReader(rest)
 	}
 	return flate.NewReader(rest), nil
+}
+
+// Compressed data in a body is opened and scanned: gzip and zip members
+// wherever their signature is, and zlib or raw DEFLATE where a stream
+// starts (the body, a multipart part, a stream opened, a stored zip
+// entry), nested up to maxOpenDepth, within a budget of decompressed
+// bytes. A stream inside a decompressed one is read again from the outer
+// stream's start rather than held: memory stays bounded by the depth.
+const (
+	maxOpenDepth = 3    // layers opened inside one another
+	maxMembers   = 256  // gzip members and zip entries opened in one stream
+	maxRatio     = 1024 // bytes a body may decompress to per byte of it, past 1 MiB
+)
+
+// errBudget is what a decompressed stream returns past the budget.
+var errBudget = errors.New("decompressed past the budget")
+
+// source makes a new reader of a stream, from its start.
+type source func() (io.Reader, error)
+
+// member is where a compressed stream may start in another stream.
+type member struct {
+	off  int64
+	kind string // gzip, zip, or start: zlib if it has the header, else raw DEFLATE
+}
+
+// opener opens and scans the compressed data of one body.
+type opener struct {
+	det      *detect.Detector
+	left     int64 // decompressed bytes it may still read
+	budget   int64
+	complete bool // the body is whole: a stream cut at its end is only cut short
+	prefix   int  // the bytes of the body there are, when not complete
+}
+
+func (s *Server) newOpener(det *detect.Detector, size int, complete bool) *opener {
+	b := min(s.cfg.MaxDecompressed, max(1<<20, maxRatio*int64(size)))
+	return &opener{det: det, left: b, budget: b, complete: complete, prefix: size}
+}
+
+func (o *opener) tooLarge() *bodyFail {
+	return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+		reason: fmt.Sprintf("the request body's compressed data decompresses to more than %d bytes", o.budget)}
+}
+
+func (o *opener) refuse(format string, args ...any) *bodyFail {
+	return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: fmt.Sprintf(format, args...)}
+}
+
+// counted charges what r decompresses to the budget.
+type counted struct {
+	r io.Reader
+	o *opener
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	if c.o.left < 0 {
+		return 0, errBudget
+	}
+	n, err := c.r.Read(p)
+	c.o.left -= int64(n)
+	if c.o.left < 0 {
+		return n, errBudget
+	}
+	return n, err
+}
+
+// openBody opens the compressed members of a body (or of the first
+// bytes of a large one, complete false) whose content type is ctype.
+func (o *opener) openBody(body []byte, ctype string) *bodyFail {
+	var w memberWatch
+	w.Write(body) //nolint:errcheck // never fails
+	if len(w.found) > maxMembers {
+		return o.refuse("the request body holds more than %d compressed members", maxMembers)
+	}
+	ms := w.members()
+	starts := map[int64]bool{0: true}
+	for _, p := range partStarts(body, ctype) {
+		ms = append(ms, member{int64(p), "start"})
+		starts[int64(p)] = true
+	}
+	for _, m := range ms {
+		// Of a large body, only the start is here: a zip's later entries,
+		// a gzip's later members are not.
+		if !o.complete && m.kind != "start" && starts[m.off] {
+			return o.refuse("a body over %d bytes with %s data at its start or a part's cannot be scanned before it leaves", o.prefix, m.kind)
+		}
+	}
+	src := func() (io.Reader, error) { return bytes.NewReader(body), nil }
+	for _, m := range ms {
+		if f := o.open(src, m, 1, ""); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// open opens the member m of the stream src as a stream at depth, and
+// scans it; path names the layers around it, for the hit's encoding.
+func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
+	kind := m.kind
+	child := func() (io.Reader, error) {
+		r, err := src()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.CopyN(io.Discard, r, m.off); err != nil {
+			return nil, err
+		}
+		br := bufio.NewReaderSize(r, 512)
+		var z io.Reader
+		switch m.kind {
+		case "gzip":
+			z, err = gzip.NewReader(br)
+		case "zip":
+			z, kind, err = zipEntry(br)
+		default:
+			z, kind, err = startStream(br)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &counted{r: z, o: o}, nil
+	}
+	if _, err := child(); err != nil {
+		if errors.Is(err, errZip) {
+			return o.refuse("the request body holds a zip entry that cannot be opened: %v", err)
+		}
+		if errors.Is(err, errBudget) {
+			return o.tooLarge()
+		}
+		return nil // it does not open: not compressed data after all
+	}
+	if depth > maxOpenDepth {
+		if m.kind == "start" {
+			return nil // no signature, too deep to try
+		}
+		return o.refuse("the request body nests compressed data more than %d deep", maxOpenDepth)
+	}
+	f, _ := o.scan(child, depth, path+kind+"/")
+	return f
+}
+
+// scan scans a decompressed stream in every view, then opens its members.
+// It returns why the stream stopped decoding, if not at its end.
+func (o *opener) scan(src source, depth int, path string) (*bodyFail, error) {
+	r, err := src()
+	if err != nil {
+		return nil, err
+	}
+	// Most streams tried are short, or no streams at all (text read as
+	// DEFLATE): those are searched whole, without a guard's buffers.
+	first := make([]byte, 4<<10)
+	n, err := fill(r, first)
+	w := memberWatch{}
+	if err != nil {
+		first = first[:n]
+		w.Write(first) //nolint:errcheck // never fails
+		if h, ok := o.det.Search(first); ok {
+			err = &detect.HitError{Hit: h}
+		}
+	} else {
+		_, err = io.Copy(&w, o.det.GuardViews(io.MultiReader(bytes.NewReader(first), r)))
+	}
+	if h, ok := detect.IsHit(err); ok {
+		h.Encoding = path + h.Encoding
+		return &bodyFail{hit: &h}, nil
+	}
+	switch {
+	case errors.Is(err, errBudget):
+		return o.tooLarge(), nil
+	case !o.complete && errors.Is(err, io.ErrUnexpectedEOF):
+		return o.refuse("compressed data runs past the first %d bytes of a request body over that size: it cannot be scanned before it leaves", o.prefix), nil
+	case len(w.found) > maxMembers:
+		return o.refuse("the request body holds more than %d compressed members", maxMembers), nil
+	case err == io.EOF:
+		err = nil
+	}
+	// Any other error: the stream does not decode past it, and what did
+	// decode was scanned.
+	if n == 0 {
+		return nil, err
+	}
+	for _, m := range w.members() {
+		if f := o.open(src, m, depth+1, path); f != nil {
+			return f, err
+		}
+	}
+	return nil, err
+}
+
+// fill reads into b until it is full or r fails; io.EOF is r's end.
+func fill(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := r.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// memberWatch records where gzip and zip signatures are in a stream
+// written to it.
+type memberWatch struct {
+	n     int64
+	tail  []byte // the last 3 bytes written
+	found []member
+	buf   []byte
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b, 8}
+	zipMagic  = []byte("PK\x03\x04")
+)
+
+func (w *memberWatch) Write(p []byte) (int, error) {
+	// A signature that begins in the tail ends in p: look at the two
+	// together for those, then in p for the rest.
+	w.buf = append(append(w.buf[:0], w.tail...), p[:min(len(p), 3)]...)
+	w.find(w.buf, w.n-int64(len(w.tail)), len(w.tail))
+	w.find(p, w.n, 0)
+	w.n += int64(len(p))
+	w.buf = append(append(w.buf[:0], w.tail...), p[max(0, len(p)-3):]...)
+	w.tail = append(w.tail[:0], w.buf[max(0, len(w.buf)-3):]...)
+	return len(p), nil
+}
+
+// find records the signatures in b, at stream offset base, that begin
+// before tail (all of them when tail is 0) and end after it.
+func (w *memberWatch) find(b []byte, base int64, tail int) {
+	for _, sig := range []struct {
+		b    []byte
+		kind string
+	}{{gzipMagic, "gzip"}, {zipMagic, "zip"}} {
+		for i := 0; i < len(b) && len(w.found) <= maxMembers; i++ {
+			j := bytes.Index(b[i:], sig.b)
+			if j < 0 {
+				break
+			}
+			i += j
+			if tail > 0 && (i >= tail || i+len(sig.b) <= tail) {
+				continue
+			}
+			w.found = append(w.found, member{base + int64(i), sig.kind})
+		}
+	}
+}
+
+// members returns what w found, by offset, after a start at 0.
+func (w *memberWatch) members() []member {
+	slices.SortFunc(w.found, func(a, b member) int { return cmp.Compare(a.off, b.off) })
+	return append([]member{{0, "start"}}, w.found...)
+}
+
+// errZip is a zip entry the sidecar cannot open: what it holds cannot be
+// scanned.
+var errZip = errors.New("zip entry")
+
+// zipEntry reads a zip local file header and returns a reader of the
+// entry's data, decompressed: DEFLATE, or for a stored entry the bytes
+// that follow (its data is in the outer stream as it is, scanned there;
+// opened as a stream start, it may itself be zlib or raw DEFLATE).
+func zipEntry(br *bufio.Reader) (io.Reader, string, error) {
+	var h [30]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return nil, "", err
+	}
+	flags := binary.LittleEndian.Uint16(h[6:])
+	method := binary.LittleEndian.Uint16(h[8:])
+	skip := int64(binary.LittleEndian.Uint16(h[26:])) + int64(binary.LittleEndian.Uint16(h[28:]))
+	switch {
+	case flags&1 != 0:
+		return nil, "", fmt.Errorf("%w is encrypted", errZip)
+	case method != 0 && method != 8:
+		return nil, "", fmt.Errorf("%w has compression method %d; only stored (0) and deflate (8) are opened", errZip, method)
+	}
+	if _, err := io.CopyN(io.Discard, br, skip); err != nil {
+		return nil, "", err
+	}
+	if method == 0 {
+		r, _, err := startStream(br)
+		return r, "zip", err
+	}
+	return newFlate(br), "zip", nil
+}
+
+// startStream reads where a stream may start with no signature: as zlib
+// if it has the header, else as raw DEFLATE. Text read as DEFLATE fails
+// within a few bytes.
+func startStream(br *bufio.Reader) (io.Reader, string, error) {
+	b, err := br.Peek(2)
+	if err != nil {
+		return nil, "", err
+	}
+	if sniffCompressed(b) == "deflate" {
+		z, err := zlib.NewReader(br)
+		return z, "zlib", err
+	}
+	return newFlate(br), "deflate", nil
+}
+
+// flates recycles DEFLATE readers: nearly every body is tried as one, and
+// a new one is tens of kilobytes.
+var flates = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
+// pooledFlate gives its reader back to the pool at its end.
+type pooledFlate struct {
+	r   io.ReadCloser
+	err error
+}
+
+func newFlate(r io.Reader) io.Reader {
+	f := flates.Get().(io.ReadCloser)
+	f.(flate.Resetter).Reset(r, nil) //nolint:errcheck // never fails without a dictionary
+	return &pooledFlate{r: f}
+}
+
+func (p *pooledFlate) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, p.err
+	}
+	n, err := p.r.Read(b)
+	if err != nil {
+		flates.Put(p.r)
+		p.r, p.err = nil, err
+	}
+	return n, err
+}
+
+// partStarts returns where the parts of a multipart body start (after
+// each part's head), when ctype says it is one.
+func partStarts(body []byte, ctype string) []int {
+	mt, params, err := mime.ParseMediaType(ctype)
+	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
+		return nil
+	}
+	delim := []byte("--" + params["boundary"])
+	var out []int
+	for i := 0; ; {
+		j := bytes.Index(body[i:], delim)
+		if j < 0 {
+			return out
+		}
+		i += j + len(delim)
+		if i-len(delim) > 0 && body[i-len(delim)-1] != '\n' {
+			continue
+		}
+		if h := headEnd(body[i:]); h >= 0 {
+			out = append(out, i+h)
+		}
+	}
+}
+
+// headEnd returns where a part's content starts in b, which starts just
+// after its delimiter: past the first blank line; -1 if none.
+func headEnd(b []byte) int {
+	crlf, lf := bytes.Index(b, []byte("\r\n\r\n")), bytes.Index(b, []byte("\n\n"))
+	switch {
+	case crlf >= 0 && (lf < 0 || crlf < lf):
+		return crlf + 4
+	case lf >= 0:
+		return lf + 2
+	}
+	return -1
 }
