@@ -49,7 +49,7 @@ func contentEncodings(h http.Header) ([]string, error) {
 // is blocked.
 func (s *Server) scanDecoded(det *detect.Detector, body []byte, encs []string) *bodyFail {
 	o := s.newOpener(det, len(body), true)
-	src := func() (io.Reader, error) {
+	src := func(own *int64) (io.Reader, error) {
 		var r io.Reader = bytes.NewReader(body)
 		for i := len(encs) - 1; i >= 0; i-- {
 			var err error
@@ -63,7 +63,7 @@ func (s *Server) scanDecoded(det *detect.Detector, body []byte, encs []string) *
 				return nil, fmt.Errorf("as %s: %w", encs[i], err)
 			}
 		}
-		return &counted{r: r, o: o}, nil
+		return &counted{r: r, own: own, o: o}, nil
 	}
 	f, err := o.scan(src, 1, strings.Join(encs, "+")+"/")
 	if f != nil {
@@ -118,11 +118,22 @@ const (
 	maxRatio     = 1024 // bytes a body may decompress to per byte of it, past 1 MiB
 )
 
-// errBudget is what a decompressed stream returns past the budget.
-var errBudget = errors.New("decompressed past the budget")
+// errBudget is what a decompressed stream returns past its budget, and
+// errWork what every stream returns once opening the body took more than
+// workRatio times it.
+var (
+	errBudget = errors.New("decompressed past the budget")
+	errWork   = errors.New("decompressed past the work budget")
+)
 
-// source makes a new reader of a stream, from its start.
-type source func() (io.Reader, error)
+// workRatio bounds all the decompressing an opener does (the streams,
+// and reading outer ones again to reach the members in them), as a
+// multiple of its budget.
+const workRatio = 4
+
+// source makes a new reader of a stream, from its start, that charges what
+// it decompresses to own (when not nil).
+type source func(own *int64) (io.Reader, error)
 
 // member is where a compressed stream may start in another stream.
 type member struct {
@@ -133,40 +144,47 @@ type member struct {
 // opener opens and scans the compressed data of one body.
 type opener struct {
 	det      *detect.Detector
-	left     int64 // decompressed bytes it may still read
-	budget   int64
+	work     int64 // decompressed bytes it may still read, in all
+	budget   int64 // bytes one stream may decompress to
 	complete bool // the body is whole: a stream cut at its end is only cut short
 	prefix   int  // the bytes of the body there are, when not complete
 }
 
 func (s *Server) newOpener(det *detect.Detector, size int, complete bool) *opener {
 	b := min(s.cfg.MaxDecompressed, max(1<<20, maxRatio*int64(size)))
-	return &opener{det: det, left: b, budget: b, complete: complete, prefix: size}
+	return &opener{det: det, work: workRatio * b, budget: b, complete: complete, prefix: size}
 }
 
-func (o *opener) tooLarge() *bodyFail {
-	return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
-		reason: fmt.Sprintf("the request body's compressed data decompresses to more than %d bytes", o.budget)}
+func (o *opener) tooLarge(err error) *bodyFail {
+	if errors.Is(err, errWork) {
+		return o.refuse("the request body's compressed data takes more than %d bytes of decompressing to open", workRatio*o.budget)
+	}
+	return o.refuse("a stream of compressed data in the request body decompresses to more than %d bytes", o.budget)
 }
 
 func (o *opener) refuse(format string, args ...any) *bodyFail {
 	return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: fmt.Sprintf(format, args...)}
 }
 
-// counted charges what r decompresses to the budget.
+// counted charges what r decompresses to its stream's budget (own) and
+// to the opener's work.
 type counted struct {
-	r io.Reader
-	o *opener
+	r   io.Reader
+	own *int64
+	o   *opener
 }
 
 func (c *counted) Read(p []byte) (int, error) {
-	if c.o.left < 0 {
-		return 0, errBudget
-	}
 	n, err := c.r.Read(p)
-	c.o.left -= int64(n)
-	if c.o.left < 0 {
-		return n, errBudget
+	c.o.work -= int64(n)
+	if c.own != nil {
+		*c.own -= int64(n)
+		if *c.own < 0 {
+			return n, errBudget
+		}
+	}
+	if c.o.work < 0 {
+		return n, errWork
 	}
 	return n, err
 }
@@ -192,7 +210,7 @@ func (o *opener) openBody(body []byte, ctype string) *bodyFail {
 			return o.refuse("a body over %d bytes with %s data at its start or a part's cannot be scanned before it leaves", o.prefix, m.kind)
 		}
 	}
-	src := func() (io.Reader, error) { return bytes.NewReader(body), nil }
+	src := func(*int64) (io.Reader, error) { return bytes.NewReader(body), nil }
 	for _, m := range ms {
 		if f := o.open(src, m, 1, ""); f != nil {
 			return f
@@ -205,8 +223,8 @@ func (o *opener) openBody(body []byte, ctype string) *bodyFail {
 // scans it; path names the layers around it, for the hit's encoding.
 func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
 	kind := m.kind
-	child := func() (io.Reader, error) {
-		r, err := src()
+	child := func(own *int64) (io.Reader, error) {
+		r, err := src(nil)
 		if err != nil {
 			return nil, err
 		}
@@ -226,14 +244,14 @@ func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
 		if err != nil {
 			return nil, err
 		}
-		return &counted{r: z, o: o}, nil
+		return &counted{r: z, own: own, o: o}, nil
 	}
-	if _, err := child(); err != nil {
+	if _, err := child(nil); err != nil {
 		if errors.Is(err, errZip) {
 			return o.refuse("the request body holds a zip entry that cannot be opened: %v", err)
 		}
-		if errors.Is(err, errBudget) {
-			return o.tooLarge()
+		if errors.Is(err, errWork) {
+			return o.tooLarge(err)
 		}
 		return nil // it does not open: not compressed data after all
 	}
@@ -250,7 +268,8 @@ func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
 // scan scans a decompressed stream in every view, then opens its members.
 // It returns why the stream stopped decoding, if not at its end.
 func (o *opener) scan(src source, depth int, path string) (*bodyFail, error) {
-	r, err := src()
+	own := o.budget
+	r, err := src(&own)
 	if err != nil {
 		return nil, err
 	}
@@ -273,8 +292,8 @@ func (o *opener) scan(src source, depth int, path string) (*bodyFail, error) {
 		return &bodyFail{hit: &h}, nil
 	}
 	switch {
-	case errors.Is(err, errBudget):
-		return o.tooLarge(), nil
+	case errors.Is(err, errBudget) || errors.Is(err, errWork):
+		return o.tooLarge(err), nil
 	case !o.complete && errors.Is(err, io.ErrUnexpectedEOF):
 		return o.refuse("compressed data runs past the first %d bytes of a request body over that size: it cannot be scanned before it leaves", o.prefix), nil
 	case len(w.found) > maxMembers:

@@ -1,0 +1,406 @@
+package egress
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// oneEscaped is v with its middle byte written in each escape a view
+// undoes.
+func oneEscaped(v string) map[string]string {
+	k := len(v) / 2
+	c := v[k]
+	out := map[string]string{}
+	for name, esc := range map[string]string{
+		"percent": fmt.Sprintf("%%%02X", c), "html": fmt.Sprintf("&#%d;", c),
+		"json": fmt.Sprintf(`\u%04x`, c), "quoted-printable": fmt.Sprintf("=%02X", c),
+	} {
+		out[name] = v[:k] + esc + v[k+1:]
+	}
+	return out
+}
+
+// wrapEscaped is the base64 of data wrapped at cols with br between lines.
+func wrapEscaped(data string, cols int, br string) string {
+	s := base64.StdEncoding.EncodeToString([]byte(data))
+	var b strings.Builder
+	for i := 0; i < len(s); i += cols {
+		b.WriteString(s[i:min(i+cols, len(s))])
+		b.WriteString(br)
+	}
+	return b.String()
+}
+
+// sent returns what the upstream received since before.
+func (h *harness) sentSince(before int) []byte {
+	time.Sleep(20 * time.Millisecond) // the upstream records what it read as it reads
+	return h.up.got()[before:]
+}
+
+// padTo returns pad bytes of filler then tail, size bytes in all.
+func padTo(size int, tail string) []byte {
+	b := bytes.Repeat([]byte("a"), size-len(tail))
+	for i := 100; i < len(b); i += 100 {
+		b[i] = '\n'
+	}
+	return append(b, tail...)
+}
+
+// TestViewsPastMaxScanBody: a secret with one byte escaped, or wrapped
+// base64 with escaped line breaks, is blocked in a body of every size
+// around MaxScanBody and ten times it, over both HTTP versions, and no
+// byte of the secret reaches the upstream.
+func TestViewsPastMaxScanBody(t *testing.T) {
+	h := newHarness(t, "")
+	const limit = 1 << 20
+	forms := oneEscaped(h.canary)
+	file := "#!/bin/sh\nexport TOKEN=" + h.canary + "\n"
+	for _, cols := range []int{60, 76} {
+		for _, br := range []string{"%0A", "%0D%0A", `\n`, `\r\n`, "&#10;", "&#13;&#10;"} {
+			forms[fmt.Sprintf("base64 at %d, breaks %s", cols, br)] = wrapEscaped(file, cols, br)
+		}
+	}
+	u := h.tlsURL("other.test", "/up")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, enc := range forms {
+			tail := `{"content":"` + enc + `"}`
+			for _, size := range []int{limit - 1, limit, limit + 1, 10 * limit} {
+				if size == 10*limit && !strings.HasPrefix(name, "percent") && !strings.Contains(name, `76, breaks \n`) {
+					continue // ten times, for two forms: the rest is the same path
+				}
+				before := len(h.up.got())
+				st, _ := h.post(t, c, u, "application/json", padTo(size, tail))
+				if st != 403 {
+					t.Errorf("h2 %v, %s in %d bytes: status %d", h2, name, size, st)
+				}
+				if got := h.sentSince(before); bytes.Contains(got, []byte(h.canary[:6])) || bytes.Contains(got, []byte(enc[:6])) {
+					t.Errorf("h2 %v, %s in %d bytes: the upstream received the start of it", h2, name, size)
+				}
+			}
+		}
+	}
+	// And the clean body of each size goes through whole.
+	for _, size := range []int{limit - 1, limit, limit + 1, 10 * limit} {
+		body := padTo(size, `{"content":"`+wrapEscaped("nothing to see", 76, `\n`)+`"}`)
+		if st, got := h.post(t, h.client(true), u, "application/json", body); st != 200 || !bytes.Equal(got, body) {
+			t.Errorf("clean body of %d bytes: %d, %d bytes arrived", size, st, len(got))
+		}
+	}
+}
+
+func gz(b []byte) []byte {
+	var out bytes.Buffer
+	w := gzip.NewWriter(&out)
+	w.Write(b)
+	w.Close()
+	return out.Bytes()
+}
+
+func zl(b []byte) []byte {
+	var out bytes.Buffer
+	w := zlib.NewWriter(&out)
+	w.Write(b)
+	w.Close()
+	return out.Bytes()
+}
+
+func rawDeflate(b []byte) []byte {
+	var out bytes.Buffer
+	w, _ := flate.NewWriter(&out, flate.BestCompression)
+	w.Write(b)
+	w.Close()
+	return out.Bytes()
+}
+
+// zipOf is a zip archive of the files, each stored or deflated.
+func zipOf(method uint16, files map[string][]byte) []byte {
+	var out bytes.Buffer
+	w := zip.NewWriter(&out)
+	for name, data := range files {
+		f, _ := w.CreateHeader(&zip.FileHeader{Name: name, Method: method})
+		f.Write(data)
+	}
+	w.Close()
+	return out.Bytes()
+}
+
+// multipartOf is a form upload of one file, and its content type.
+func multipartOf(name string, data []byte) ([]byte, string) {
+	var out bytes.Buffer
+	w := multipart.NewWriter(&out)
+	w.WriteField("message", "upload")
+	hd := textproto.MIMEHeader{}
+	hd.Set("Content-Disposition", `form-data; name="file"; filename="`+name+`"`)
+	hd.Set("Content-Type", "application/octet-stream")
+	p, _ := w.CreatePart(hd)
+	p.Write(data)
+	w.Close()
+	return out.Bytes(), w.FormDataContentType()
+}
+
+// TestViewsCompressed: every escape form of the canary is blocked inside
+// gzip (declared or not), zlib, raw DEFLATE, zip entries and a .gz part
+// of a form upload; nested up to three layers it is found, past that the
+// body is refused; what cannot be opened is refused.
+func TestViewsCompressed(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.tlsURL("other.test", "/up")
+	secret := func(form string) []byte { return []byte("config:\n  token: " + form + "\n") }
+	type body struct {
+		data  []byte
+		ctype string
+		enc   string // Content-Encoding
+	}
+	wrap := map[string]func([]byte) body{
+		"gzip declared": func(b []byte) body { return body{gz(b), "text/plain", "gzip"} },
+		"deflate decl.": func(b []byte) body { return body{zl(b), "text/plain", "deflate"} },
+		"gzip":          func(b []byte) body { return body{gz(b), "application/octet-stream", ""} },
+		"zlib":          func(b []byte) body { return body{zl(b), "application/octet-stream", ""} },
+		"raw deflate":   func(b []byte) body { return body{rawDeflate(b), "application/octet-stream", ""} },
+		"gzip after junk": func(b []byte) body {
+			return body{append([]byte("junk\x00\x01"), gz(b)...), "application/octet-stream", ""}
+		},
+		"zip deflate": func(b []byte) body {
+			return body{zipOf(zip.Deflate, map[string][]byte{"a.txt": []byte("x"), "b.txt": b}), "application/zip", ""}
+		},
+		"zip stored": func(b []byte) body {
+			return body{zipOf(zip.Store, map[string][]byte{"b.txt": b}), "application/zip", ""}
+		},
+		"zip of zlib": func(b []byte) body {
+			return body{zipOf(zip.Store, map[string][]byte{"b.z": zl(b)}), "application/zip", ""}
+		},
+		"multipart .gz": func(b []byte) body {
+			d, ct := multipartOf("b.gz", gz(b))
+			return body{d, ct, ""}
+		},
+		"multipart raw deflate": func(b []byte) body {
+			d, ct := multipartOf("b.deflate", rawDeflate(b))
+			return body{d, ct, ""}
+		},
+		"gzip in zip in multipart": func(b []byte) body {
+			d, ct := multipartOf("b.zip", zipOf(zip.Deflate, map[string][]byte{"b.gz": gz(b)}))
+			return body{d, ct, ""}
+		},
+		"zlib in gzip in zip": func(b []byte) body {
+			return body{zipOf(zip.Deflate, map[string][]byte{"b.gz": gz(zl(b))}), "application/zip", ""}
+		},
+	}
+	forms := oneEscaped(h.canary)
+	forms["raw"] = h.canary
+	forms["json wrapped base64"] = wrapEscaped("TOKEN="+h.canary+"\n", 60, `\n`)
+	forms["form wrapped base64"] = url.QueryEscape(wrapEscaped("TOKEN="+h.canary+"\n", 76, "\r\n"))
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for wname, wf := range wrap {
+			for fname, form := range forms {
+				b := wf(secret(form))
+				before := h.up.count()
+				req := mustReq("POST", u, bytes.NewReader(b.data))
+				req.Header.Set("Content-Type", b.ctype)
+				if b.enc != "" {
+					req.Header.Set("Content-Encoding", b.enc)
+				}
+				if st, _, _ := h.do(c, req); st != 403 {
+					t.Errorf("h2 %v: %s of the canary %s: status %d", h2, fname, wname, st)
+				}
+				if h.up.count() != before {
+					t.Errorf("h2 %v: %s of the canary %s reached the upstream", h2, fname, wname)
+				}
+			}
+			// The same without a secret passes.
+			b := wf(secret("nothing-secret-here"))
+			req := mustReq("POST", u, bytes.NewReader(b.data))
+			req.Header.Set("Content-Type", b.ctype)
+			if b.enc != "" {
+				req.Header.Set("Content-Encoding", b.enc)
+			}
+			if st, body, _ := h.do(c, req); st != 200 {
+				t.Errorf("h2 %v: clean %s: status %d %q", h2, wname, st, body)
+			}
+		}
+	}
+}
+
+// TestOpenBounds: depth, size, and what cannot be opened.
+func TestOpenBounds(t *testing.T) {
+	const maxDec = 1 << 20
+	h := newHarness(t, "", func(c *Config) { c.MaxDecompressed = maxDec })
+	u := h.tlsURL("other.test", "/up")
+	c := h.client(false)
+	clean := []byte("nothing secret\n")
+	nest := func(n int, b []byte) []byte {
+		for range n {
+			b = gz(b)
+		}
+		return b
+	}
+	encrypted := zipOf(zip.Deflate, map[string][]byte{"a": clean})
+	encrypted[6] |= 1 // the local header's flags: encrypted
+	bzip := zipOf(zip.Store, map[string][]byte{"a": clean})
+	bzip[8] = 12 // method: bzip2
+	// A body of random bytes compressed once: its size after is exact.
+	rnd := make([]byte, maxDec)
+	for i := range rnd {
+		rnd[i] = byte(i*7919 + i>>8*31)
+	}
+	tests := []struct {
+		name string
+		body []byte
+		want int
+	}{
+		{"three layers, the canary", nest(3, []byte(h.canary)), 403},
+		{"three layers, clean", nest(3, clean), 200},
+		{"four layers, clean", nest(4, clean), 413},
+		{"four layers, canary", nest(4, []byte(h.canary)), 413},
+		{"encrypted zip entry", encrypted, 413},
+		{"bzip2 zip entry", bzip, 413},
+		{"decompresses to the cap", gz(rnd), 200},
+		{"decompresses to the cap-1", gz(rnd[:maxDec-1]), 200},
+		{"decompresses past the cap", gz(append(rnd, 'x')), 413},
+		{"zip bomb", gz(make([]byte, 64<<20)), 413},
+		{"text that starts like zlib", []byte("x^ not zlib at all, just text"), 200},
+	}
+	for _, tt := range tests {
+		before := h.up.count()
+		st, _ := h.post(t, c, u, "application/octet-stream", tt.body)
+		if st != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.name, st, tt.want)
+		}
+		if tt.want != 200 && h.up.count() != before {
+			t.Errorf("%s: reached the upstream", tt.name)
+		}
+	}
+}
+
+// TestOpenLargeBody: past MaxScanBody, compressed data that starts the
+// body or one of its parts in the first MaxScanBody bytes is opened if it
+// ends there and refused if it goes on; one past that is refused.
+func TestOpenLargeBody(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.tlsURL("other.test", "/up")
+	const limit = 1 << 20
+	big := bytes.Repeat([]byte("incompressible? no, but long enough\n"), 3*limit/36)
+	// Random-ish data that deflate cannot shrink much, so its stream runs
+	// past the first MiB.
+	noise := make([]byte, 2*limit)
+	x := uint32(1)
+	for i := range noise {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		noise[i] = byte(x)
+	}
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, tc := range map[string]struct {
+			body []byte
+			want int
+		}{
+			"zlib over the limit":         {zl(noise), 413},
+			"raw deflate over the limit":  {rawDeflate(noise), 413},
+			"zip over the limit":          {zipOf(zip.Store, map[string][]byte{"a": noise}), 413},
+			"small zlib then text":        {append(zl([]byte(h.canary)), big...), 403},
+			"small raw deflate then text": {append(rawDeflate([]byte("k="+h.canary)), big...), 403},
+			"plain text":                  {big, 200},
+		} {
+			if st, _ := h.post(t, c, u, "application/octet-stream", tc.body); st != tc.want {
+				t.Errorf("h2 %v, %s: status %d, want %d", h2, name, st, tc.want)
+			}
+		}
+		d, ct := multipartOf("a.gz", gz(noise))
+		if st, _ := h.post(t, c, u, ct, append(big, d...)[len(big)-limit/2:]); st != 413 {
+			t.Errorf("h2 %v: a .gz part in the first MiB of a large upload: %d", h2, st)
+		}
+	}
+}
+
+// TestViewsMemory: a 64 MiB upload of escapes, of one long line, or a
+// bomb does not grow the sidecar's heap past a bound.
+func TestViewsMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB uploads")
+	}
+	h := newHarness(t, "")
+	h.up.quiet.Store(true)
+	u := h.tlsURL("other.test", "/up")
+	c := h.client(false)
+	bomb := gz(make([]byte, 64<<20))
+	bodies := map[string]func() io.Reader{
+		"all %":      func() io.Reader { return io.LimitReader(repeat("%41%2F&#65;"), 64<<20) },
+		"no newline": func() io.Reader { return io.LimitReader(repeat("abcdefgh"), 64<<20) },
+		"spaces":     func() io.Reader { return io.LimitReader(repeat(" "), 64<<20) },
+		"bomb":       func() io.Reader { return bytes.NewReader(bomb) },
+	}
+	for name, mk := range bodies {
+		var peak uint64
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				peak = max(peak, m.HeapAlloc)
+			}
+		}()
+		req := mustReq("POST", u, mk())
+		req.Header.Set("Content-Type", "application/octet-stream")
+		st, _, _ := h.do(c, req)
+		close(done)
+		wg.Wait()
+		if name != "bomb" && st != 200 || name == "bomb" && st != 413 {
+			t.Errorf("%s: status %d", name, st)
+		}
+		if grown := peak - min(peak, base); grown > 48<<20 {
+			t.Errorf("%s: the heap grew by %d MiB", name, grown>>20)
+		}
+		t.Logf("%s: heap grew by at most %.1f MiB", name, float64(peak-min(peak, base))/(1<<20))
+	}
+}
+
+type repeatReader struct {
+	unit []byte
+	off  int
+}
+
+func repeat(s string) *repeatReader {
+	return &repeatReader{unit: bytes.Repeat([]byte(s), 4096/len(s)+1)}
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k := copy(p[n:], r.unit[r.off:])
+		n += k
+		r.off = (r.off + k) % len(r.unit)
+	}
+	return n, nil
+}
+
+var _ = http.StatusOK
