@@ -146,8 +146,8 @@ type opener struct {
 	det      *detect.Detector
 	work     int64 // decompressed bytes it may still read, in all
 	budget   int64 // bytes one stream may decompress to
-	complete bool // the body is whole: a stream cut at its end is only cut short
-	prefix   int  // the bytes of the body there are, when not complete
+	complete bool  // the body is whole: a stream cut at its end is only cut short
+	prefix   int   // the bytes of the body there are, when not complete
 }
 
 func (s *Server) newOpener(det *detect.Detector, size int, complete bool) *opener {
