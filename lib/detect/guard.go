@@ -2,6 +2,7 @@ package detect
 
 import (
 	"io"
+	"slices"
 )
 
 // guardChunk is how much a guard reads from its source at a time.
@@ -120,14 +121,19 @@ func (g *Guard) Read(p []byte) (int, error) {
 // scan scans the fresh bytes, and the views of the stream for GuardViews;
 // final says the stream ends with them.
 func (g *Guard) scan(fresh []byte, final bool) (Hit, bool) {
-	g.sc.Write(fresh) //nolint:errcheck // never fails
+	low := fresh
+	if g.d.fold {
+		g.sc.low = lowerASCII(slices.Grow(g.sc.low[:0], len(fresh))[:len(fresh)], fresh)
+		low = g.sc.low
+	}
+	g.sc.write(fresh, low)
 	if g.sc.Found() {
 		return g.sc.Hits()[0], true
 	}
 	if g.views == nil {
 		return Hit{}, false
 	}
-	return g.views.write(fresh, final)
+	return g.views.write(fresh, low, final)
 }
 
 // openTail returns how many bytes at the end of b could be the start of a

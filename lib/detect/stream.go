@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -32,9 +35,13 @@ type viewStream struct {
 	pend       []byte // input not yet decoded: an escape may go on past it
 	pendAt     int64  // input offset of pend[0]
 	outN       int64  // view bytes so far
-	out        []byte // the view's bytes from the last write
+	out        []byte // the view's bytes from the last write: buf, or the input
+	buf        []byte
 	marks      []mark
 	sc         *Scanner
+	// folded: the input is a folding detector's lower-cased text, so the
+	// view is too (escapes read the same in either case).
+	folded bool
 }
 
 func (d *Detector) newViewStream(plus, flat bool) *viewStream {
@@ -42,14 +49,26 @@ func (d *Detector) newViewStream(plus, flat bool) *viewStream {
 }
 
 func (v *viewStream) reset() {
-	v.pend, v.pendAt, v.outN, v.out, v.marks = v.pend[:0], 0, 0, v.out[:0], v.marks[:0]
+	v.pend, v.pendAt, v.outN, v.out, v.buf, v.marks = v.pend[:0], 0, 0, nil, v.buf[:0], v.marks[:0]
 	v.sc.Reset()
 }
 
 // write decodes p, the next bytes of the input, into v.out and scans them;
 // final says the input ends with p, so nothing is left pending.
 func (v *viewStream) write(p []byte, final bool) {
-	v.out = v.out[:0]
+	if len(v.pend) == 0 && !v.flat && !hasStops(p, v.plus) {
+		// Nothing to undo, nor to leave for the next write: the view of
+		// p is p (most text, and all of most binary data).
+		for i := 0; i < len(p); i += viewPiece {
+			v.addMark(mark{v.outN + int64(i), v.pendAt + int64(i)})
+		}
+		v.out = p
+		v.pendAt += int64(len(p))
+		v.outN += int64(len(p))
+		v.scanSame()
+		return
+	}
+	v.out = v.buf[:0]
 	v.pend = append(v.pend, p...)
 	i, changed := 0, false
 	for {
@@ -61,31 +80,52 @@ func (v *viewStream) write(p []byte, final bool) {
 		v.addMark(mark{v.outN + int64(len(v.out)), v.pendAt + int64(i)})
 		var k int
 		var ch bool
-		v.out, k, ch = decodeStream(v.out, v.pend[i:end], v.plus, v.flat, final && last)
+		v.out, k, ch = decodeStream(v.out, v.pend[i:end], v.plus, v.flat, v.folded, final && last)
 		changed = changed || ch
 		i += k
 		if last {
 			break
 		}
 	}
+	v.buf = v.out
 	v.pend = v.pend[:copy(v.pend, v.pend[i:])]
 	v.pendAt += int64(i)
 	v.outN += int64(len(v.out))
 	if changed {
-		v.sc.Write(v.out) //nolint:errcheck // never fails
+		v.scan(v.out)
 		return
 	}
+	v.scanSame()
+}
+
+// scan scans b, the next bytes of the view.
+func (v *viewStream) scan(b []byte) {
+	if v.folded {
+		v.sc.write(b, b)
+		return
+	}
+	v.sc.Write(b) //nolint:errcheck // never fails
+}
+
+// hasStops reports whether p holds a byte that may start an escape.
+func hasStops(p []byte, plus bool) bool {
+	return bytes.IndexByte(p, '%') >= 0 || bytes.IndexByte(p, '\\') >= 0 || bytes.IndexByte(p, '&') >= 0 ||
+		plus && bytes.IndexByte(p, '+') >= 0
+}
+
+// scanSame scans v.out, the same bytes as the input it came from.
+func (v *viewStream) scanSame() {
 	// The view of these bytes is the bytes, which the input's own scanner
 	// has scanned: only a match that begins before them is new, and it
 	// ends within their first MaxLen-1.
 	keep := cap(v.sc.tail)
 	if len(v.out) <= 2*keep {
-		v.sc.Write(v.out) //nolint:errcheck // never fails
+		v.scan(v.out)
 		return
 	}
-	v.sc.Write(v.out[:keep])                 //nolint:errcheck // never fails
+	v.scan(v.out[:keep])
 	v.sc.skip(v.out[keep : len(v.out)-keep]) // nothing new in there
-	v.sc.Write(v.out[len(v.out)-keep:])      //nolint:errcheck // never fails
+	v.scan(v.out[len(v.out)-keep:])
 }
 
 func (v *viewStream) addMark(m mark) {
@@ -136,12 +176,20 @@ func (v *viewStream) forget(out int64) {
 // that changes anything), up to the first escape that may go on past the
 // end of src (none when final), and returns how many bytes of src it
 // used, and whether what it appended differs from what it used.
-func decodeStream(dst, src []byte, plus, flat, final bool) (_ []byte, used int, changed bool) {
+//
+// With fold, src is lower-cased text and so is what it appends: an escape
+// may stand for an upper-case letter.
+func decodeStream(dst, src []byte, plus, flat, fold, final bool) (_ []byte, used int, changed bool) {
+	class := &classes[b2i(flat)][b2i(plus)]
 	lim := len(src)
 	if !final {
+		// Only an escape can go on past src: leave from the first byte in
+		// the last maxEscape that may start one.
 		lim = max(0, len(src)-maxEscape)
+		for lim < len(src) && class[src[lim]] != stop {
+			lim++
+		}
 	}
-	class := &classes[b2i(flat)][b2i(plus)]
 	keep := &keeps[b2i(flat)]
 	n := len(dst)
 	// An escape that starts before lim ends within maxEscape bytes, and
@@ -150,16 +198,23 @@ func decodeStream(dst, src []byte, plus, flat, final bool) (_ []byte, used int, 
 	n0 := n
 	i := 0
 	for i < lim {
-		c := src[i]
-		if cl := class[c]; cl != stop {
-			// Most text has no escape in eight bytes, and without
-			// flattening all of them are kept.
-			if !flat && i+8 <= lim && !hasStop(binary.LittleEndian.Uint64(src[i:]), plus) {
-				copy(dst[n:n+8], src[i:i+8])
-				n += 8
-				i += 8
+		// Eight bytes at a time, up to the first that may start an escape
+		// or be dropped: most bytes of text are neither.
+		if !flat && i+8 <= lim {
+			m := special(binary.LittleEndian.Uint64(src[i:]), plus, flat)
+			j := 8
+			if m != 0 {
+				j = bits.TrailingZeros64(m) >> 3
+			}
+			copy(dst[n:n+8], src[i:i+8])
+			n += j
+			i += j
+			if j == 8 {
 				continue
 			}
+		}
+		c := src[i]
+		if cl := class[c]; cl != stop {
 			dst[n] = c
 			n += int(cl)
 			i++
@@ -173,8 +228,12 @@ func decodeStream(dst, src []byte, plus, flat, final bool) (_ []byte, used int, 
 			n++
 			k = 1
 		case isByte || 0 <= r && r < 0x80:
-			dst[n] = byte(r)
-			n += int(keep[byte(r)])
+			b := byte(r)
+			if fold {
+				b = lowerByte(b)
+			}
+			dst[n] = b
+			n += int(keep[b])
 		case r >= 0:
 			n += utf8.EncodeRune(dst[n:], r)
 		}
@@ -202,16 +261,23 @@ var classes = func() (t [2][2][256]uint8) {
 
 const stop = 2
 
-// hasStop reports whether one of the eight bytes in x may start an
-// escape: "%", "\\", "&", or "+" when it stands for a space.
-func hasStop(x uint64, plus bool) bool {
+// special marks (with its high bit) each of the eight bytes in x that may
+// start an escape ("%", "\\", "&", and "+" when it stands for a space)
+// or, when flattening, be "=" or whitespace (any byte up to a space is
+// marked). Marks above the lowest may be false; the lowest is exact.
+func special(x uint64, plus, flat bool) uint64 {
 	const ones, high = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) &^ v & high }
-	m := zero(x^'%'*ones) | zero(x^'\\'*ones) | zero(x^'&'*ones)
+	m := (x ^ '%'*ones - ones) &^ (x ^ '%'*ones)
+	m |= (x ^ '\\'*ones - ones) &^ (x ^ '\\'*ones)
+	m |= (x ^ '&'*ones - ones) &^ (x ^ '&'*ones)
 	if plus {
-		m |= zero(x ^ '+'*ones)
+		m |= (x ^ '+'*ones - ones) &^ (x ^ '+'*ones)
 	}
-	return m != 0
+	if flat {
+		m |= (x ^ '='*ones - ones) &^ (x ^ '='*ones)
+		m |= (x - 0x21*ones) &^ x // bytes below 0x21
+	}
+	return m & high
 }
 
 // viewSet is the views of a stream that Search looks through: decoded,
@@ -221,7 +287,11 @@ type viewSet struct {
 }
 
 func (d *Detector) newViewSet() *viewSet {
-	return &viewSet{dec: d.newViewStream(d.space, false), dec2: d.newViewStream(d.space, false), flat: d.newViewStream(false, true)}
+	s := &viewSet{dec: d.newViewStream(d.space, false), dec2: d.newViewStream(d.space, false), flat: d.newViewStream(false, true)}
+	// The flattened view is scanned folded: decoding the folded text
+	// saves folding it again (a hit in it cannot tell a change of case).
+	s.flat.folded = d.fold
+	return s
 }
 
 func (s *viewSet) reset() {
@@ -231,17 +301,18 @@ func (s *viewSet) reset() {
 }
 
 // write decodes and scans the fresh bytes of the stream in every view.
-func (s *viewSet) write(fresh []byte, final bool) (Hit, bool) {
+// low is fresh lower-cased for a folding detector, else fresh itself.
+func (s *viewSet) write(fresh, low []byte, final bool) (Hit, bool) {
 	s.dec.write(fresh, final)
 	s.dec2.write(s.dec.out, final)
-	s.flat.write(fresh, final)
+	s.flat.write(low, final)
 	for _, v := range []struct {
 		sc   *Scanner
 		name string
 	}{{s.dec.sc, "decoded "}, {s.dec2.sc, "decoded "}, {s.flat.sc, "flattened "}} {
 		if v.sc.Found() {
 			h := v.sc.Hits()[0]
-			h.Encoding = v.name + h.Encoding
+			h.Encoding = v.name + strings.TrimPrefix(h.Encoding, "case-folded ")
 			return h, true
 		}
 	}

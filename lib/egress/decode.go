@@ -114,7 +114,7 @@ func newDeflateReader(r io.Reader) (io.Reader, error) {
 // stream's start rather than held: memory stays bounded by the depth.
 const (
 	maxOpenDepth = 3    // layers opened inside one another
-	maxMembers   = 256  // gzip members and zip entries opened in one stream
+	maxMembers   = 1024 // gzip members and zip entries opened in one stream
 	maxRatio     = 1024 // bytes a body may decompress to per byte of it, past 1 MiB
 )
 
@@ -228,7 +228,12 @@ func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := io.CopyN(io.Discard, r, m.off); err != nil {
+		if sk, ok := r.(io.Seeker); ok {
+			_, err = sk.Seek(m.off, io.SeekStart)
+		} else {
+			_, err = io.CopyN(io.Discard, r, m.off)
+		}
+		if err != nil {
 			return nil, err
 		}
 		br := bufio.NewReaderSize(r, 512)
@@ -246,23 +251,32 @@ func (o *opener) open(src source, m member, depth int, path string) *bodyFail {
 		}
 		return &counted{r: z, own: own, o: o}, nil
 	}
-	if _, err := child(nil); err != nil {
-		if errors.Is(err, errZip) {
-			return o.refuse("the request body holds a zip entry that cannot be opened: %v", err)
-		}
-		if errors.Is(err, errWork) {
-			return o.tooLarge(err)
-		}
-		return nil // it does not open: not compressed data after all
-	}
 	if depth > maxOpenDepth {
 		if m.kind == "start" {
 			return nil // no signature, too deep to try
 		}
+		if _, err := child(nil); err != nil {
+			return o.openFailed(err)
+		}
 		return o.refuse("the request body nests compressed data more than %d deep", maxOpenDepth)
 	}
-	f, _ := o.scan(child, depth, path+kind+"/")
+	f, err := o.scan(child, depth, path+kind+"/")
+	if f == nil && err != nil {
+		f = o.openFailed(err)
+	}
 	return f
+}
+
+// openFailed says what to do with a stream that did not open: refuse
+// what cannot be scanned, and let by what is not compressed data.
+func (o *opener) openFailed(err error) *bodyFail {
+	switch {
+	case errors.Is(err, errZip):
+		return o.refuse("the request body holds a zip entry that cannot be opened: %v", err)
+	case errors.Is(err, errWork):
+		return o.tooLarge(err)
+	}
+	return nil
 }
 
 // scan scans a decompressed stream in every view, then opens its members.
