@@ -213,6 +213,33 @@ func decodeStream(dst, src []byte, plus, flat, fold, final bool) (_ []byte, used
 				continue
 			}
 		}
+		if flat {
+			// Whitespace is every few bytes of text: a tight loop keeps or
+			// drops each byte without a branch, up to the next escape.
+			e := i
+			for e+8 <= lim {
+				m := special(binary.LittleEndian.Uint64(src[e:]), plus, false) |
+					zeroBytes(binary.LittleEndian.Uint64(src[e:])^'='*0x0101010101010101)
+				if m != 0 {
+					e += bits.TrailingZeros64(m) >> 3
+					break
+				}
+				e += 8
+			}
+			for e < lim && class[src[e]] != stop {
+				e++
+			}
+			d := dst[n : n+e-i]
+			k := 0
+			for _, c := range src[i:e] {
+				d[k] = c
+				k += int(keep[c])
+			}
+			i, n = e, n+k
+			if i == lim {
+				break
+			}
+		}
 		c := src[i]
 		if cl := class[c]; cl != stop {
 			dst[n] = c
@@ -260,6 +287,13 @@ var classes = func() (t [2][2][256]uint8) {
 }()
 
 const stop = 2
+
+// zeroBytes marks (with its high bit) the zero bytes of x; marks above
+// the lowest may be false.
+func zeroBytes(x uint64) uint64 {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	return (x - ones) &^ x & high
+}
 
 // special marks (with its high bit) each of the eight bytes in x that may
 // start an escape ("%", "\\", "&", and "+" when it stands for a space)
