@@ -125,6 +125,10 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
 	}
+	rest, f := sniffParts(det, rest, r.Header.Get("Content-Type"), len(buf))
+	if f != nil {
+		return nil, 0, nil, f
+	}
 	// The flattened stream too: padding a body past MaxScanBody must not
 	// be a way around what the whole-body scan finds in wrapped base64.
 	g := &guardBody{r: det.GuardFlat(rest)}
@@ -134,10 +138,11 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 // guardBody is the upload reader of a large body; it remembers a hit so
 // the request can be answered 403 after the transport gives up.
 type guardBody struct {
-	r   io.Reader
-	mu  sync.Mutex
-	hit *detect.Hit
-	n   int64
+	r    io.Reader
+	mu   sync.Mutex
+	hit  *detect.Hit
+	fail *bodyFail // a part it would not send
+	n    int64
 }
 
 func (g *guardBody) Read(p []byte) (int, error) {
@@ -145,9 +150,16 @@ func (g *guardBody) Read(p []byte) (int, error) {
 	g.mu.Lock()
 	g.n += int64(n)
 	var he *detect.HitError
-	if errors.As(err, &he) && g.hit == nil {
+	var se *sniffError
+	switch {
+	case g.hit != nil || g.fail != nil:
+	case errors.As(err, &he):
 		h := he.Hit
 		g.hit = &h
+	case errors.As(err, &se) && se.fail.hit != nil:
+		g.hit = se.fail.hit
+	case errors.As(err, &se):
+		g.fail = se.fail
 	}
 	g.mu.Unlock()
 	return n, err
@@ -162,6 +174,16 @@ func (g *guardBody) found() *detect.Hit {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.hit
+}
+
+// refused returns why the guard stopped the body short of a secret.
+func (g *guardBody) refused() *bodyFail {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fail
 }
 
 func (g *guardBody) sent() int64 {

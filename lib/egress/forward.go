@@ -179,6 +179,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 		s.block(w, r, snap, e, rt, *hit, "the request's body")
 		return
 	}
+	if f := guard.refused(); f != nil { // views: a part it would not send
+		if resp != nil {
+			resp.Body.Close()
+		}
+		e.BytesUp = guard.sent()
+		s.refuse(w, r, snap, e, f.status, f.decision, f.reason, "bb-egress: "+f.reason+"\n")
+		return
+	}
 	e.BytesUp = n
 	if guard != nil {
 		e.BytesUp = guard.sent()
@@ -254,6 +262,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target) {
 	if hit := guard.found(); hit != nil { // the upstream answered before reading it all
 		e.Decision, e.Secret, e.Encoding, e.Canary = audit.Block, hit.Secret, hit.Encoding, isCanary(hit.Secret)
 		e.Reason = "secret " + hit.Secret + " in the request's body: upload cut short"
+	}
+	if f := guard.refused(); f != nil { // views: a part it would not send
+		e.Decision, e.Reason = f.decision, f.reason+": upload cut short"
 	}
 	e.Path = s.redact(snap, e.Path)
 	e.Query = s.redact(snap, e.Query)

@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -17,7 +18,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/detect"
 )
 
 // oneEscaped is v with its middle byte written in each escape a view
@@ -404,3 +408,111 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 }
 
 var _ = http.StatusOK
+
+// multipartParts is a form upload of the files in order, and its content
+// type.
+func multipartParts(files ...[]byte) ([]byte, string) {
+	var out bytes.Buffer
+	w := multipart.NewWriter(&out)
+	for i, data := range files {
+		hd := textproto.MIMEHeader{}
+		hd.Set("Content-Disposition", fmt.Sprintf(`form-data; name="f%d"; filename="f%d"`, i, i))
+		hd.Set("Content-Type", "application/octet-stream")
+		p, _ := w.CreatePart(hd)
+		p.Write(data)
+	}
+	w.Close()
+	return out.Bytes(), w.FormDataContentType()
+}
+
+// TestSniffLargeParts: in a form upload over MaxScanBody, a part past the
+// first MiB that starts with compressed data going on is refused before
+// any byte of it leaves; one that ends within what is sniffed is searched.
+func TestSniffLargeParts(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.tlsURL("other.test", "/up")
+	const limit = 1 << 20
+	text := bytes.Repeat([]byte("a line of an ordinary text file\n"), 2*limit/32)
+	noise := make([]byte, 256<<10)
+	x := uint32(7)
+	for i := range noise {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		noise[i] = byte(x)
+	}
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, tc := range map[string]struct {
+			part []byte
+			want int
+		}{
+			"gzip":                      {gz(noise), 413},
+			"zlib":                      {zl(noise), 413},
+			"raw deflate":               {rawDeflate(noise), 413},
+			"zip":                       {zipOf(zip.Deflate, map[string][]byte{"a": noise}), 413},
+			"small raw deflate, canary": {rawDeflate([]byte("k=" + h.canary)), 403},
+			"small zlib, canary":        {zl([]byte("k=" + h.canary)), 403},
+			"small raw deflate, clean":  {rawDeflate([]byte("nothing")), 200},
+			"random bytes":              {noise, 200},
+			"text":                      {text[:5000], 200},
+			"json":                      {[]byte(`{"a": 1, "b": [1, 2, 3], "c": "` + strings.Repeat("x", 600) + `"}`), 200},
+		} {
+			body, ct := multipartParts(text, tc.part, []byte("the end"))
+			before := len(h.up.got())
+			st, _ := h.post(t, c, u, ct, body)
+			if st != tc.want {
+				t.Errorf("h2 %v: a %s part after 2 MiB: status %d, want %d", h2, name, st, tc.want)
+			}
+			if tc.want != 200 {
+				got := h.sentSince(before)
+				if at := bytes.Index(body, tc.part[:16]); len(got) > at+4096 || bytes.Contains(got, tc.part[:16]) {
+					t.Errorf("h2 %v: a %s part: the upstream received %d bytes, the part starts at %d", h2, name, len(got), at)
+				}
+			}
+		}
+		// The part's delimiter split across reads, at every offset near a
+		// read's end: the sniffer holds it.
+		for shift := range 40 {
+			body, ct := multipartParts(text[:len(text)-shift], gz(noise))
+			if st, _ := h.post(t, c, u, ct, body); st != 413 {
+				t.Errorf("h2 %v: a gzip part shifted by %d: status %d", h2, shift, st)
+			}
+		}
+	}
+	long := "multipart/form-data; boundary=" + strings.Repeat("b", 71)
+	if st, _ := h.post(t, h.client(false), u, long, text); st != 400 {
+		t.Errorf("a 71-character boundary: %d", st)
+	}
+}
+
+// TestPartSnifferSplits: however the body is cut into reads, the sniffer
+// passes on nothing of a compressed part, and all of a clean body.
+func TestPartSnifferSplits(t *testing.T) {
+	det, _ := detect.New([]detect.Secret{{Name: "T", Value: "secret-value-123456"}})
+	text := bytes.Repeat([]byte("text\r\n--not a delimiter\r\n"), 400)
+	noise := make([]byte, 4096)
+	for i := range noise {
+		noise[i] = byte(i * 2654435761 >> 13)
+	}
+	bad, ct := multipartParts(text, gz(noise), []byte("end"))
+	good, ct2 := multipartParts(text, noise, rawDeflate([]byte("clean")), []byte("end"))
+	at := bytes.Index(bad, gz(noise)[:10])
+	for name, rd := range map[string]func(io.Reader) io.Reader{
+		"one byte": iotest.OneByteReader, "half": iotest.HalfReader, "whole": func(r io.Reader) io.Reader { return r },
+	} {
+		r, f := sniffParts(det, rd(bytes.NewReader(bad)), ct, 100)
+		if f != nil {
+			t.Fatal(f.reason)
+		}
+		got, err := io.ReadAll(r)
+		var se *sniffError
+		if !errors.As(err, &se) || len(got) > at {
+			t.Errorf("%s reads: passed %d bytes (the gzip starts at %d), %v", name, len(got), at, err)
+		}
+		r, _ = sniffParts(det, rd(bytes.NewReader(good)), ct2, 100)
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, good) {
+			t.Errorf("%s reads of a clean body: %d of %d bytes, %v", name, len(got), len(good), err)
+		}
+	}
+}
