@@ -207,8 +207,11 @@ func TestViewsCompressed(t *testing.T) {
 	}
 	forms := oneEscaped(h.canary)
 	forms["raw"] = h.canary
-	forms["json wrapped base64"] = wrapEscaped("TOKEN="+h.canary+"\n", 60, `\n`)
-	forms["form wrapped base64"] = url.QueryEscape(wrapEscaped("TOKEN="+h.canary+"\n", 76, "\r\n"))
+	// The canary's base64 runs from column 44 to 101: a break at 60 and
+	// at 76 splits it.
+	file := "# env of the bottle\nexport TOKEN=" + h.canary + "\n"
+	forms["json wrapped base64"] = wrapEscaped(file, 60, `\n`)
+	forms["form wrapped base64"] = url.QueryEscape(wrapEscaped(file, 76, "\r\n"))
 	for _, h2 := range []bool{false, true} {
 		c := h.client(h2)
 		for wname, wf := range wrap {

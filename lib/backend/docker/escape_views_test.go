@@ -24,7 +24,7 @@ func TestEscapeViews(t *testing.T) {
 	// each line ending in $B instead of a newline; $e is the canary with
 	// its middle byte percent-escaped; $pad is 2 MiB of text.
 	const prelude = `set -e
-wrapped() { printf 'export TOKEN=%s\n' "$BOT_BOTTLE_CANARY" | base64 -w"$1" | while IFS= read -r l; do printf '%s%s' "$l" "$2"; done; }
+wrapped() { printf '# the bottle'"'"'s environment\nexport TOKEN=%s\n' "$BOT_BOTTLE_CANARY" | base64 -w"$1" | while IFS= read -r l; do printf '%s%s' "$l" "$2"; done; }
 v=$BOT_BOTTLE_CANARY; k=$((${#v}/2)); e="${v:0:k}%$(printf %02X "'${v:k:1}")${v:k+1}"
 pad() { head -c 2097152 /dev/zero | tr '\0' a; }
 post() { curl -sS -o /tmp/r -w '%{http_code}' "$@"; }
@@ -49,8 +49,9 @@ post() { curl -sS -o /tmp/r -w '%{http_code}' "$@"; }
 		{"wrapped base64 in a .gz in a form upload", `wrapped 76 '\n' | gzip -c >/tmp/f.gz; post -F "file=@/tmp/f.gz" "$1"`, false},
 	}
 	// What the upstream must never see: the canary, and the base64 of it
-	// (past the characters that encode "export TOKEN=").
-	b64 := base64.StdEncoding.EncodeToString([]byte("export TOKEN=" + b.p.Canary + "\n"))
+	// (past the characters that encode the lines before it). The canary's
+	// base64 runs from column 54 to 111: a break at 60 and at 76 splits it.
+	b64 := base64.StdEncoding.EncodeToString([]byte("# the bottle's environment\nexport TOKEN=" + b.p.Canary + "\n"))
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := marker("views")
@@ -79,6 +80,6 @@ post() { curl -sS -o /tmp/r -w '%{http_code}' "$@"; }
 	}
 	t.Run("canary reached no upstream", func(t *testing.T) {
 		b.unseenValue(t, b.p.Canary, "the canary")
-		b.unseenValue(t, b64[20:40], "the canary's base64")
+		b.unseenValue(t, b64[56:74], "the canary's base64")
 	})
 }
