@@ -407,10 +407,15 @@ func zipEntry(br *bufio.Reader) (io.Reader, string, error) {
 	if _, err := io.ReadFull(br, h[:]); err != nil {
 		return nil, "", err
 	}
+	version := binary.LittleEndian.Uint16(h[4:])
 	flags := binary.LittleEndian.Uint16(h[6:])
 	method := binary.LittleEndian.Uint16(h[8:])
 	skip := int64(binary.LittleEndian.Uint16(h[26:])) + int64(binary.LittleEndian.Uint16(h[28:]))
 	switch {
+	case version&0xff > 63 || method != 0 && method != 8 && !zipMethods[method]:
+		// Four bytes of binary data that happen to be a signature: what
+		// follows is no zip header.
+		return nil, "", errors.New("not a zip local file header")
 	case flags&1 != 0:
 		return nil, "", fmt.Errorf("%w is encrypted", errZip)
 	case method != 0 && method != 8:
@@ -425,6 +430,11 @@ func zipEntry(br *bufio.Reader) (io.Reader, string, error) {
 	}
 	return newFlate(br), "zip", nil
 }
+
+// zipMethods are the compression methods of APPNOTE 4.4.5 (and AES, 99)
+// other than stored and deflate.
+var zipMethods = map[uint16]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 9: true, 10: true,
+	12: true, 14: true, 16: true, 18: true, 19: true, 20: true, 93: true, 94: true, 95: true, 96: true, 97: true, 98: true, 99: true}
 
 // startStream reads where a stream may start with no signature: as zlib
 // if it has the header, else as raw DEFLATE. Text read as DEFLATE fails
@@ -515,39 +525,41 @@ const partSniff = 512
 // maxPartHead bounds a part's head in a large body.
 const maxPartHead = 16 << 10
 
-// partSniffer passes a large multipart body on and fails at the first part
-// past the first bytes (already opened whole) whose content starts like
-// compressed data, before any byte of it: gzip or zip, or zlib or raw
-// DEFLATE that goes on past partSniff bytes. A stream that ends within them
-// is searched.
+// partSniffer passes a large body on and fails, before any byte of it, at
+// the first compressed data past the first bytes (those were opened whole)
+// that goes on past partSniff bytes: gzip or a zip entry anywhere, and in
+// a multipart body, a part that starts with gzip or zip, or with zlib or
+// raw DEFLATE. A stream that ends within them is searched.
 type partSniffer struct {
-	det   *detect.Detector
-	r     io.Reader
-	delim []byte // "--" and the boundary
-	skip  int64  // parts that start before this offset were opened already
-	buf   []byte // read and not yet passed on; buf[:ok] may be
-	base  int64  // stream offset of buf[0]
-	ok    int
-	from  int  // where in buf the next delimiter may start
-	last  byte // the last byte passed on
-	eof   bool
-	err   error
+	det     *detect.Detector
+	r       io.Reader
+	delim   []byte // "--" and the boundary
+	skip    int64  // parts that start before this offset were opened already
+	buf     []byte // read and not yet passed on; buf[:ok] may be
+	base    int64  // stream offset of buf[0]
+	ok      int
+	from    int  // where in buf the next delimiter may start
+	sigFrom int  // and the next signature
+	last    byte // the last byte passed on
+	eof     bool
+	err     error
 }
 
 // sniffParts returns r (the body, from its start) with its parts sniffed,
 // when ctype is multipart; first is how much of it was opened already.
 func sniffParts(det *detect.Detector, r io.Reader, ctype string, first int) (io.Reader, *bodyFail) {
+	s := &partSniffer{det: det, r: r, skip: int64(first), buf: make([]byte, 0, 64<<10)}
 	mt, params, err := mime.ParseMediaType(ctype)
 	if err != nil || !strings.HasPrefix(mt, "multipart/") {
-		return r, nil
+		return s, nil
 	}
 	bd := params["boundary"]
 	if bd == "" || len(bd) > 70 {
 		return nil, &bodyFail{status: http.StatusBadRequest, decision: audit.Deny,
 			reason: fmt.Sprintf("a multipart body's boundary must be 1 to 70 characters (RFC 2046), not %d", len(bd))}
 	}
-	return &partSniffer{det: det, r: r, delim: []byte("--" + bd), skip: int64(first),
-		buf: make([]byte, 0, 64<<10)}, nil
+	s.delim = []byte("--" + bd)
+	return s, nil
 }
 
 // sniffError is a part a sniffer refuses.
@@ -564,6 +576,7 @@ func (s *partSniffer) Read(p []byte) (int, error) {
 			s.base += int64(n)
 			s.ok -= n
 			s.from = max(0, s.from-n)
+			s.sigFrom = max(0, s.sigFrom-n)
 			return n, nil
 		}
 		if s.err != nil {
@@ -586,19 +599,112 @@ func (s *partSniffer) Read(p []byte) (int, error) {
 	}
 }
 
-// sniff looks at the parts that start in buf, and sets ok to what may be
-// passed on: up to a delimiter whose part it cannot judge yet.
+// sniff looks at the parts and signatures that start in buf, and sets ok
+// to what may be passed on: up to one it cannot judge yet.
 func (s *partSniffer) sniff() *bodyFail {
+	okS, f := s.sniffSigs()
+	if f != nil {
+		return f
+	}
+	okP := len(s.buf)
+	if s.delim != nil {
+		if okP, f = s.sniffParts(); f != nil {
+			return f
+		}
+	}
+	s.ok = min(okS, okP)
+	return nil
+}
+
+// sniffSigs judges the gzip and zip signatures in buf wherever they are,
+// and returns how much of buf may be passed on.
+func (s *partSniffer) sniffSigs() (int, *bodyFail) {
+	end := s.eof || s.err != nil
+	for {
+		q := -1
+		for _, sig := range [][]byte{gzipMagic, zipMagic} {
+			if j := bytes.Index(s.buf[s.sigFrom:], sig); j >= 0 && (q < 0 || s.sigFrom+j < q) {
+				q = s.sigFrom + j
+			}
+		}
+		if q < 0 {
+			ok := len(s.buf)
+			if !end {
+				ok = max(ok-len(zipMagic)+1, 0) // a signature may go on in the next read
+			}
+			s.sigFrom = ok
+			return ok, nil
+		}
+		if len(s.buf)-q < partSniff && !end && s.base+int64(q) >= s.skip {
+			s.sigFrom = q
+			return q, nil
+		}
+		s.sigFrom = q + 1
+		if s.base+int64(q) < s.skip {
+			continue
+		}
+		if f := s.judgeSig(s.buf[q:min(len(s.buf), q+partSniff)]); f != nil {
+			return 0, f
+		}
+	}
+}
+
+// judgeSig refuses gzip or a zip entry that goes on past b (or that cannot
+// be opened), and searches one that ends within it.
+func (s *partSniffer) judgeSig(b []byte) *bodyFail {
+	refuse := func(what string) *bodyFail {
+		return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+			reason: fmt.Sprintf("a body over the scanned size holds %s data past its first bytes, which cannot be scanned before it leaves", what)}
+	}
+	br := bufio.NewReader(bytes.NewReader(b))
+	var z io.Reader
+	var err error
+	kind := "gzip"
+	if bytes.HasPrefix(b, gzipMagic) {
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(br); err == nil {
+			zr.Multistream(false) // what follows is the body's, not another member
+			z = zr
+		}
+	} else {
+		z, kind, err = zipEntry(br)
+	}
+	switch {
+	case errors.Is(err, errZip):
+		return refuse("zip")
+	case err != nil:
+		return nil // no header after all
+	}
+	return s.judged(z, kind, refuse)
+}
+
+// judged reads the stream z, which cannot go on past what is sniffed:
+// refused if it does, searched (what decoded of it) if it does not.
+func (s *partSniffer) judged(z io.Reader, kind string, refuse func(string) *bodyFail) *bodyFail {
+	out, err := io.ReadAll(io.LimitReader(z, 1<<20))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return refuse(kind)
+	}
+	if h, ok := s.det.Search(out); ok {
+		h.Encoding = kind + "/" + h.Encoding
+		return &bodyFail{hit: &h}
+	}
+	return nil
+}
+
+// sniffParts judges the parts that start in buf, and returns how much of
+// buf may be passed on.
+func (s *partSniffer) sniffParts() (int, *bodyFail) {
 	end := s.eof || s.err != nil
 	for {
 		j := bytes.Index(s.buf[s.from:], s.delim)
 		if j < 0 {
-			s.ok = len(s.buf)
+			ok := len(s.buf)
 			if !end {
-				s.ok = max(s.ok-len(s.delim), 0) // a delimiter may go on in the next read
+				ok = max(ok-len(s.delim), 0) // a delimiter may go on in the next read
 			}
-			s.from = s.ok
-			return nil
+			s.from = ok
+			return ok, nil
 		}
 		d := s.from + j
 		s.from = d + 1
@@ -608,25 +714,25 @@ func (s *partSniffer) sniff() *bodyFail {
 		h := headEnd(s.buf[d+len(s.delim):])
 		if h < 0 && !end {
 			if len(s.buf)-d > maxPartHead {
-				return &bodyFail{status: http.StatusBadRequest, decision: audit.Deny,
+				return 0, &bodyFail{status: http.StatusBadRequest, decision: audit.Deny,
 					reason: fmt.Sprintf("a part's head in a multipart body runs past %d bytes", maxPartHead)}
 			}
-			s.ok, s.from = d, d
-			return nil
+			s.from = d
+			return d, nil
 		}
 		if h < 0 {
 			continue
 		}
 		c := d + len(s.delim) + h
 		if len(s.buf)-c < partSniff && !end {
-			s.ok, s.from = d, d
-			return nil
+			s.from = d
+			return d, nil
 		}
 		if s.base+int64(c) < s.skip {
 			continue
 		}
 		if f := s.judge(s.buf[c:min(len(s.buf), c+partSniff)]); f != nil {
-			return f
+			return 0, f
 		}
 	}
 }
@@ -648,15 +754,5 @@ func (s *partSniffer) judge(b []byte) *bodyFail {
 	if err != nil {
 		return nil
 	}
-	out, err := io.ReadAll(io.LimitReader(z, 1<<20))
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return refuse(kind)
-	case err == nil && s.det != nil:
-		if h, ok := s.det.Search(out); ok {
-			h.Encoding = kind + "/" + h.Encoding
-			return &bodyFail{hit: &h}
-		}
-	}
-	return nil
+	return s.judged(z, kind, refuse)
 }

@@ -50,10 +50,26 @@ func wrapEscaped(data string, cols int, br string) string {
 	return b.String()
 }
 
-// sent returns what the upstream received since before.
+// sentSince returns what the upstream received since before, once it is
+// done with every request.
 func (h *harness) sentSince(before int) []byte {
-	time.Sleep(20 * time.Millisecond) // the upstream records what it read as it reads
+	h.upIdle()
 	return h.up.got()[before:]
+}
+
+// upIdle waits until the upstream is in no request: it records what it
+// reads as it reads.
+func (h *harness) upIdle() int {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		h.up.mu.Lock()
+		n := h.up.inflight
+		h.up.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	return len(h.up.got())
 }
 
 // padTo returns pad bytes of filler then tail, size bytes in all.
@@ -88,7 +104,7 @@ func TestViewsPastMaxScanBody(t *testing.T) {
 				if size == 10*limit && !strings.HasPrefix(name, "percent") && !strings.Contains(name, `76, breaks \n`) {
 					continue // ten times, for two forms: the rest is the same path
 				}
-				before := len(h.up.got())
+				before := h.upIdle()
 				st, _ := h.post(t, c, u, "application/json", padTo(size, tail))
 				if st != 403 {
 					t.Errorf("h2 %v, %s in %d bytes: status %d", h2, name, size, st)
@@ -462,7 +478,7 @@ func TestSniffLargeParts(t *testing.T) {
 			"json":                      {[]byte(`{"a": 1, "b": [1, 2, 3], "c": "` + strings.Repeat("x", 600) + `"}`), 200},
 		} {
 			body, ct := multipartParts(text, tc.part, []byte("the end"))
-			before := len(h.up.got())
+			before := h.upIdle()
 			st, _ := h.post(t, c, u, ct, body)
 			if st != tc.want {
 				t.Errorf("h2 %v: a %s part after 2 MiB: status %d, want %d", h2, name, st, tc.want)
@@ -516,6 +532,53 @@ func TestPartSnifferSplits(t *testing.T) {
 		r, _ = sniffParts(det, rd(bytes.NewReader(good)), ct2, 100)
 		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, good) {
 			t.Errorf("%s reads of a clean body: %d of %d bytes, %v", name, len(got), len(good), err)
+		}
+	}
+}
+
+// TestSniffLargeAnywhere: past the first MiB of any large body, gzip or a
+// zip entry that goes on is refused before any byte of it leaves, one
+// that ends soon is searched, and random bytes pass.
+func TestSniffLargeAnywhere(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.tlsURL("other.test", "/up")
+	text := bytes.Repeat([]byte("an ordinary line of text\n"), 3<<20/25)
+	noise := make([]byte, 8<<20)
+	x := uint64(99)
+	for i := range noise {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		noise[i] = byte(x)
+	}
+	bz := zipOf(zip.Store, map[string][]byte{"a": noise[:1000]})
+	bz[8] = 12 // bzip2
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, tc := range map[string]struct {
+			tail []byte
+			want int
+		}{
+			"gzip":               {gz(noise[:64<<10]), 413},
+			"zip deflate":        {zipOf(zip.Deflate, map[string][]byte{"a": noise[:64<<10]}), 413},
+			"zip bzip2":          {bz, 413},
+			"small gzip, canary": {gz([]byte("k=" + h.canary)), 403},
+			"zip stored, canary": {zipOf(zip.Store, map[string][]byte{"a": []byte("k=" + h.canary)}), 403},
+			"small gzip, clean":  {gz([]byte("nothing")), 200},
+			"zip stored, random": {zipOf(zip.Store, map[string][]byte{"a": noise[:64<<10]}), 200},
+		} {
+			body := append(bytes.Clone(text), tc.tail...)
+			body = append(body, text[:1000]...)
+			before := h.upIdle()
+			if st, _ := h.post(t, c, u, "application/octet-stream", body); st != tc.want {
+				t.Errorf("h2 %v: %s after 3 MiB of text: status %d, want %d", h2, name, st, tc.want)
+			}
+			if got := h.sentSince(before); tc.want != 200 && len(got) > len(text)+1024 {
+				t.Errorf("h2 %v: %s: the upstream received %d bytes, past the text's %d", h2, name, len(got), len(text))
+			}
+		}
+		if st, got := h.post(t, c, u, "application/octet-stream", noise); st != 200 || !bytes.Equal(got, noise) {
+			t.Errorf("h2 %v: 8 MiB of random bytes: %d, %d bytes arrived", h2, st, len(got))
 		}
 	}
 }
