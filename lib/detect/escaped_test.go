@@ -80,3 +80,21 @@ func streamHit(d *detect.Detector, text string) *detect.Hit {
 func readAllGuard(d *detect.Detector, text string) ([]byte, error) {
 	return io.ReadAll(d.GuardFlat(strings.NewReader(text)))
 }
+
+// TestNamedEntities: a secret with the characters HTML and XML escape by
+// name, written so, is found in a buffer and in a stream.
+func TestNamedEntities(t *testing.T) {
+	d := mustFolded(t, []detect.Secret{{Name: "MARKUP", Value: `a<b>c&d"e'f-0123456789`}})
+	for _, text := range []string{
+		`<v>a&lt;b&gt;c&amp;d&quot;e&apos;f-0123456789</v>`,
+		`<v>a&lt;b&gt;c&amp;d&quot;e&#39;f-0123456789</v>`,
+		`<v>a&LT;b&gt;c&amp;d&quot;e&apos;f-0123456789</v>`,
+	} {
+		if h, ok := d.SearchString(text); !ok || h.Secret != "MARKUP" {
+			t.Errorf("%q: %v %v", text, h, ok)
+		}
+		if _, ok := d.SearchString(text); ok != (streamHit(d, text) != nil) {
+			t.Errorf("%q: Search and a guard disagree", text)
+		}
+	}
+}

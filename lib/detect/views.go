@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -223,8 +224,14 @@ func unescape(b []byte, plus, qp bool) (r rune, n int, isByte bool) {
 			return u, 6, false
 		}
 	case '&':
-		r, n := charRef(b)
-		return r, n, false
+		if r, n := charRef(b); n > 0 {
+			return r, n, false
+		}
+		for _, e := range xmlEntities {
+			if len(b) >= len(e.name) && strings.EqualFold(string(b[:len(e.name)]), e.name) { // &LT; too, as browsers read it
+				return rune(e.c), len(e.name), true
+			}
+		}
 	case '=':
 		if !qp {
 			break
@@ -252,6 +259,12 @@ func jsonU(b []byte) (rune, bool) {
 	lo, ok2 := hex2(b[4], b[5])
 	return rune(hi)<<8 | rune(lo), ok1 && ok2
 }
+
+// xmlEntities are the named references every HTML and XML encoder writes.
+var xmlEntities = []struct {
+	name string
+	c    byte
+}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}, {"&#39;", '\''}}
 
 // jsonEsc maps the byte after a backslash in a JSON string to the byte
 // the two stand for; 0 when they are no such escape (\u is read apart).
