@@ -3,7 +3,6 @@ package detect
 import (
 	"bytes"
 	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -228,7 +227,7 @@ func unescape(b []byte, plus, qp bool) (r rune, n int, isByte bool) {
 			return r, n, false
 		}
 		for _, e := range xmlEntities {
-			if len(b) >= len(e.name) && strings.EqualFold(string(b[:len(e.name)]), e.name) { // &LT; too, as browsers read it
+			if hasPrefixFold(b, e.name) { // &LT; too, as browsers read it
 				return rune(e.c), len(e.name), true
 			}
 		}
@@ -264,7 +263,21 @@ func jsonU(b []byte) (rune, bool) {
 var xmlEntities = []struct {
 	name string
 	c    byte
-}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}, {"&#39;", '\''}}
+}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}}
+
+// hasPrefixFold reports whether b starts with s, a lower-case ASCII
+// string, in any case.
+func hasPrefixFold(b []byte, s string) bool {
+	if len(b) < len(s) {
+		return false
+	}
+	for i := range len(s) {
+		if lowerByte(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
 
 // jsonEsc maps the byte after a backslash in a JSON string to the byte
 // the two stand for; 0 when they are no such escape (\u is read apart).
