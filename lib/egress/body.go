@@ -125,7 +125,7 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
 	}
-	rest, f := sniffParts(det, rest, r.Header.Get("Content-Type"), len(buf))
+	rest, f := sniffParts(det, rest, r.Header.Get("Content-Type"), len(buf)-partSniff)
 	if f != nil {
 		return nil, 0, nil, f
 	}

@@ -212,6 +212,9 @@ func (o *opener) openBody(body []byte, ctype string) *bodyFail {
 	}
 	src := func(*int64) (io.Reader, error) { return bytes.NewReader(body), nil }
 	for _, m := range ms {
+		if !o.complete && m.off > 0 && m.off >= int64(len(body)-partSniff) {
+			continue // too near the end to judge: the sniffer of the rest does
+		}
 		if f := o.open(src, m, 1, ""); f != nil {
 			return f
 		}
@@ -584,6 +587,12 @@ func (s *partSniffer) Read(p []byte) (int, error) {
 		}
 		if s.eof {
 			return 0, io.EOF
+		}
+		if len(s.buf) == cap(s.buf) {
+			// Cannot happen (what is held is bounded well below the
+			// buffer), but a sniffer that cannot read must not spin.
+			return 0, &sniffError{&bodyFail{status: http.StatusBadRequest, decision: audit.Deny,
+				reason: "a large body the sidecar could not sniff"}}
 		}
 		n, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
 		s.buf = s.buf[:len(s.buf)+n]

@@ -582,3 +582,39 @@ func TestSniffLargeAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestLargePartAtTheEdge: a part that starts just before, at or just past
+// the end of the first MiB is judged like any other: text passes, gzip is
+// refused.
+func TestLargePartAtTheEdge(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.tlsURL("other.test", "/up")
+	const limit = 1 << 20
+	line := []byte("plain text, { \"json\": true }, and more words\n")
+	text := bytes.Repeat(line, 2*limit/len(line))
+	noise := make([]byte, 64<<10)
+	for i := range noise {
+		noise[i] = byte(i*2654435761>>11) ^ byte(i>>3)
+	}
+	c := h.client(false)
+	second := append([]byte("the second part\n"), text[:2*limit/3]...)
+	for _, k := range []int{-600, -513, -512, -511, -100, -10, -1, 0, 1, 10, 511, 512, 513} {
+		for name, part := range map[string][]byte{"text": second, "gzip": gz(noise)} {
+			// Where the second part's content starts, for a first part of
+			// one byte: then pad the first to put it at limit+k.
+			probe, _ := multipartParts([]byte("x"), part)
+			over := bytes.Index(probe, part[:8]) - 1
+			body, ct := multipartParts(text[:limit+k-over], part)
+			if at := bytes.Index(body, part[:8]); at != limit+k {
+				t.Fatalf("k %d: the part starts at %d, not %d", k, at, limit+k)
+			}
+			want := 200
+			if name == "gzip" {
+				want = 413
+			}
+			if st, _ := h.post(t, c, u, ct, body); st != want {
+				t.Errorf("a %s part at the first MiB %+d: status %d, want %d", name, k, st, want)
+			}
+		}
+	}
+}
