@@ -543,6 +543,7 @@ type partSniffer struct {
 	ok      int
 	from    int  // where in buf the next delimiter may start
 	sigFrom int  // and the next signature
+	nJudged int  // signatures judged
 	last    byte // the last byte passed on
 	eof     bool
 	err     error
@@ -630,19 +631,22 @@ func (s *partSniffer) sniff() *bodyFail {
 func (s *partSniffer) sniffSigs() (int, *bodyFail) {
 	end := s.eof || s.err != nil
 	for {
-		q := -1
-		for _, sig := range [][]byte{gzipMagic, zipMagic} {
-			if j := bytes.Index(s.buf[s.sigFrom:], sig); j >= 0 && (q < 0 || s.sigFrom+j < q) {
-				q = s.sigFrom + j
-			}
+		// One pass for both signatures' first bytes: searching for each
+		// apart, again after every one found, is quadratic in a body of
+		// nothing but one of them.
+		j := bytes.IndexAny(s.buf[s.sigFrom:], "\x1fP")
+		q := s.sigFrom + j
+		if j >= 0 && len(s.buf)-q < len(zipMagic) && !end {
+			s.sigFrom = q
+			return q, nil // a signature may go on in the next read
 		}
-		if q < 0 {
-			ok := len(s.buf)
-			if !end {
-				ok = max(ok-len(zipMagic)+1, 0) // a signature may go on in the next read
-			}
-			s.sigFrom = ok
-			return ok, nil
+		if j < 0 {
+			s.sigFrom = len(s.buf)
+			return len(s.buf), nil
+		}
+		if !bytes.HasPrefix(s.buf[q:], gzipMagic) && !bytes.HasPrefix(s.buf[q:], zipMagic) {
+			s.sigFrom = q + 1
+			continue
 		}
 		if len(s.buf)-q < partSniff && !end && s.base+int64(q) >= s.skip {
 			s.sigFrom = q
@@ -652,10 +656,27 @@ func (s *partSniffer) sniffSigs() (int, *bodyFail) {
 		if s.base+int64(q) < s.skip {
 			continue
 		}
+		if !plausibleHeader(s.buf[q:min(len(s.buf), q+partSniff)]) {
+			continue // a signature in binary data by chance
+		}
+		if s.nJudged++; s.nJudged > maxMembers {
+			return 0, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+				reason: fmt.Sprintf("a large body holds more than %d gzip or zip headers", maxMembers)}
+		}
 		if f := s.judgeSig(s.buf[q:min(len(s.buf), q+partSniff)]); f != nil {
 			return 0, f
 		}
 	}
+}
+
+// plausibleHeader reports whether b starts with a gzip header (reserved
+// flags clear, extra flags 0, 2 or 4) or a zip local header (a version an
+// archiver writes): a signature in binary data by chance rarely is one.
+func plausibleHeader(b []byte) bool {
+	if bytes.HasPrefix(b, gzipMagic) {
+		return len(b) >= 10 && b[3]&0xe0 == 0 && (b[8] == 0 || b[8] == 2 || b[8] == 4)
+	}
+	return len(b) >= 30 && b[4] <= 63
 }
 
 // judgeSig refuses gzip or a zip entry that goes on past b (or that cannot
@@ -665,7 +686,7 @@ func (s *partSniffer) judgeSig(b []byte) *bodyFail {
 		return &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
 			reason: fmt.Sprintf("a body over the scanned size holds %s data past its first bytes, which cannot be scanned before it leaves", what)}
 	}
-	br := bufio.NewReader(bytes.NewReader(b))
+	br := bufio.NewReaderSize(bytes.NewReader(b), 16)
 	var z io.Reader
 	var err error
 	kind := "gzip"

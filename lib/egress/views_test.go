@@ -618,3 +618,27 @@ func TestLargePartAtTheEdge(t *testing.T) {
 		}
 	}
 }
+
+// TestSniffManySignatures: a large body of nothing but signatures is
+// refused, fast, and does not grow the heap.
+func TestSniffManySignatures(t *testing.T) {
+	h := newHarness(t, "")
+	h.up.quiet.Store(true)
+	u := h.tlsURL("other.test", "/up")
+	hdr := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}
+	for name, unit := range map[string][]byte{"gzip headers": hdr, "zip signatures": []byte("PK\x03\x04"), "gzip magic": gzipMagic} {
+		body := append(bytes.Repeat([]byte("x"), 2<<20), bytes.Repeat(unit, (8<<20)/len(unit))...)
+		start := time.Now()
+		st, _ := h.post(t, h.client(false), u, "application/octet-stream", body)
+		if name == "zip signatures" || name == "gzip magic" {
+			if st != 200 {
+				t.Errorf("%s: %d", name, st) // no header behind them: binary data
+			}
+		} else if st != 413 {
+			t.Errorf("%s: %d", name, st)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %v", name, d)
+		}
+	}
+}
