@@ -21,6 +21,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/bb-bottles/bb/lib/audit"
 	"github.com/bb-bottles/bb/lib/detect"
 )
 
@@ -580,6 +581,13 @@ func TestSniffLargeAnywhere(t *testing.T) {
 		if st, got := h.post(t, c, u, "application/octet-stream", noise); st != 200 || !bytes.Equal(got, noise) {
 			t.Errorf("h2 %v: 8 MiB of random bytes: %d, %d bytes arrived", h2, st, len(got))
 		}
+	}
+	// The refusal's line: a block, 413, what was sent, why, no secret.
+	e := h.waitEntry("a refused gzip", func(e audit.Entry) bool {
+		return e.Status == 413 && strings.Contains(e.Reason, "gzip") && e.BytesUp > 2<<20
+	})
+	if e.Decision != audit.Block || e.Secret != "" || e.BytesUp > int64(len(text)) {
+		t.Errorf("entry = %+v", e)
 	}
 }
 
