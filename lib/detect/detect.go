@@ -7,10 +7,11 @@
 //
 // A detector from NewFolded also finds every form in any mix of case (it
 // scans a lower-cased copy of the text), and Search also looks through a
-// decoded view of the text (percent escapes, even one of them, JSON \u,
-// HTML character references) and a flattened one (quoted-printable undone,
-// whitespace removed: wrapped or spaced base64). GuardFlat does the
-// flattening on a stream.
+// decoded view of the text (percent escapes, even one of them, JSON \u and
+// \n, HTML character references) and a flattened one (escapes and
+// quoted-printable undone, then whitespace removed: wrapped or spaced
+// base64, its line breaks escaped or not). GuardViews looks through the
+// same views of a stream, decoding it as it arrives.
 //
 // Not found: compressed text (decompress first), escapes nested more than
 // twice, and anything that transforms a secret otherwise (reversal, XOR,

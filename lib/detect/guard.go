@@ -3,7 +3,6 @@ package detect
 import (
 	"io"
 	"slices"
-	"strings"
 )
 
 // guardChunk is how much a guard reads from its source at a time.
@@ -19,11 +18,11 @@ type Guard struct {
 	d     *Detector
 	r     io.Reader
 	sc    *Scanner
-	flat  *Scanner // GuardFlat: the flattened stream
-	fbuf  []byte   // the flattened fresh bytes
+	views *viewSet // GuardViews
 	tight bool
 	hold  int
 	buf   []byte // buf[off:off+rdy] may be returned; buf[off+rdy:] is held
+	base  int64  // stream offset of buf[0]
 	off   int
 	rdy   int
 	err   error // sticky: a *HitError, r's error, or io.EOF
@@ -35,18 +34,22 @@ func (d *Detector) Guard(r io.Reader) *Guard {
 	return d.newGuard(r, max(0, d.maxLen-1))
 }
 
-// GuardFlat is Guard that also scans the stream flattened: without
-// whitespace (base64 wrapped in lines or spaced out) and "=" (so without
-// quoted-printable soft line breaks). It holds back the bytes that hold
-// the last MaxLen-1 flattened ones, up to 64 KiB: a secret split by more
-// whitespace than that is caught once its end arrives, not before any of
-// it is released.
-func (d *Detector) GuardFlat(r io.Reader) *Guard {
+// GuardViews is Guard that also scans every view Search looks through,
+// decoded as the stream arrives: decoded, decoded twice, and flattened
+// (escapes undone, whitespace, escaped whitespace and soft line breaks
+// dropped). It holds back every raw byte that any view's last MaxLen-1
+// bytes come from, up to 64 KiB: a secret split by more whitespace than
+// that is caught once its end arrives, not before any of it is released.
+func (d *Detector) GuardViews(r io.Reader) *Guard {
 	g := d.newGuard(r, max(0, d.maxLen-1))
-	g.flat = d.NewScanner()
+	g.views = d.newViewSet()
 	g.buf = make([]byte, 0, max(g.hold, maxFlatHold)+guardChunk) // room to read past what is held
 	return g
 }
+
+// GuardFlat is GuardViews, under the name it had when it scanned the
+// flattened view alone.
+func (d *Detector) GuardFlat(r io.Reader) *Guard { return d.GuardViews(r) }
 
 // GuardTight is Guard that holds back only the bytes at the end of what it
 // has read that could begin a match (a suffix that is a prefix of some
@@ -64,12 +67,12 @@ func (d *Detector) newGuard(r io.Reader, hold int) *Guard {
 
 // Reset makes g a guard of r, as new, keeping its buffers.
 func (g *Guard) Reset(r io.Reader) {
-	g.r, g.off, g.rdy, g.err = r, 0, 0, nil
+	g.r, g.off, g.rdy, g.err, g.base = r, 0, 0, nil, 0
 	clear(g.buf)
 	g.buf = g.buf[:0]
 	g.sc.Reset()
-	if g.flat != nil {
-		g.flat.Reset()
+	if g.views != nil {
+		g.views.reset()
 	}
 }
 
@@ -88,11 +91,12 @@ func (g *Guard) Read(p []byte) (int, error) {
 			return 0, g.err
 		}
 		g.buf = g.buf[:copy(g.buf, g.buf[g.off:])]
+		g.base += int64(g.off)
 		g.off = 0
 		n, err := g.r.Read(g.buf[len(g.buf):cap(g.buf)])
 		fresh := g.buf[len(g.buf) : len(g.buf)+n]
 		g.buf = g.buf[:len(g.buf)+n]
-		if hit, ok := g.scan(fresh); ok {
+		if hit, ok := g.scan(fresh, err == io.EOF); ok {
 			g.err = &HitError{Hit: hit}
 			clear(g.buf)
 			g.buf = g.buf[:0]
@@ -103,8 +107,8 @@ func (g *Guard) Read(p []byte) (int, error) {
 			g.rdy = len(g.buf)
 		case g.tight:
 			g.rdy = len(g.buf) - g.d.openTail(g.buf)
-		case g.flat != nil:
-			g.rdy = len(g.buf) - max(g.hold, flatHold(g.buf, g.hold))
+		case g.views != nil:
+			g.rdy = g.views.ready(g.base, len(g.buf), g.hold)
 		default:
 			g.rdy = max(0, len(g.buf)-g.hold)
 		}
@@ -114,8 +118,9 @@ func (g *Guard) Read(p []byte) (int, error) {
 	}
 }
 
-// scan scans the fresh bytes, and their flattened form for GuardFlat.
-func (g *Guard) scan(fresh []byte) (Hit, bool) {
+// scan scans the fresh bytes, and the views of the stream for GuardViews;
+// final says the stream ends with them.
+func (g *Guard) scan(fresh []byte, final bool) (Hit, bool) {
 	low := fresh
 	if g.d.fold {
 		g.sc.low = lowerASCII(slices.Grow(g.sc.low[:0], len(fresh))[:len(fresh)], fresh)
@@ -125,19 +130,10 @@ func (g *Guard) scan(fresh []byte) (Hit, bool) {
 	if g.sc.Found() {
 		return g.sc.Hits()[0], true
 	}
-	if g.flat == nil {
+	if g.views == nil {
 		return Hit{}, false
 	}
-	// The flattened bytes come from the folded ones: they need no folding
-	// again (nor can they tell a case change).
-	g.fbuf = appendFlat(g.fbuf[:0], low)
-	g.flat.write(g.fbuf, g.fbuf)
-	if g.flat.Found() {
-		h := g.flat.Hits()[0]
-		h.Encoding = "flattened " + strings.TrimPrefix(h.Encoding, "case-folded ")
-		return h, true
-	}
-	return Hit{}, false
+	return g.views.write(fresh, low, final)
 }
 
 // openTail returns how many bytes at the end of b could be the start of a

@@ -77,6 +77,21 @@ func (s *Scanner) write(p, low []byte) {
 	s.pos += int64(len(p))
 }
 
+// skip takes p as the next bytes of the stream without looking for
+// matches in it: for a caller that knows every match that could end in p
+// is found elsewhere. The next write still sees the matches that begin
+// in p's last MaxLen-1 bytes.
+func (s *Scanner) skip(p []byte) {
+	keep := cap(s.tail)
+	if len(p) >= keep {
+		s.tail = append(s.tail[:0], p[len(p)-keep:]...)
+	} else {
+		drop := max(0, len(s.tail)+len(p)-keep)
+		s.tail = append(s.tail[:copy(s.tail, s.tail[drop:])], p...)
+	}
+	s.pos += int64(len(p))
+}
+
 // Hits returns the hits so far (since the last Take), by offset in the
 // stream.
 func (s *Scanner) Hits() []Hit { return s.hits }

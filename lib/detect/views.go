@@ -8,11 +8,14 @@ import (
 
 // Search is Find on b, then on views of b that undo what the forms do not
 // cover: a decoded view (percent escapes in either case and in any number,
-// "+" for a space, JSON \uXXXX and \/, HTML &#NN; and &#xHH;), decoded
-// twice when it changed, and a flattened one (percent, JSON and HTML
-// escapes and quoted-printable =XX undone, soft line breaks and all
-// whitespace removed). A hit in a view is named "decoded <encoding>" or
-// "flattened <encoding>", and its offset is in that view.
+// "+" for a space, JSON \uXXXX, \n, \/ and the other short escapes, HTML
+// &#NN; and &#xHH;), decoded twice when it changed, and a flattened one
+// (the same escapes and quoted-printable =XX undone, then soft line
+// breaks and all whitespace removed, whitespace written as an escape too:
+// base64 wrapped with "%0A", JSON "\n" or "&#10;" between its lines). A
+// hit in a view is named "decoded <encoding>" or "flattened <encoding>",
+// and its offset is in that view. GuardViews looks through the same views
+// of a stream.
 func (d *Detector) Search(b []byte) (Hit, bool) {
 	if h, ok := d.Find(b); ok {
 		return h, true
@@ -53,44 +56,10 @@ func (d *Detector) SearchString(s string) (Hit, bool) { return d.Search([]byte(s
 
 var isSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true, '\v': true, '\f': true}
 
-// maxFlatHold bounds what a flat guard holds back: a secret in a stream
+// maxFlatHold bounds what a views guard holds back: a secret in a stream
 // split by more whitespace than this is not one the guard stops before
 // any byte of it leaves (it still stops the rest).
 const maxFlatHold = 64 << 10
-
-// flatKeep is 0 for the bytes a flattened stream drops: whitespace, and
-// "=" (a quoted-printable soft line break is "=" and a line break; base64
-// has it only as padding, outside every form).
-var flatKeep = func() (t [256]uint8) {
-	for c := range 256 {
-		if !isSpace[c] && c != '=' {
-			t[c] = 1
-		}
-	}
-	return t
-}()
-
-// appendFlat appends src to dst without the bytes a flattened stream drops.
-func appendFlat(dst, src []byte) []byte {
-	n := len(dst)
-	dst = slices.Grow(dst, len(src))[:n+len(src)]
-	for _, c := range src {
-		dst[n] = c // without a branch: whitespace is every few bytes of text
-		n += int(flatKeep[c])
-	}
-	return dst[:n]
-}
-
-// flatHold returns how many bytes at the end of b hold its last k kept
-// bytes, up to maxFlatHold.
-func flatHold(b []byte, k int) int {
-	i := len(b)
-	for lim := max(0, len(b)-maxFlatHold); i > lim && k > 0; {
-		i--
-		k -= int(flatKeep[b[i]])
-	}
-	return len(b) - i
-}
 
 var unhex = func() (t [256]int8) {
 	for i := range t {
@@ -210,9 +179,12 @@ func decode(dst, src []byte, plus, flat bool) ([]byte, bool) {
 			out[n] = c
 			n++
 			k = 1
-		case isByte:
+		case isByte || 0 <= r && r < utf8.RuneSelf:
+			// Whitespace written as an escape is whitespace: flattening
+			// drops it too, so "%0A" or JSON "\n" between lines of
+			// base64 is no way around the flattened view.
 			out[n] = byte(r)
-			n++
+			n += int(keep[byte(r)])
 		case r >= 0:
 			n += utf8.EncodeRune(out[n:], r) // never longer than its escape
 		}
@@ -237,8 +209,10 @@ func unescape(b []byte, plus, qp bool) (r rune, n int, isByte bool) {
 			return ' ', 1, false
 		}
 	case '\\':
-		if len(b) >= 2 && b[1] == '/' {
-			return '/', 2, false
+		if len(b) >= 2 {
+			if r := jsonEsc[b[1]]; r != 0 {
+				return rune(r), 2, true
+			}
 		}
 		if u, ok := jsonU(b); ok {
 			if utf16High(u) {
@@ -249,8 +223,14 @@ func unescape(b []byte, plus, qp bool) (r rune, n int, isByte bool) {
 			return u, 6, false
 		}
 	case '&':
-		r, n := charRef(b)
-		return r, n, false
+		if r, n := charRef(b); n > 0 {
+			return r, n, false
+		}
+		for _, e := range xmlEntities {
+			if hasPrefixFold(b, e.name) { // &LT; too, as browsers read it
+				return rune(e.c), len(e.name), true
+			}
+		}
 	case '=':
 		if !qp {
 			break
@@ -278,6 +258,30 @@ func jsonU(b []byte) (rune, bool) {
 	lo, ok2 := hex2(b[4], b[5])
 	return rune(hi)<<8 | rune(lo), ok1 && ok2
 }
+
+// xmlEntities are the named references every HTML and XML encoder writes.
+var xmlEntities = []struct {
+	name string
+	c    byte
+}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}}
+
+// hasPrefixFold reports whether b starts with s, a lower-case ASCII
+// string, in any case.
+func hasPrefixFold(b []byte, s string) bool {
+	if len(b) < len(s) {
+		return false
+	}
+	for i := range len(s) {
+		if lowerByte(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonEsc maps the byte after a backslash in a JSON string to the byte
+// the two stand for; 0 when they are no such escape (\u is read apart).
+var jsonEsc = [256]byte{'/': '/', '\\': '\\', '"': '"', 'n': '\n', 'r': '\r', 't': '\t', 'b': '\b', 'f': '\f'}
 
 func utf16High(r rune) bool { return 0xD800 <= r && r < 0xDC00 }
 func utf16Low(r rune) bool  { return 0xDC00 <= r && r < 0xE000 }

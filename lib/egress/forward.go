@@ -1,15 +1,12 @@
 package egress
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -125,6 +122,14 @@ func (s *Server) forward(f *flow) {
 		s.block(w, r, snap, e, rt, *hit, "the request's body")
 		return
 	}
+	if f := guard.refused(); f != nil { // views: a part it would not send
+		if resp != nil {
+			resp.Body.Close()
+		}
+		e.BytesUp = guard.sent()
+		s.refuse(w, r, snap, e, f.status, f.decision, f.reason, "bb-egress: "+f.reason+"\n")
+		return
+	}
 	e.BytesUp = n
 	if guard != nil {
 		e.BytesUp = guard.sent()
@@ -145,41 +150,6 @@ func (s *Server) forward(f *flow) {
 	}
 
 	s.relayResponse(w, r, snap, e, answer{resp: resp, t: t, rt: rt, upload: guard, dropped: dropped})
-}
-
-// takeBodySlot waits up to BodySlotWait for a body slot.
-func (s *Server) takeBodySlot(ctx context.Context) bool {
-	select {
-	case s.bodySlots <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTimer(s.cfg.BodySlotWait)
-	defer t.Stop()
-	select {
-	case s.bodySlots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return false
-}
-
-// pacedBody is a large body's reader: each read from the client must
-// bring something within timeout.
-type pacedBody struct {
-	r       io.Reader
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (p *pacedBody) Read(b []byte) (int, error) {
-	p.rc.SetReadDeadline(time.Now().Add(p.timeout)) //nolint:errcheck
-	n, err := p.r.Read(b)
-	if err != nil {
-		p.rc.SetReadDeadline(time.Time{}) //nolint:errcheck
-	}
-	return n, err
 }
 
 // block answers 403 for a request that carries a secret.
@@ -359,119 +329,3 @@ func upstreamError(err error) (int, string) {
 	return http.StatusBadGateway, "upstream failed: " + err.Error()
 }
 
-// bodyFail is why a body is not sent.
-type bodyFail struct {
-	hit      *detect.Hit
-	status   int
-	decision string
-	reason   string
-}
-
-// prepareBody scans the request body. A body up to MaxScanBody is read
-// whole and searched (with its decoded and flattened views, decompressed
-// too) before anything is sent; a larger one streams through the
-// detector's flat guard, which holds back every byte that could be the
-// start of a secret in the stream or in its flattened form.
-func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.ResponseController) (io.ReadCloser, int64, *guardBody, *bodyFail) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return http.NoBody, 0, nil, nil
-	}
-	encs, err := contentEncodings(r.Header)
-	if err != nil {
-		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
-	}
-	limit := s.cfg.MaxScanBody
-	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) //nolint:errcheck
-	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if int64(len(buf)) <= limit {
-		rc.SetReadDeadline(time.Time{}) //nolint:errcheck
-	}
-	if err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			status = http.StatusRequestTimeout
-		}
-		return nil, 0, nil, &bodyFail{status: status, decision: audit.Deny, reason: "reading the request body: " + err.Error()}
-	}
-	if int64(len(buf)) <= limit {
-		if det != nil {
-			if hit, ok := det.Search(buf); ok {
-				return nil, 0, nil, &bodyFail{hit: &hit}
-			}
-			if len(encs) > 0 {
-				if f := s.scanDecoded(det, buf, encs); f != nil {
-					return nil, 0, nil, f
-				}
-			} else if enc := sniffCompressed(buf); enc != "" {
-				// Compressed data the request does not declare: the
-				// upstream may well decompress it. Not compressed after
-				// all (it does not decode) is no reason to refuse.
-				if f := s.scanDecoded(det, buf, []string{enc}); f != nil && (f.hit != nil || f.status == http.StatusRequestEntityTooLarge) {
-					return nil, 0, nil, f
-				}
-			}
-		}
-		if len(buf) == 0 {
-			return http.NoBody, 0, nil, nil
-		}
-		return io.NopCloser(bytes.NewReader(buf)), int64(len(buf)), nil, nil
-	}
-	if len(encs) > 0 {
-		reason := fmt.Sprintf("a %s-encoded body over %d bytes cannot be scanned before it leaves", strings.Join(encs, ","), limit)
-		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
-	}
-	if isGzip(buf) {
-		reason := fmt.Sprintf("a body of gzip data over %d bytes cannot be scanned before it leaves", limit)
-		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
-	}
-	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})
-	if det == nil {
-		return io.NopCloser(rest), r.ContentLength, nil, nil
-	}
-	// The flattened stream too: padding a body past MaxScanBody must not
-	// be a way around what the whole-body scan finds in wrapped base64.
-	g := &guardBody{r: det.GuardFlat(rest)}
-	return g, r.ContentLength, g, nil
-}
-
-// guardBody is the upload reader of a large body; it remembers a hit so
-// the request can be answered 403 after the transport gives up.
-type guardBody struct {
-	r   io.Reader
-	mu  sync.Mutex
-	hit *detect.Hit
-	n   int64
-}
-
-func (g *guardBody) Read(p []byte) (int, error) {
-	n, err := g.r.Read(p)
-	g.mu.Lock()
-	g.n += int64(n)
-	var he *detect.HitError
-	if errors.As(err, &he) && g.hit == nil {
-		h := he.Hit
-		g.hit = &h
-	}
-	g.mu.Unlock()
-	return n, err
-}
-
-func (g *guardBody) Close() error { return nil }
-
-func (g *guardBody) found() *detect.Hit {
-	if g == nil {
-		return nil
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.hit
-}
-
-func (g *guardBody) sent() int64 {
-	if g == nil {
-		return 0
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
-}

@@ -167,6 +167,9 @@ func (s *Server) relayResponse(w http.ResponseWriter, r *http.Request, snap *sna
 		e.Decision, e.Secret, e.Encoding, e.Canary = audit.Block, hit.Secret, hit.Encoding, isCanary(hit.Secret)
 		e.Reason = "secret " + hit.Secret + " in the request's body: upload cut short"
 	}
+	if f := a.upload.refused(); f != nil { // a part of the body it would not send (see decode.go)
+		e.Decision, e.Reason = f.decision, f.reason+": upload cut short"
+	}
 	e.Path = s.redact(snap, e.Path)
 	e.Query = s.redact(snap, e.Query)
 	e.DurationMS = ms(time.Since(e.Time))

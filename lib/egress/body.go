@@ -1,0 +1,196 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/detect"
+)
+
+// takeBodySlot waits up to BodySlotWait for a body slot.
+func (s *Server) takeBodySlot(ctx context.Context) bool {
+	select {
+	case s.bodySlots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.BodySlotWait)
+	defer t.Stop()
+	select {
+	case s.bodySlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// pacedBody is a large body's reader: each read from the client must
+// bring something within timeout.
+type pacedBody struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	p.rc.SetReadDeadline(time.Now().Add(p.timeout)) //nolint:errcheck
+	n, err := p.r.Read(b)
+	if err != nil {
+		p.rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	return n, err
+}
+
+// bodyFail is why a body is not sent.
+type bodyFail struct {
+	hit      *detect.Hit
+	status   int
+	decision string
+	reason   string
+}
+
+// prepareBody scans the request body. A body up to MaxScanBody is read
+// whole and searched (with its decoded and flattened views, decompressed
+// too) before anything is sent; a larger one streams through the
+// detector's flat guard, which holds back every byte that could be the
+// start of a secret in the stream or in its flattened form.
+func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.ResponseController) (io.ReadCloser, int64, *guardBody, *bodyFail) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return http.NoBody, 0, nil, nil
+	}
+	encs, err := contentEncodings(r.Header)
+	if err != nil {
+		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
+	}
+	limit := s.cfg.MaxScanBody
+	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) //nolint:errcheck
+	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if int64(len(buf)) <= limit {
+		rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			status = http.StatusRequestTimeout
+		}
+		return nil, 0, nil, &bodyFail{status: status, decision: audit.Deny, reason: "reading the request body: " + err.Error()}
+	}
+	if int64(len(buf)) <= limit {
+		if det != nil {
+			if hit, ok := det.Search(buf); ok {
+				return nil, 0, nil, &bodyFail{hit: &hit}
+			}
+			if len(encs) > 0 {
+				if f := s.scanDecoded(det, buf, encs); f != nil {
+					return nil, 0, nil, f
+				}
+			}
+			// Compressed data the request does not declare: the upstream
+			// may well decompress it, or keep it for someone who will.
+			if f := s.newOpener(det, len(buf), true).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+				return nil, 0, nil, f
+			}
+		}
+		if len(buf) == 0 {
+			return http.NoBody, 0, nil, nil
+		}
+		return io.NopCloser(bytes.NewReader(buf)), int64(len(buf)), nil, nil
+	}
+	if len(encs) > 0 {
+		reason := fmt.Sprintf("a %s-encoded body over %d bytes cannot be scanned before it leaves", strings.Join(encs, ","), limit)
+		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
+	}
+	if isGzip(buf) {
+		reason := fmt.Sprintf("a body of gzip data over %d bytes cannot be scanned before it leaves", limit)
+		return nil, 0, nil, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block, reason: reason}
+	}
+	if det != nil {
+		// What compressed data the first MaxScanBody bytes hold is opened
+		// if it ends there, refused if it goes on.
+		if f := s.newOpener(det, len(buf), false).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+			return nil, 0, nil, f
+		}
+	}
+	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})
+	if det == nil {
+		return io.NopCloser(rest), r.ContentLength, nil, nil
+	}
+	rest, f := sniffParts(det, rest, r.Header.Get("Content-Type"), len(buf)-partSniff)
+	if f != nil {
+		return nil, 0, nil, f
+	}
+	// The flattened stream too: padding a body past MaxScanBody must not
+	// be a way around what the whole-body scan finds in wrapped base64.
+	g := &guardBody{r: det.GuardFlat(rest)}
+	return g, r.ContentLength, g, nil
+}
+
+// guardBody is the upload reader of a large body; it remembers a hit so
+// the request can be answered 403 after the transport gives up.
+type guardBody struct {
+	r    io.Reader
+	mu   sync.Mutex
+	hit  *detect.Hit
+	fail *bodyFail // a part it would not send
+	n    int64
+}
+
+func (g *guardBody) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.mu.Lock()
+	g.n += int64(n)
+	var he *detect.HitError
+	var se *sniffError
+	switch {
+	case g.hit != nil || g.fail != nil:
+	case errors.As(err, &he):
+		h := he.Hit
+		g.hit = &h
+	case errors.As(err, &se) && se.fail.hit != nil:
+		g.hit = se.fail.hit
+	case errors.As(err, &se):
+		g.fail = se.fail
+	}
+	g.mu.Unlock()
+	return n, err
+}
+
+func (g *guardBody) Close() error { return nil }
+
+func (g *guardBody) found() *detect.Hit {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hit
+}
+
+// refused returns why the guard stopped the body short of a secret.
+func (g *guardBody) refused() *bodyFail {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fail
+}
+
+func (g *guardBody) sent() int64 {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
