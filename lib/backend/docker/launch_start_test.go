@@ -87,9 +87,9 @@ func TestAgentCommandWaitsForSidecar(t *testing.T) {
 		slug := newSlug("wait")
 		ws := t.TempDir()
 		os.Chmod(ws, 0o777)
-		p, raw := shellPlan(t, slug, func(m *manifest.Manifest) { m.Bottle.Workspace = ws })
+		p, _ := shellPlan(t, slug, func(m *manifest.Manifest) { m.Bottle.Workspace = ws })
 		p.Agent.Command = []string{"sh", "-c", "grep -c 'bb.egress$' /etc/hosts > /workspace/started; exec sleep 600"}
-		raw, _ = json.Marshal(p)
+		raw, _ := json.Marshal(p)
 		cleanupBottle(t, c, slug)
 		if _, err := Launch(t.Context(), c, launchOptions(t, p, raw, st)); err != nil {
 			t.Fatal(err)

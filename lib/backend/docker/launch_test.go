@@ -162,8 +162,9 @@ func TestLaunch(t *testing.T) {
 	}
 	t.Logf("launched in %v", time.Since(start))
 	want := Record{Slug: slug, Backend: "docker", AgentContainer: names.Agent(slug),
-		SidecarContainer: names.Sidecar(slug), AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID}
-	if *rec != want || !strings.HasPrefix(rec.AgentImage, "bb-agent-shell:") || !strings.HasPrefix(rec.SidecarImage, "bb-egress:") {
+		SidecarContainer: names.Sidecar(slug), AgentImage: rec.AgentImage, SidecarImage: rec.SidecarImage, AgentID: rec.AgentID,
+		DiskLimit: rec.DiskLimit} // TestLaunchBounds checks it against the engine
+	if *rec != want || rec.DiskLimit == "" || !strings.HasPrefix(rec.AgentImage, "bb-agent-shell:") || !strings.HasPrefix(rec.SidecarImage, "bb-egress:") {
 		t.Errorf("record = %+v", *rec)
 	}
 
