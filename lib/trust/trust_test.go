@@ -88,3 +88,30 @@ func TestPending(t *testing.T) {
 		t.Errorf("a file changed since it was read: %+v", ps)
 	}
 }
+
+// A folder once a workspace is remembered; a file trusted once is pending
+// when changed, wherever it lies now.
+func TestRememberAndKnown(t *testing.T) {
+	s := Open(t.TempDir())
+	if ws, err := s.Workspaces(); len(ws) != 0 || err != nil {
+		t.Fatalf("an empty store: %q %v", ws, err)
+	}
+	s.Remember("/src/a")
+	s.Remember("/src/b")
+	s.Remember("/src/a")
+	ws, err := s.Workspaces()
+	if err != nil || len(ws) != 2 || !strings.Contains(strings.Join(ws, " "), "/src/a") {
+		t.Errorf("remembered: %q %v", ws, err)
+	}
+	f := filepath.Join(t.TempDir(), "bb.yaml")
+	v1, v2 := []byte("a: 1\n"), []byte("a: 2\n")
+	s.Trust(f, v1)
+	os.WriteFile(f, v2, 0o644)
+	ps, _ := s.Pending([]File{{f, Sum(v2)}}, nil)
+	if len(ps) != 1 || !strings.Contains(Describe(ps[0]), "when you trusted it") {
+		t.Errorf("a trusted file changed outside every workspace: %+v", ps)
+	}
+	if ps, _ := s.Pending([]File{{f, Sum(v1)}}, nil); len(ps) != 0 {
+		t.Errorf("trusted content: %+v", ps)
+	}
+}
