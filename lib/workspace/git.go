@@ -308,6 +308,9 @@ func PlanGit(ws string) (GitPlan, error) {
 	case GitNone:
 		p.OwnRepo = true // a repository the agent makes is its own, never one in the person's folder
 	case GitDir:
+		if err := checkCredentials(ws, g.Dir); err != nil {
+			return GitPlan{}, err
+		}
 		p.OwnRepo, p.HostGit = true, g.Dir
 	case GitFile:
 		p.GitFile = filepath.Join(ws, ".git")
@@ -315,4 +318,25 @@ func PlanGit(ws string) (GitPlan, error) {
 			"its repository lies outside the workspace and is not mounted, so the agent has no git repository there")
 	}
 	return p, nil
+}
+
+// checkCredentials refuses the repository dir (ws's .git) when its
+// configuration holds a credential (ConfigCredentials): bb lends it to the
+// agent read-only, and the agent would read it.
+func checkCredentials(ws, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening the repository %s: %w", dir, err)
+	}
+	defer root.Close()
+	found := repoCredentials(root.FS())
+	if len(found) == 0 {
+		return nil
+	}
+	if len(found) > 5 {
+		found = append(found[:5], fmt.Sprintf("and %d more", len(found)-5))
+	}
+	return &Refusal{ws, "its git configuration holds a credential (" + strings.Join(found, ", ") + "), and bb lends the agent " +
+		"that repository read-only: keep tokens in a credential helper instead (git remote set-url NAME URL-without-the-token; " +
+		"git config --unset KEY), then start again"}
 }
