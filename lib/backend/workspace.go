@@ -288,15 +288,22 @@ type Mount struct {
 // itself.
 func (l *Launching) GitMounts() []Mount {
 	var ms []Mount
-	target := path.Join(l.Plan.Agent.Workdir, ".git")
-	if l.Git.OwnRepo {
-		ms = append(ms, Mount{Source: names.GitVolume(l.Plan.Slug), Target: target, Volume: true})
+	// Every name the workspace's disk takes for .git (.GIT, where case is
+	// ignored) is masked as .git is (lib/workspace.GitAliases).
+	var targets []string
+	for _, n := range append([]string{".git"}, workspace.GitAliases(l.Workspace)...) {
+		targets = append(targets, path.Join(l.Plan.Agent.Workdir, n))
+	}
+	for _, target := range targets {
+		if l.Git.OwnRepo {
+			ms = append(ms, Mount{Source: names.GitVolume(l.Plan.Slug), Target: target, Volume: true})
+		}
+		if l.Git.GitFile != "" {
+			ms = append(ms, Mount{Source: l.Git.GitFile, Target: target, ReadOnly: true})
+		}
 	}
 	if l.Git.HostGit != "" {
 		ms = append(ms, Mount{Source: l.Git.HostGit, Target: workspace.HostGitMount, ReadOnly: true})
-	}
-	if l.Git.GitFile != "" {
-		ms = append(ms, Mount{Source: l.Git.GitFile, Target: target, ReadOnly: true})
 	}
 	return ms
 }

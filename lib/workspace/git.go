@@ -303,6 +303,9 @@ func PlanGit(ws string) (GitPlan, error) {
 	if err != nil {
 		return GitPlan{}, err
 	}
+	if err := checkIgnoring(ws); err != nil {
+		return GitPlan{}, err
+	}
 	p := GitPlan{Git: g}
 	switch g.Kind {
 	case GitNone:
