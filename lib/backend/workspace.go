@@ -145,6 +145,9 @@ func (l *Launching) checkTrust() error {
 		if p.Now == nil {
 			why = "it changed while bb was reading it"
 		}
+		if p.TooLong {
+			why = "it is too long to show for you to trust here: read it yourself first"
+		}
 		return exit.Usage(fmt.Errorf("refusing the manifest file %s: it %s, and %s", p.Path, p.Where(), why), TrustHint)
 	}
 	return nil

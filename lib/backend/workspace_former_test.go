@@ -89,3 +89,20 @@ func TestLaunchWorkspaceThroughAgentLink(t *testing.T) {
 		})
 	}
 }
+
+// A manifest too long to show is not asked about on a terminal: a person
+// would be asked to trust what they were not shown.
+func TestLaunchTrustTooLongNotAsked(t *testing.T) {
+	st := &state.Store{Dir: t.TempDir()}
+	ws := t.TempDir()
+	mf := filepath.Join(ws, "bb.yaml")
+	content := []byte(strings.Repeat("# padding\n", 5000) + "bottles: {dev: {egress: {routes: [{host: evil.example.com}]}}}\n")
+	os.WriteFile(mf, content, 0o644)
+	p, _ := memPlan(t, "mem-g001")
+	o := memOptions(t, p, withWorkspace(t, p, ws, manifest.SourceFile{Path: mf, SHA256: trust.Sum(content)}), st)
+	o.Confirm = func(string, string) (bool, error) { t.Error("asked to trust what was not shown"); return true, nil }
+	_, err := Launch(t.Context(), newMem(), o)
+	if err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "too long to show") {
+		t.Errorf("a manifest too long to show: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -276,6 +277,10 @@ type Pending struct {
 	// was read (nil: it changed since, and must be read again).
 	Before, Now []byte
 	Known       bool // something was trusted at its path before
+	// TooLong: its content is more than can be shown (maxKept bytes,
+	// maxDiffLines lines), so it is not offered to trust as shown: Now
+	// is nil.
+	TooLong bool
 }
 
 // Pending returns the files that lie in one of the workspaces (resolved
@@ -302,12 +307,37 @@ func (s *Store) Pending(files []File, workspaces []string) ([]Pending, error) {
 			continue
 		}
 		p := Pending{File: f, Workspace: in, Before: before, Known: r != nil}
-		if data, err := os.ReadFile(f.Path); err == nil && Sum(data) == f.SHA256 {
+		if data, err := readAtMost(f.Path, maxKept); err == nil && Sum(data) == f.SHA256 {
 			p.Now = data
+		} else if errors.Is(err, errTooLong) {
+			p.TooLong = true
+		}
+		if p.Now != nil && (len(lines(p.Now)) > maxDiffLines || len(lines(p.Before)) > maxDiffLines) {
+			p.Now, p.TooLong = nil, true
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+var errTooLong = errors.New("too long to show")
+
+// readAtMost reads the file at path, up to max bytes: a longer one is
+// errTooLong, not read into memory whole.
+func readAtMost(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, errTooLong
+	}
+	return b, nil
 }
 
 // Where says why p needs trust: where it lies.
@@ -324,6 +354,9 @@ func Describe(p Pending) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s;\n", p.Path, p.Where())
 	switch {
+	case p.TooLong:
+		fmt.Fprintf(&b, "it is too long to show here (past %d lines or %d KiB): read it yourself; if it is yours, trust it with bb-manifest --trust\n",
+			maxDiffLines, maxKept>>10)
 	case p.Now == nil:
 		b.WriteString("it changed while bb was reading it: run the command again\n")
 	case p.Before != nil:
