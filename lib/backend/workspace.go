@@ -239,7 +239,13 @@ func (l *Launching) checkBuildContext() error {
 		ctxDir = filepath.Dir(df.Path)
 	}
 	file, dir := workspace.Resolve(df.Path), workspace.Resolve(ctxDir)
-	for _, ws := range append([]string{l.Workspace}, l.knownWorkspaces()...) {
+	wss := append([]string{l.Workspace}, l.knownWorkspaces()...)
+	for _, p := range []string{df.Path, ctxDir} {
+		if err := workspace.NotThroughLinksIn(p, wss); err != nil {
+			return exit.Usage(fmt.Errorf("refusing the bottle's Dockerfile or build context: %w", err), BuildHint)
+		}
+	}
+	for _, ws := range wss {
 		switch {
 		case workspace.Within(ws, file) || workspace.Within(ws, filepath.Clean(df.Path)):
 			return exit.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where an agent can change it", df.Path, ws), BuildHint)

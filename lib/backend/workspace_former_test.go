@@ -106,3 +106,28 @@ func TestLaunchTrustTooLongNotAsked(t *testing.T) {
 		t.Errorf("a manifest too long to show: %v", err)
 	}
 }
+
+// A build context (or Dockerfile) named through a link the agent left in a
+// folder it had is refused: the image would be baked from wherever it
+// chose, and handed to the next agent.
+func TestLaunchBuildContextThroughAgentLink(t *testing.T) {
+	st := &state.Store{Dir: t.TempDir()}
+	ws := t.TempDir()
+	pa, _ := memPlan(t, "mem-b001")
+	if _, err := Launch(t.Context(), newMem(), memOptions(t, pa, withWorkspace(t, pa, ws), st)); err != nil {
+		t.Fatal(err)
+	}
+	st.Remove("mem-b001")
+	other := t.TempDir() // the person's, never the agent's
+	os.WriteFile(filepath.Join(other, "secret.txt"), []byte("the person's"), 0o600)
+	os.Symlink(other, filepath.Join(ws, "ctx"))
+	df := filepath.Join(t.TempDir(), "Dockerfile")
+	os.WriteFile(df, []byte("FROM bb-base:bookworm\nCOPY . /ctx\n"), 0o644)
+
+	pb, _ := memPlan(t, "mem-b002")
+	pb.Agent.Dockerfile.Path, pb.Agent.Dockerfile.Context = df, filepath.Join(ws, "ctx")
+	_, err := Launch(t.Context(), newMem(), memOptions(t, pb, withWorkspace(t, pb, t.TempDir()), st))
+	if err == nil || exit.CodeOf(err) != exit.CodeUsage || !strings.Contains(err.Error(), "link") {
+		t.Errorf("a build context through the agent's link: %v", err)
+	}
+}

@@ -278,8 +278,8 @@ func NotThroughLinksIn(p string, dirs []string) error {
 	for _, l := range Links(p) {
 		for _, d := range dirs {
 			if d != "" && Within(d, l) {
-				return &Refusal{p, fmt.Sprintf("its path passes the link %s, which lies in %s, a folder an agent can write or could: "+
-					"bb mounts no path an agent may have steered; name the folder the link leads to, if it is the one you mean", l, d)}
+				return fmt.Errorf("the path %s passes the link %s, which lies in %s, a folder an agent can write or could: "+
+					"bb takes no path an agent may have steered; name the folder the link leads to, if it is the one you mean", p, l, d)
 			}
 		}
 	}
