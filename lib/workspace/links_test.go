@@ -51,3 +51,38 @@ func TestLinks(t *testing.T) {
 		t.Errorf("a loop: %d links", len(ls))
 	}
 }
+
+// A folder the walk cannot read is not taken for one without repositories:
+// the look is said to be incomplete. And a deep tree is walked with few
+// files open at once.
+func TestNestedReposUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root reads a folder of mode 0; the test drops to another user
+		// only where it can.
+		t.Skip("root reads every folder")
+	}
+	ws := t.TempDir()
+	locked := filepath.Join(ws, "locked")
+	os.MkdirAll(filepath.Join(locked, "hidden", ".git"), 0o755)
+	os.Chmod(locked, 0)
+	defer os.Chmod(locked, 0o755)
+	if _, complete := NestedRepos(ws, 1000); complete {
+		t.Error("an unreadable folder counted as looked through")
+	}
+}
+
+func TestNestedReposDeep(t *testing.T) {
+	ws := t.TempDir()
+	p := ws
+	for i := 0; i < 1500; i++ {
+		p = filepath.Join(p, "d")
+	}
+	if err := os.MkdirAll(filepath.Join(p, ".git"), 0o755); err != nil {
+		t.Skip("the disk takes no path this deep:", err)
+	}
+	repos, complete := NestedRepos(ws, 100_000)
+	if len(repos) != 1 || !complete {
+		t.Errorf("a repository 1500 folders down: %d found, complete %v", len(repos), complete)
+	}
+}
+
