@@ -85,4 +85,3 @@ func TestNestedReposDeep(t *testing.T) {
 		t.Errorf("a repository 1500 folders down: %d found, complete %v", len(repos), complete)
 	}
 }
-
