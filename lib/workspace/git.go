@@ -96,6 +96,11 @@ const (
 	maxModules   = 4 // depth of submodules within submodules
 )
 
+// maxSeedEntries bounds the files and folders of a seed, over the whole
+// repository and its submodules (a variable for tests): each is held in
+// memory and written to the bottle.
+var maxSeedEntries = 200_000
+
 // Seed returns the files of the agent's own repository, made from the
 // person's repository g.Dir (read through an os.Root: no link in it leads
 // out), and notes for the person on what the agent's copy lacks. hostMount
@@ -122,13 +127,28 @@ type seeder struct {
 	files []File
 	notes []string
 	total int64
+	full  bool // maxSeedEntries reached: nothing more is added
+}
+
+// add adds f to the seed, unless it is full.
+func (s *seeder) add(f File) bool {
+	if s.full {
+		return false
+	}
+	if len(s.files) >= maxSeedEntries {
+		s.full = true
+		s.note("your repository holds more than %d files of refs and submodules: the rest are left out of the agent's copy", maxSeedEntries)
+		return false
+	}
+	s.files = append(s.files, f)
+	return true
 }
 
 func (s *seeder) note(format string, args ...any) {
 	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
-func (s *seeder) dir(p string) { s.files = append(s.files, File{Path: p, Mode: fs.ModeDir | 0o755}) }
+func (s *seeder) dir(p string) { s.add(File{Path: p, Mode: fs.ModeDir | 0o755}) }
 
 // read copies the regular file rel (under the repository's root) to the
 // seed, if it is there and within the limits; it reports whether it was.
@@ -155,11 +175,11 @@ func (s *seeder) read(rel string) ([]byte, bool) {
 }
 
 func (s *seeder) copy(rel, to string) bool {
-	b, ok := s.read(rel)
-	if ok {
-		s.files = append(s.files, File{Path: to, Data: b, Mode: 0o644})
+	if s.full {
+		return false
 	}
-	return ok
+	b, ok := s.read(rel)
+	return ok && s.add(File{Path: to, Data: b, Mode: 0o644})
 }
 
 // repo seeds the repository at rel (the main one, "", or a submodule's
@@ -183,7 +203,7 @@ func (s *seeder) repo(rel, mount string, module bool, depth int) error {
 		host = mount
 	}
 	kept, dropped := FilterConfig(cfg, module, host)
-	s.files = append(s.files, File{Path: at("config"), Data: kept, Mode: 0o644})
+	s.add(File{Path: at("config"), Data: kept, Mode: 0o644})
 	if len(dropped) > 0 && rel == "" {
 		s.note("the agent's repository keeps none of your repository's settings but its remotes and format (left out: %s)", strings.Join(dropped, ", "))
 	}
@@ -194,7 +214,7 @@ func (s *seeder) repo(rel, mount string, module bool, depth int) error {
 	if b, ok := s.read(at("objects/info/alternates")); ok && len(strings.TrimSpace(string(b))) > 0 {
 		s.note("your repository borrows objects from elsewhere (objects/info/alternates): those are not in the bottle, so the agent's git misses them")
 	}
-	s.files = append(s.files, File{Path: at("objects/info/alternates"), Data: []byte(alternates), Mode: 0o644})
+	s.add(File{Path: at("objects/info/alternates"), Data: []byte(alternates), Mode: 0o644})
 	for _, f := range []string{"packed-refs", "index", "shallow", "info/exclude", "info/sparse-checkout", "ORIG_HEAD", "FETCH_HEAD"} {
 		s.copy(at(f), at(f))
 	}
@@ -228,6 +248,9 @@ func (s *seeder) modules(dir, mount string, depth int) error {
 		return nil
 	}
 	for _, e := range entries {
+		if s.full {
+			return nil
+		}
 		if !e.IsDir() {
 			continue
 		}
@@ -256,6 +279,9 @@ func (s *seeder) tree(rel string) error {
 				return fs.SkipAll
 			}
 			return nil
+		}
+		if s.full {
+			return fs.SkipAll
 		}
 		if n++; n > maxRefFiles {
 			s.note("%s holds more than %d files: the rest are left out", rel, maxRefFiles)
