@@ -342,6 +342,9 @@ func PlanGit(ws string) (GitPlan, error) {
 		}
 		p.OwnRepo, p.HostGit = true, g.Dir
 	case GitFile:
+		if err := checkGitFile(ws); err != nil {
+			return GitPlan{}, err
+		}
 		p.GitFile = filepath.Join(ws, ".git")
 		p.Notes = append(p.Notes, "the workspace's .git is a file (a linked worktree or a submodule's checkout): "+
 			"its repository lies outside the workspace and is not mounted, so the agent has no git repository there")
@@ -368,4 +371,49 @@ func checkCredentials(ws, dir string) error {
 	return &Refusal{ws, "its git configuration holds a credential (" + strings.Join(found, ", ") + "), and bb lends the agent " +
 		"that repository read-only: keep tokens in a credential helper instead (git remote set-url NAME URL-without-the-token; " +
 		"git config --unset KEY), then start again"}
+}
+
+// checkGitFile refuses ws when its .git file names a repository, or a
+// worktree's common folder, inside ws (the ".bare" layout): the file is
+// kept read-only, but what it names would be the agent's to write,
+// configuration and hooks that git on the host runs.
+func checkGitFile(ws string) error {
+	dir, ok := pointer(filepath.Join(ws, ".git"), "gitdir:", ws)
+	if !ok {
+		return nil
+	}
+	if Within(ws, dir) {
+		return &Refusal{ws, fmt.Sprintf("its .git file names the repository %s, which lies inside it: the agent could write "+
+			"that repository's configuration and hooks, which git on your machine runs; launch the bottle on a linked "+
+			"worktree outside it (git worktree add), or on the repository's own folder", dir)}
+	}
+	if common, ok := pointer(filepath.Join(dir, "commondir"), "", dir); ok && Within(ws, common) {
+		return &Refusal{ws, fmt.Sprintf("its repository's common folder %s lies inside it: the agent could write its "+
+			"configuration and hooks, which git on your machine runs", common)}
+	}
+	return nil
+}
+
+// pointer reads a one-line file of git's that names a folder (a .git
+// file's "gitdir: PATH", a commondir's PATH), relative to base, and
+// returns it resolved.
+func pointer(file, prefix, base string) (string, bool) {
+	fi, err := os.Lstat(file)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
+		return "", false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	p, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), prefix)
+	p = strings.TrimSpace(p)
+	if !ok || p == "" {
+		return "", false
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	return Resolve(p), true
 }

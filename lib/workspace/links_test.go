@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,5 +84,34 @@ func TestNestedReposDeep(t *testing.T) {
 	repos, complete := NestedRepos(ws, 100_000)
 	if len(repos) != 1 || !complete {
 		t.Errorf("a repository 1500 folders down: %d found, complete %v", len(repos), complete)
+	}
+}
+
+// A .git file that names a repository inside the workspace (the ".bare"
+// layout: gitdir: ./.bare) leaves that repository, configuration and hooks,
+// the agent's to write: refused. One outside (a linked worktree's) is not.
+func TestPlanGitFileInside(t *testing.T) {
+	ws := t.TempDir()
+	bare := filepath.Join(ws, ".bare")
+	if out, err := exec.Command("git", "init", "-q", "--bare", bare).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(ws, ".git"), []byte("gitdir: ./.bare\n"), 0o644)
+	if _, err := PlanGit(ws); err == nil || !strings.Contains(err.Error(), ".bare") {
+		t.Errorf("a .git file naming a repository in the workspace: %v", err)
+	}
+	// Its worktree's metadata inside, its common folder too.
+	wt := filepath.Join(ws, "wt")
+	os.MkdirAll(filepath.Join(bare, "worktrees", "wt"), 0o755)
+	os.WriteFile(filepath.Join(bare, "worktrees", "wt", "commondir"), []byte("../..\n"), 0o644)
+	os.Mkdir(wt, 0o755)
+	os.WriteFile(filepath.Join(wt, ".git"), []byte("gitdir: "+filepath.Join(bare, "worktrees", "wt")+"\n"), 0o644)
+	if _, err := PlanGit(wt); err != nil {
+		t.Errorf("a linked worktree whose repository lies outside it: %v", err)
+	}
+	// The same worktree, its common folder named inside it.
+	os.WriteFile(filepath.Join(bare, "worktrees", "wt", "commondir"), []byte(filepath.Join(wt, "common")+"\n"), 0o644)
+	if _, err := PlanGit(wt); err == nil {
+		t.Error("a worktree whose common folder lies inside the workspace")
 	}
 }
