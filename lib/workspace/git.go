@@ -340,7 +340,12 @@ func PlanGit(ws string) (GitPlan, error) {
 		if err := checkCredentials(ws, g.Dir); err != nil {
 			return GitPlan{}, err
 		}
+		if common, ok := pointer(filepath.Join(g.Dir, "commondir"), "", g.Dir); ok && Within(ws, common) {
+			return GitPlan{}, &Refusal{ws, fmt.Sprintf("its .git/commondir names %s, inside it: the agent could write "+
+				"the configuration and hooks git on your machine takes from there", common)}
+		}
 		p.OwnRepo, p.HostGit = true, g.Dir
+		p.Notes = append(p.Notes, filesInWorkspace(ws, g.Dir)...)
 	case GitFile:
 		if err := checkGitFile(ws); err != nil {
 			return GitPlan{}, err
@@ -416,4 +421,42 @@ func pointer(file, prefix, base string) (string, bool) {
 		p = filepath.Join(base, p)
 	}
 	return Resolve(p), true
+}
+
+// filesInWorkspace names the settings of the repository dir's own
+// configuration that make git on the host read files the agent can write:
+// a hooks folder (husky's .husky/) or an included configuration inside
+// the workspace ws. They are the person's project files,
+// as a Makefile is; the person is told, as bb cannot keep git from them.
+func filesInWorkspace(ws, dir string) []string {
+	var out []string
+	for _, name := range []string{"config", "config.worktree"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		for _, e := range parseConfig(b) {
+			var p string
+			switch {
+			case e.section == "core" && e.key == "hookspath":
+				p = e.value
+				if !filepath.IsAbs(p) && !strings.HasPrefix(p, "~") {
+					p = filepath.Join(ws, p) // relative to the worktree
+				}
+			case (e.section == "include" || e.section == "includeif") && e.key == "path":
+				p = e.value
+				if !filepath.IsAbs(p) && !strings.HasPrefix(p, "~") {
+					p = filepath.Join(dir, p) // relative to the file
+				}
+			default:
+				continue
+			}
+			if strings.HasPrefix(p, "~") || !Within(ws, Resolve(p)) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("your repository's %s.%s is %s, in the workspace: git on your machine runs "+
+				"what the agent writes there (read what it changed before you commit)", e.section, e.key, e.value))
+		}
+	}
+	return out
 }

@@ -115,3 +115,44 @@ func TestPlanGitFileInside(t *testing.T) {
 		t.Error("a worktree whose common folder lies inside the workspace")
 	}
 }
+
+// Settings of the person's repository that make git on the host read
+// files in the workspace are said (husky's hooks, an included project
+// configuration); others are not.
+func TestPlanGitFilesInWorkspace(t *testing.T) {
+	ws := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", ws).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	p, err := PlanGit(ws)
+	if err != nil || len(p.Notes) != 0 {
+		t.Fatalf("a plain repository: %q %v", p.Notes, err)
+	}
+	for _, kv := range [][2]string{{"core.hooksPath", ".husky/_"}, {"include.path", "../.gitconfig"},
+		{"includeIf.onbranch:main.path", "../shared.cfg"}, {"core.excludesFile", ".ignore"}, {"include.path", "/etc/gitconfig-x"}} {
+		exec.Command("git", "-C", ws, "config", "--add", kv[0], kv[1]).Run()
+	}
+	p, err = PlanGit(ws)
+	notes := strings.Join(p.Notes, "\n")
+	if err != nil || len(p.Notes) != 3 || !strings.Contains(notes, "core.hookspath is .husky/_") ||
+		!strings.Contains(notes, "include.path is ../.gitconfig") || !strings.Contains(notes, "includeif.path is ../shared.cfg") {
+		t.Errorf("notes: %v\n%s", err, notes)
+	}
+}
+
+// A .git folder whose commondir names a folder in the workspace is
+// refused: git takes configuration and hooks from there.
+func TestPlanGitCommondirInside(t *testing.T) {
+	ws := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", ws).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(ws, ".git", "commondir"), []byte("../shared\n"), 0o644)
+	if _, err := PlanGit(ws); err == nil || !strings.Contains(err.Error(), "commondir") {
+		t.Errorf("a commondir in the workspace: %v", err)
+	}
+	os.WriteFile(filepath.Join(ws, ".git", "commondir"), []byte(t.TempDir()+"\n"), 0o644)
+	if _, err := PlanGit(ws); err != nil {
+		t.Errorf("a commondir outside: %v", err)
+	}
+}
