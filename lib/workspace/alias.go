@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"unicode"
 )
 
 // A mount over <workdir>/.git masks that name only. On a disk that ignores
@@ -36,6 +37,11 @@ func caseSpellings() []string {
 func GitAliases(ws string) []string {
 	git, err := os.Lstat(filepath.Join(ws, ".git"))
 	if err != nil {
+		// None yet (a backend that mounts before it makes one): where
+		// the disk ignores case, every spelling will be .git.
+		if ignoresCase(ws) {
+			return caseSpellings()
+		}
 		return nil
 	}
 	var out []string
@@ -66,4 +72,28 @@ func checkIgnoring(ws string) error {
 		}
 	}
 	return nil
+}
+
+// ignoresCase reports whether ws's disk finds ws under its name in another
+// case (false when its name has no letters to tell by).
+func ignoresCase(ws string) bool {
+	self, err := os.Lstat(ws)
+	if err != nil {
+		return false
+	}
+	dir, base := filepath.Split(ws)
+	swapped := []rune(base)
+	for i, r := range swapped {
+		switch {
+		case unicode.IsUpper(r):
+			swapped[i] = unicode.ToLower(r)
+		case unicode.IsLower(r):
+			swapped[i] = unicode.ToUpper(r)
+		}
+	}
+	if string(swapped) == base {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(dir, string(swapped)))
+	return err == nil && os.SameFile(fi, self)
 }

@@ -21,8 +21,8 @@ func TestCaseSpellings(t *testing.T) {
 // it does not, none (a spelling the agent made is another folder).
 func TestGitAliases(t *testing.T) {
 	ws := t.TempDir()
-	if GitAliases(ws) != nil {
-		t.Error("aliases of no .git")
+	if got := GitAliases(ws); got != nil && !ignoresCase(ws) {
+		t.Errorf("aliases of no .git, where case counts: %q", got)
 	}
 	os.Mkdir(filepath.Join(ws, ".git"), 0o755)
 	os.Mkdir(filepath.Join(ws, ".GIT"), 0o755) // another folder, where case counts
@@ -45,6 +45,9 @@ func TestGitAliases(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(ws)
+		if got := GitAliases(ws); len(got) != 7 {
+			t.Errorf("a disk that ignores case, no .git yet: %q", got)
+		}
 		os.WriteFile(filepath.Join(ws, ".git"), []byte("gitdir: ../main/.git/worktrees/ws\n"), 0o644)
 		if got := GitAliases(ws); len(got) != 7 {
 			t.Errorf("a disk that ignores case: %q", got)
