@@ -18,6 +18,11 @@ import (
 // secretKeys are parts of a setting's name that say its value is a secret.
 var secretKeys = []string{"token", "passw", "secret", "oauth", "apikey", "api-key", "authorization", "extraheader", "smtppass"}
 
+// secretValues are parts of a value that say it holds a secret: an inline
+// credential helper's output, a header, a forge's token.
+var secretValues = []string{"password=", "passwd=", "token=", "authorization:", "bearer ",
+	"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-"}
+
 // ConfigCredentials names the settings of a git configuration that hold a
 // credential: a URL with a password (or any user, for HTTP, where a token
 // is the user) in its value or subsection, or a name that says secret. The
@@ -33,6 +38,9 @@ func ConfigCredentials(text []byte) []string {
 		for _, k := range secretKeys {
 			secret = secret || strings.Contains(e.key, k)
 		}
+		for _, v := range secretValues {
+			secret = secret || strings.Contains(strings.ToLower(e.value), v)
+		}
 		if secret {
 			found[name] = true
 		}
@@ -45,10 +53,13 @@ func ConfigCredentials(text []byte) []string {
 			if l == "" || l[0] == '#' || l[0] == ';' {
 				continue
 			}
-			key, _, _ := strings.Cut(l, "=")
+			key, value, _ := strings.Cut(l, "=")
 			secret := urlCredential(line)
 			for _, k := range secretKeys {
 				secret = secret || strings.Contains(key, k)
+			}
+			for _, v := range secretValues {
+				secret = secret || strings.Contains(value, v)
 			}
 			if secret {
 				found[fmt.Sprintf("line %d", i+1)] = true

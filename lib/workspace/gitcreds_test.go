@@ -29,6 +29,10 @@ func TestConfigCredentials(t *testing.T) {
 		{"[github]\n\toauth-token = x\n", "github.oauth-token"},
 		{"[sendemail]\n\tsmtpPass = x\n", "sendemail.smtppass"},
 		{"[submodule \"lib\"]\n\turl = https://tok@gitlab.com/o/lib\n", "submodule.<submodule>.url"},
+		{"[credential]\n\thelper = \"!f() { echo username=x; echo password=tok; }; f\"\n", "credential.helper"},
+		{"[credential \"https://github.com\"]\n\thelper = \"!echo password=$(cat /x)\"\n", "credential.<credential>.helper"},
+		{"[alias]\n\tpr = \"!gh pr --token ghp_abcdef\"\n", "alias.pr"},
+		{"[credential]\n\thelper = osxkeychain\n\thelper = cache --timeout=3600\n", ""},
 		// What the parser does not take is looked at as lines.
 		{"[remote \"origin\"]\n\turl = https://tok@github.com/o/r \\q\n", "line 2"},
 	} {
