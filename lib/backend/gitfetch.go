@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -91,7 +92,7 @@ func FetchGit(ctx context.Context, b Backend, st *state.Store, p *plan.Plan, bun
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if lw.over {
+	if lw.over || (err != nil && strings.Contains(err.Error(), BundleTooLarge)) {
 		return nil, exit.Backend(fmt.Errorf("bottle %s's branches make a bundle larger than %d MiB, more than bb takes back: nothing was fetched",
 			slug, MaxBundleBytes>>20), reviewHint(slug))
 	}
@@ -232,15 +233,24 @@ func hostGit(ctx context.Context, ws string, args ...string) (string, error) {
 // ARGS...) in a sandbox of its own, with the bottle's repository read-only
 // at repo, to bundle its branches to stdout, ARGS (NotArgs) left out. A
 // repository with nothing to send prints nothing: git refuses an empty
-// bundle. git's messages go to stderr.
+// bundle. git's messages go to stderr. The bundle file is bounded just
+// past MaxBundleBytes (ulimit -f, in 512-byte blocks), so that the
+// sandbox's disk holds no more than a fetch takes; past it the script
+// says BundleTooLarge.
 func GitBundleScript(repo string) string {
+	blocks := strconv.FormatInt(MaxBundleBytes/512+2, 10)
 	return `git --git-dir=` + repo + ` rev-parse -q --verify HEAD >/dev/null 2>&1 || git --git-dir=` + repo +
 		` for-each-ref --count=1 refs/heads | grep -q . || exit 0
-out=$(git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
+out=$(ulimit -f ` + blocks + ` && git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
+	rc=$?
 	case $out in *"empty bundle"*) exit 0 ;; esac
+	case "$rc:$out" in 153:*|*"too large"*|*"size limit"*|*"of signal 25"*) echo "` + BundleTooLarge + `" >&2; exit 3 ;; esac
 	printf '%s\n' "$out" >&2; exit 1; }
 cat /tmp/agent.bundle`
 }
+
+// BundleTooLarge is what GitBundleScript says of a bundle past the bound.
+const BundleTooLarge = "bb-export: the bundle is past the bound"
 
 // NotArgs leaves commits out of a bundle: "--not" and their ids, which are
 // hex, never options.
