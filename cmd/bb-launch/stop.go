@@ -13,6 +13,7 @@ import (
 	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/cli"
 	"github.com/bb-bottles/bb/lib/state"
+	"github.com/bb-bottles/bb/lib/trust"
 )
 
 func stopCommand() *ucli.Command {
@@ -129,6 +130,11 @@ func removeBottle(ctx context.Context, d *deps, b backend.Backend, slug string) 
 		}
 	}
 	ld, _ := backend.ReadLaunched(d.store, slug)
+	// Its folder stays the agent's writing (a launch remembers it too;
+	// this is for a bottle launched before that).
+	if err := trust.Open(d.store.Dir).Remember(ld.Workspace); err != nil {
+		return cli.Backend(err)
+	}
 	if err := d.store.Remove(slug); err != nil {
 		return cli.Backend(err)
 	}

@@ -1,13 +1,16 @@
 package backend
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -20,6 +23,15 @@ import (
 // FetchedRefs is where the agent's branches land in the person's
 // repository: refs/remotes/bb/<slug>/<branch>, shown as bb/<slug>/<branch>.
 func FetchedRefs(slug string) string { return "refs/remotes/bb/" + slug + "/" }
+
+// What a fetch takes from the agent at most: a bundle is its new work,
+// and a person looks through its branches; past either bound it is more
+// than that, and would land in the person's repository (a file per ref)
+// or fill the host's temporary folder (often memory) on its way.
+const MaxFetchBranches = 10_000
+
+// MaxBundleBytes is the largest bundle a fetch takes (a variable for tests).
+var MaxBundleBytes int64 = 2 << 30
 
 // ErrNoAgentRepo is a bottle without a repository of its own.
 var ErrNoAgentRepo = errors.New("the bottle has no git repository of its own")
@@ -75,9 +87,14 @@ func FetchGit(ctx context.Context, b Backend, st *state.Store, p *plan.Plan, bun
 	if err != nil {
 		return nil, exit.Backend(fmt.Errorf("making a file for the agent's bundle: %w", err))
 	}
-	err = ex.ExportGit(ctx, o, tmp)
+	lw := &limitWriter{w: tmp, left: MaxBundleBytes}
+	err = ex.ExportGit(ctx, o, lw)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if lw.over || (err != nil && strings.Contains(err.Error(), BundleTooLarge)) {
+		return nil, exit.Backend(fmt.Errorf("bottle %s's branches make a bundle larger than %d MiB, more than bb takes back: nothing was fetched",
+			slug, MaxBundleBytes>>20), reviewHint(slug))
 	}
 	if err != nil {
 		return nil, err
@@ -97,6 +114,12 @@ func FetchGit(ctx context.Context, b Backend, st *state.Store, p *plan.Plan, bun
 		}
 		return nil, nil
 	}
+	if n, err := bundleBranches(tmp.Name(), MaxFetchBranches); err != nil {
+		return nil, exit.Backend(fmt.Errorf("reading bottle %s's bundle: %w", slug, err))
+	} else if n > MaxFetchBranches {
+		return nil, exit.Backend(fmt.Errorf("bottle %s has more than %d branches, more than bb brings into your repository: nothing was fetched",
+			slug, MaxFetchBranches), reviewHint(slug))
+	}
 	if _, err := hostGit(ctx, ld.Workspace, "fetch", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-gc",
 		"--quiet", tmp.Name(), "+refs/heads/*:"+FetchedRefs(slug)+"*"); err != nil {
 		return nil, err
@@ -106,6 +129,61 @@ func FetchGit(ctx context.Context, b Backend, st *state.Store, p *plan.Plan, bun
 		return nil, err
 	}
 	return strings.Fields(out), nil
+}
+
+func reviewHint(slug string) string {
+	return fmt.Sprintf("its repository stays in the bottle: look at what it holds ('bb-launch exec %s -- git log --stat --branches'), "+
+		"and have the agent remove what you do not want back", slug)
+}
+
+// limitWriter passes on at most left bytes, then fails.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+	over bool
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		l.over = true
+		return 0, errors.New("the bundle is larger than bb takes")
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
+}
+
+// bundleBranches counts the refs a bundle's header lists, reading no
+// further than max+1 of them: a bundle is "# v2 git bundle" (or v3, with
+// "@" capabilities), "-" prerequisites, refs, then an empty line.
+func bundleBranches(file string, max int) (int, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	n := 0
+	for first := true; sc.Scan(); first = false {
+		line := sc.Text()
+		switch {
+		case first:
+			if line != "# v2 git bundle" && line != "# v3 git bundle" {
+				return 0, errors.New("it is no git bundle")
+			}
+		case line == "":
+			return n, nil
+		case line[0] == '@' || line[0] == '-':
+		default:
+			if n++; n > max {
+				return n, nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("its header has no end")
 }
 
 // hostTips are the commits the person's branches and tags point at.
@@ -155,15 +233,24 @@ func hostGit(ctx context.Context, ws string, args ...string) (string, error) {
 // ARGS...) in a sandbox of its own, with the bottle's repository read-only
 // at repo, to bundle its branches to stdout, ARGS (NotArgs) left out. A
 // repository with nothing to send prints nothing: git refuses an empty
-// bundle. git's messages go to stderr.
+// bundle. git's messages go to stderr. The bundle file is bounded just
+// past MaxBundleBytes (ulimit -f, in 512-byte blocks), so that the
+// sandbox's disk holds no more than a fetch takes; past it the script
+// says BundleTooLarge.
 func GitBundleScript(repo string) string {
+	blocks := strconv.FormatInt(MaxBundleBytes/512+2, 10)
 	return `git --git-dir=` + repo + ` rev-parse -q --verify HEAD >/dev/null 2>&1 || git --git-dir=` + repo +
 		` for-each-ref --count=1 refs/heads | grep -q . || exit 0
-out=$(git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
+out=$(ulimit -f ` + blocks + ` && git --git-dir=` + repo + ` bundle create /tmp/agent.bundle --branches "$@" 2>&1) || {
+	rc=$?
 	case $out in *"empty bundle"*) exit 0 ;; esac
+	case "$rc:$out" in 153:*|*"too large"*|*"size limit"*|*"of signal 25"*) echo "` + BundleTooLarge + `" >&2; exit 3 ;; esac
 	printf '%s\n' "$out" >&2; exit 1; }
 cat /tmp/agent.bundle`
 }
+
+// BundleTooLarge is what GitBundleScript says of a bundle past the bound.
+const BundleTooLarge = "bb-export: the bundle is past the bound"
 
 // NotArgs leaves commits out of a bundle: "--not" and their ids, which are
 // hex, never options.

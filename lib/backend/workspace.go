@@ -50,6 +50,13 @@ func (l *Launching) checkWorkspace(ctx context.Context) error {
 	if err != nil {
 		return exit.Usage(fmt.Errorf("%s: %w", from, err), workspace.Hint)
 	}
+	if recorded.Workspace == "" {
+		// A link an agent left in a folder it has or had must not choose
+		// what this bottle mounts.
+		if err := workspace.NotThroughLinksIn(ws, l.knownWorkspaces()); err != nil {
+			return exit.Usage(fmt.Errorf("%s: %w", from, err), workspace.Hint)
+		}
+	}
 	if recorded.Workspace != "" {
 		if err := workspace.Same(recorded.Workspace, recorded.WorkspaceID); err != nil {
 			return exit.Usage(fmt.Errorf("%s: %w", from, err),
@@ -71,7 +78,14 @@ func (l *Launching) checkWorkspace(ctx context.Context) error {
 	if err := l.checkShared(ctx); err != nil {
 		return err
 	}
-	return l.checkBuildContext()
+	if err := l.checkBuildContext(); err != nil {
+		return err
+	}
+	// The folder stays the agent's writing after the bottle is gone.
+	if err := trust.Open(l.Store.Dir).Remember(real); err != nil {
+		return exit.Backend(err)
+	}
+	return nil
 }
 
 // rules are the paths no mount may hold or lie in: the host's and the
@@ -131,16 +145,19 @@ func (l *Launching) checkTrust() error {
 		if p.Now == nil {
 			why = "it changed while bb was reading it"
 		}
-		return exit.Usage(fmt.Errorf("refusing the manifest file %s: it lies in the workspace %s, where an agent can write it, and %s",
-			p.Path, p.Workspace, why), TrustHint)
+		if p.TooLong {
+			why = "it is too long to show for you to trust here: read it yourself first"
+		}
+		return exit.Usage(fmt.Errorf("refusing the manifest file %s: it %s, and %s", p.Path, p.Where(), why), TrustHint)
 	}
 	return nil
 }
 
-// knownWorkspaces are the folders every other bottle was launched on.
+// knownWorkspaces are the folders every other bottle was launched on,
+// removed ones too (lib/trust remembers them).
 func (l *Launching) knownWorkspaces() []string {
 	mds, _ := l.Store.List()
-	var out []string
+	out, _ := trust.Open(l.Store.Dir).Workspaces()
 	for _, md := range mds {
 		if md.Slug == l.Plan.Slug {
 			continue
@@ -222,9 +239,15 @@ func (l *Launching) checkBuildContext() error {
 		ctxDir = filepath.Dir(df.Path)
 	}
 	file, dir := workspace.Resolve(df.Path), workspace.Resolve(ctxDir)
-	for _, ws := range append([]string{l.Workspace}, l.knownWorkspaces()...) {
+	wss := append([]string{l.Workspace}, l.knownWorkspaces()...)
+	for _, p := range []string{df.Path, ctxDir} {
+		if err := workspace.NotThroughLinksIn(p, wss); err != nil {
+			return exit.Usage(fmt.Errorf("refusing the bottle's Dockerfile or build context: %w", err), BuildHint)
+		}
+	}
+	for _, ws := range wss {
 		switch {
-		case workspace.Within(ws, file):
+		case workspace.Within(ws, file) || workspace.Within(ws, filepath.Clean(df.Path)):
 			return exit.Usage(fmt.Errorf("refusing the Dockerfile %s: it is in the workspace %s, where an agent can change it", df.Path, ws), BuildHint)
 		case workspace.Within(ws, dir):
 			return exit.Usage(fmt.Errorf("refusing the build context %s: it is in the workspace %s, where an agent can change it", ctxDir, ws), BuildHint)
@@ -274,15 +297,22 @@ type Mount struct {
 // itself.
 func (l *Launching) GitMounts() []Mount {
 	var ms []Mount
-	target := path.Join(l.Plan.Agent.Workdir, ".git")
-	if l.Git.OwnRepo {
-		ms = append(ms, Mount{Source: names.GitVolume(l.Plan.Slug), Target: target, Volume: true})
+	// Every name the workspace's disk takes for .git (.GIT, where case is
+	// ignored) is masked as .git is (lib/workspace.GitAliases).
+	var targets []string
+	for _, n := range append([]string{".git"}, workspace.GitAliases(l.Workspace)...) {
+		targets = append(targets, path.Join(l.Plan.Agent.Workdir, n))
+	}
+	for _, target := range targets {
+		if l.Git.OwnRepo {
+			ms = append(ms, Mount{Source: names.GitVolume(l.Plan.Slug), Target: target, Volume: true})
+		}
+		if l.Git.GitFile != "" {
+			ms = append(ms, Mount{Source: l.Git.GitFile, Target: target, ReadOnly: true})
+		}
 	}
 	if l.Git.HostGit != "" {
 		ms = append(ms, Mount{Source: l.Git.HostGit, Target: workspace.HostGitMount, ReadOnly: true})
-	}
-	if l.Git.GitFile != "" {
-		ms = append(ms, Mount{Source: l.Git.GitFile, Target: target, ReadOnly: true})
 	}
 	return ms
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -107,6 +108,69 @@ func (s *Store) Trust(path string, content []byte) error {
 		return fmt.Errorf("writing the trust store: %w", err)
 	}
 	return nil
+}
+
+// wsPrefix names the records of folders bottles were launched on.
+const wsPrefix = "workspace-"
+
+// Remember records ws (resolved) as a folder an agent was given. It stays
+// the agent's writing after its bottle is removed, so a file bb takes
+// configuration from there needs trust for as long as this store lives.
+func (s *Store) Remember(ws string) error {
+	if ws == "" {
+		return nil
+	}
+	h := sha256.Sum256([]byte(ws))
+	f := filepath.Join(s.Dir, wsPrefix+hex.EncodeToString(h[:16])+".json")
+	if r, err := readWorkspace(f); err == nil && r == ws {
+		return nil
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("writing the trust store: %w", err)
+	}
+	data, err := json.Marshal(map[string]string{"workspace": ws})
+	if err != nil {
+		return err
+	}
+	if err := state.WriteFileAtomic(f, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing the trust store: %w", err)
+	}
+	return nil
+}
+
+// Workspaces are the folders Remember recorded.
+func (s *Store) Workspaces() ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the trust store: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), wsPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if ws, err := readWorkspace(filepath.Join(s.Dir, e.Name())); err == nil && filepath.IsAbs(ws) {
+			out = append(out, ws)
+		}
+	}
+	return out, nil
+}
+
+func readWorkspace(f string) (string, error) {
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Workspace string `json:"workspace"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return "", err
+	}
+	return r.Workspace, nil
 }
 
 // Diff shows how after differs from before, line by line: "-" for a
@@ -213,6 +277,10 @@ type Pending struct {
 	// was read (nil: it changed since, and must be read again).
 	Before, Now []byte
 	Known       bool // something was trusted at its path before
+	// TooLong: its content is more than can be shown (maxKept bytes,
+	// maxDiffLines lines), so it is not offered to trust as shown: Now
+	// is nil.
+	TooLong bool
 }
 
 // Pending returns the files that lie in one of the workspaces (resolved
@@ -228,32 +296,67 @@ func (s *Store) Pending(files []File, workspaces []string) ([]Pending, error) {
 				break
 			}
 		}
-		if in == "" {
-			continue
-		}
 		ok, before, err := s.Lookup(f.Path, f.SHA256)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
+		r, _ := s.read(f.Path)
+		// A file trusted once lay where an agent could write it: changed,
+		// it is pending wherever it lies now.
+		if ok || (in == "" && r == nil) {
 			continue
 		}
-		r, _ := s.read(f.Path)
 		p := Pending{File: f, Workspace: in, Before: before, Known: r != nil}
-		if data, err := os.ReadFile(f.Path); err == nil && Sum(data) == f.SHA256 {
+		if data, err := readAtMost(f.Path, maxKept); err == nil && Sum(data) == f.SHA256 {
 			p.Now = data
+		} else if errors.Is(err, errTooLong) {
+			p.TooLong = true
+		}
+		if p.Now != nil && (len(lines(p.Now)) > maxDiffLines || len(lines(p.Before)) > maxDiffLines) {
+			p.Now, p.TooLong = nil, true
 		}
 		out = append(out, p)
 	}
 	return out, nil
 }
 
+var errTooLong = errors.New("too long to show")
+
+// readAtMost reads the file at path, up to max bytes: a longer one is
+// errTooLong, not read into memory whole.
+func readAtMost(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, errTooLong
+	}
+	return b, nil
+}
+
+// Where says why p needs trust: where it lies.
+func (p Pending) Where() string {
+	if p.Workspace == "" {
+		return "lay where an agent could write it when you trusted it"
+	}
+	return "lies in the workspace " + p.Workspace + ", where an agent can write it"
+}
+
 // Describe says what a person must look at before trusting p: the whole
 // file the first time, the change since the last trusted content after.
 func Describe(p Pending) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s lies in the workspace %s, where an agent can write it;\n", p.Path, p.Workspace)
+	fmt.Fprintf(&b, "%s %s;\n", p.Path, p.Where())
 	switch {
+	case p.TooLong:
+		fmt.Fprintf(&b, "it is too long to show here (past %d lines or %d KiB): read it yourself; if it is yours, trust it with bb-manifest --trust\n",
+			maxDiffLines, maxKept>>10)
 	case p.Now == nil:
 		b.WriteString("it changed while bb was reading it: run the command again\n")
 	case p.Before != nil:

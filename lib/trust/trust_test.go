@@ -88,3 +88,67 @@ func TestPending(t *testing.T) {
 		t.Errorf("a file changed since it was read: %+v", ps)
 	}
 }
+
+// A folder once a workspace is remembered; a file trusted once is pending
+// when changed, wherever it lies now.
+func TestRememberAndKnown(t *testing.T) {
+	s := Open(t.TempDir())
+	if ws, err := s.Workspaces(); len(ws) != 0 || err != nil {
+		t.Fatalf("an empty store: %q %v", ws, err)
+	}
+	s.Remember("/src/a")
+	s.Remember("/src/b")
+	s.Remember("/src/a")
+	ws, err := s.Workspaces()
+	if err != nil || len(ws) != 2 || !strings.Contains(strings.Join(ws, " "), "/src/a") {
+		t.Errorf("remembered: %q %v", ws, err)
+	}
+	f := filepath.Join(t.TempDir(), "bb.yaml")
+	v1, v2 := []byte("a: 1\n"), []byte("a: 2\n")
+	s.Trust(f, v1)
+	os.WriteFile(f, v2, 0o644)
+	ps, _ := s.Pending([]File{{f, Sum(v2)}}, nil)
+	if len(ps) != 1 || !strings.Contains(Describe(ps[0]), "when you trusted it") {
+		t.Errorf("a trusted file changed outside every workspace: %+v", ps)
+	}
+	if ps, _ := s.Pending([]File{{f, Sum(v1)}}, nil); len(ps) != 0 {
+		t.Errorf("trusted content: %+v", ps)
+	}
+}
+
+// What cannot be shown is never offered to trust as shown: a file past the
+// lines a change is shown for, or past the bytes kept, is pending with no
+// content to ask about, and says why.
+func TestPendingTooLong(t *testing.T) {
+	s := Open(t.TempDir())
+	ws := t.TempDir()
+	f := filepath.Join(ws, "bb.yaml")
+	for _, c := range []struct {
+		lines, width int
+		long         bool
+	}{
+		{maxDiffLines - 1, 10, false},
+		{maxDiffLines, 10, false},
+		{maxDiffLines + 1, 10, true},
+		{10 * maxDiffLines, 10, true},
+		{1, maxKept - 1, false},
+		{1, maxKept, false},
+		{1, maxKept + 1, true},
+		{1, 10 * maxKept, true},
+	} {
+		line := strings.Repeat("x", c.width-1) + "\n"
+		content := []byte(strings.Repeat(line, c.lines))
+		os.WriteFile(f, content, 0o644)
+		ps, err := s.Pending([]File{{f, Sum(content)}}, []string{ws})
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("%d lines of %d: %+v %v", c.lines, c.width, ps, err)
+		}
+		p := ps[0]
+		if p.TooLong != c.long || (p.Now != nil) == c.long {
+			t.Errorf("%d lines of %d bytes: too long %v, content %d bytes", c.lines, c.width, p.TooLong, len(p.Now))
+		}
+		if c.long && !strings.Contains(Describe(p), "too long to show") {
+			t.Errorf("%d lines of %d bytes: not said to be too long to show (%d bytes said)", c.lines, c.width, len(Describe(p)))
+		}
+	}
+}

@@ -96,6 +96,11 @@ const (
 	maxModules   = 4 // depth of submodules within submodules
 )
 
+// maxSeedEntries bounds the files and folders of a seed, over the whole
+// repository and its submodules (a variable for tests): each is held in
+// memory and written to the bottle.
+var maxSeedEntries = 200_000
+
 // Seed returns the files of the agent's own repository, made from the
 // person's repository g.Dir (read through an os.Root: no link in it leads
 // out), and notes for the person on what the agent's copy lacks. hostMount
@@ -122,13 +127,28 @@ type seeder struct {
 	files []File
 	notes []string
 	total int64
+	full  bool // maxSeedEntries reached: nothing more is added
+}
+
+// add adds f to the seed, unless it is full.
+func (s *seeder) add(f File) bool {
+	if s.full {
+		return false
+	}
+	if len(s.files) >= maxSeedEntries {
+		s.full = true
+		s.note("your repository holds more than %d files of refs and submodules: the rest are left out of the agent's copy", maxSeedEntries)
+		return false
+	}
+	s.files = append(s.files, f)
+	return true
 }
 
 func (s *seeder) note(format string, args ...any) {
 	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
-func (s *seeder) dir(p string) { s.files = append(s.files, File{Path: p, Mode: fs.ModeDir | 0o755}) }
+func (s *seeder) dir(p string) { s.add(File{Path: p, Mode: fs.ModeDir | 0o755}) }
 
 // read copies the regular file rel (under the repository's root) to the
 // seed, if it is there and within the limits; it reports whether it was.
@@ -155,11 +175,11 @@ func (s *seeder) read(rel string) ([]byte, bool) {
 }
 
 func (s *seeder) copy(rel, to string) bool {
-	b, ok := s.read(rel)
-	if ok {
-		s.files = append(s.files, File{Path: to, Data: b, Mode: 0o644})
+	if s.full {
+		return false
 	}
-	return ok
+	b, ok := s.read(rel)
+	return ok && s.add(File{Path: to, Data: b, Mode: 0o644})
 }
 
 // repo seeds the repository at rel (the main one, "", or a submodule's
@@ -183,7 +203,7 @@ func (s *seeder) repo(rel, mount string, module bool, depth int) error {
 		host = mount
 	}
 	kept, dropped := FilterConfig(cfg, module, host)
-	s.files = append(s.files, File{Path: at("config"), Data: kept, Mode: 0o644})
+	s.add(File{Path: at("config"), Data: kept, Mode: 0o644})
 	if len(dropped) > 0 && rel == "" {
 		s.note("the agent's repository keeps none of your repository's settings but its remotes and format (left out: %s)", strings.Join(dropped, ", "))
 	}
@@ -194,7 +214,7 @@ func (s *seeder) repo(rel, mount string, module bool, depth int) error {
 	if b, ok := s.read(at("objects/info/alternates")); ok && len(strings.TrimSpace(string(b))) > 0 {
 		s.note("your repository borrows objects from elsewhere (objects/info/alternates): those are not in the bottle, so the agent's git misses them")
 	}
-	s.files = append(s.files, File{Path: at("objects/info/alternates"), Data: []byte(alternates), Mode: 0o644})
+	s.add(File{Path: at("objects/info/alternates"), Data: []byte(alternates), Mode: 0o644})
 	for _, f := range []string{"packed-refs", "index", "shallow", "info/exclude", "info/sparse-checkout", "ORIG_HEAD", "FETCH_HEAD"} {
 		s.copy(at(f), at(f))
 	}
@@ -228,6 +248,9 @@ func (s *seeder) modules(dir, mount string, depth int) error {
 		return nil
 	}
 	for _, e := range entries {
+		if s.full {
+			return nil
+		}
 		if !e.IsDir() {
 			continue
 		}
@@ -256,6 +279,9 @@ func (s *seeder) tree(rel string) error {
 				return fs.SkipAll
 			}
 			return nil
+		}
+		if s.full {
+			return fs.SkipAll
 		}
 		if n++; n > maxRefFiles {
 			s.note("%s holds more than %d files: the rest are left out", rel, maxRefFiles)
@@ -303,16 +329,134 @@ func PlanGit(ws string) (GitPlan, error) {
 	if err != nil {
 		return GitPlan{}, err
 	}
+	if err := checkIgnoring(ws); err != nil {
+		return GitPlan{}, err
+	}
 	p := GitPlan{Git: g}
 	switch g.Kind {
 	case GitNone:
 		p.OwnRepo = true // a repository the agent makes is its own, never one in the person's folder
 	case GitDir:
+		if err := checkCredentials(ws, g.Dir); err != nil {
+			return GitPlan{}, err
+		}
+		if common, ok := pointer(filepath.Join(g.Dir, "commondir"), "", g.Dir); ok && Within(ws, common) {
+			return GitPlan{}, &Refusal{ws, fmt.Sprintf("its .git/commondir names %s, inside it: the agent could write "+
+				"the configuration and hooks git on your machine takes from there", common)}
+		}
 		p.OwnRepo, p.HostGit = true, g.Dir
+		p.Notes = append(p.Notes, filesInWorkspace(ws, g.Dir)...)
 	case GitFile:
+		if err := checkGitFile(ws); err != nil {
+			return GitPlan{}, err
+		}
 		p.GitFile = filepath.Join(ws, ".git")
 		p.Notes = append(p.Notes, "the workspace's .git is a file (a linked worktree or a submodule's checkout): "+
 			"its repository lies outside the workspace and is not mounted, so the agent has no git repository there")
 	}
 	return p, nil
+}
+
+// checkCredentials refuses the repository dir (ws's .git) when its
+// configuration holds a credential (ConfigCredentials): bb lends it to the
+// agent read-only, and the agent would read it.
+func checkCredentials(ws, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening the repository %s: %w", dir, err)
+	}
+	defer root.Close()
+	found := repoCredentials(root.FS())
+	if len(found) == 0 {
+		return nil
+	}
+	if len(found) > 5 {
+		found = append(found[:5], fmt.Sprintf("and %d more", len(found)-5))
+	}
+	return &Refusal{ws, "its git configuration holds a credential (" + strings.Join(found, ", ") + "), and bb lends the agent " +
+		"that repository read-only: keep tokens in a credential helper instead (git remote set-url NAME URL-without-the-token; " +
+		"git config --unset KEY), then start again"}
+}
+
+// checkGitFile refuses ws when its .git file names a repository, or a
+// worktree's common folder, inside ws (the ".bare" layout): the file is
+// kept read-only, but what it names would be the agent's to write,
+// configuration and hooks that git on the host runs.
+func checkGitFile(ws string) error {
+	dir, ok := pointer(filepath.Join(ws, ".git"), "gitdir:", ws)
+	if !ok {
+		return nil
+	}
+	if Within(ws, dir) {
+		return &Refusal{ws, fmt.Sprintf("its .git file names the repository %s, which lies inside it: the agent could write "+
+			"that repository's configuration and hooks, which git on your machine runs; launch the bottle on a linked "+
+			"worktree outside it (git worktree add), or on the repository's own folder", dir)}
+	}
+	if common, ok := pointer(filepath.Join(dir, "commondir"), "", dir); ok && Within(ws, common) {
+		return &Refusal{ws, fmt.Sprintf("its repository's common folder %s lies inside it: the agent could write its "+
+			"configuration and hooks, which git on your machine runs", common)}
+	}
+	return nil
+}
+
+// pointer reads a one-line file of git's that names a folder (a .git
+// file's "gitdir: PATH", a commondir's PATH), relative to base, and
+// returns it resolved.
+func pointer(file, prefix, base string) (string, bool) {
+	fi, err := os.Lstat(file)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
+		return "", false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	p, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), prefix)
+	p = strings.TrimSpace(p)
+	if !ok || p == "" {
+		return "", false
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	return Resolve(p), true
+}
+
+// filesInWorkspace names the settings of the repository dir's own
+// configuration that make git on the host read files the agent can write:
+// a hooks folder (husky's .husky/) or an included configuration inside
+// the workspace ws. They are the person's project files,
+// as a Makefile is; the person is told, as bb cannot keep git from them.
+func filesInWorkspace(ws, dir string) []string {
+	var out []string
+	for _, name := range []string{"config", "config.worktree"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		for _, e := range parseConfig(b) {
+			var p string
+			switch {
+			case e.section == "core" && e.key == "hookspath":
+				p = e.value
+				if !filepath.IsAbs(p) && !strings.HasPrefix(p, "~") {
+					p = filepath.Join(ws, p) // relative to the worktree
+				}
+			case (e.section == "include" || e.section == "includeif") && e.key == "path":
+				p = e.value
+				if !filepath.IsAbs(p) && !strings.HasPrefix(p, "~") {
+					p = filepath.Join(dir, p) // relative to the file
+				}
+			default:
+				continue
+			}
+			if strings.HasPrefix(p, "~") || !Within(ws, Resolve(p)) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("your repository's %s.%s is %s, in the workspace: git on your machine runs "+
+				"what the agent writes there (read what it changed before you commit)", e.section, e.key, e.value))
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -248,5 +249,55 @@ func TestFilterConfigQuoting(t *testing.T) {
 	}
 	if !slices.Contains(dropped, "remote.<remote>.url") {
 		t.Errorf("dropped %q: the value with a line break is not said", dropped)
+	}
+}
+
+// The seed holds at most maxSeedEntries files and folders, however many
+// submodules, refs or folders without HEAD the repository holds, and says
+// what it left out; the main repository's own files come first.
+func TestSeedEntryBudget(t *testing.T) {
+	defer func(n int) { maxSeedEntries = n }(maxSeedEntries)
+	maxSeedEntries = 300
+	ws := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", ws).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	git := filepath.Join(ws, ".git")
+	head := []byte("ref: refs/heads/main\n")
+	for m := 0; m < 40; m++ { // 40 submodules of 20 refs each
+		mod := filepath.Join(git, "modules", "m"+strconv.Itoa(m))
+		os.MkdirAll(filepath.Join(mod, "refs", "heads"), 0o755)
+		os.WriteFile(filepath.Join(mod, "HEAD"), head, 0o644)
+		for r := 0; r < 20; r++ {
+			os.WriteFile(filepath.Join(mod, "refs", "heads", "b"+strconv.Itoa(r)), []byte(strings.Repeat("a", 40)+"\n"), 0o644)
+		}
+	}
+	deep := filepath.Join(git, "modules", "x")
+	for i := 0; i < 500; i++ { // folders without HEAD, one in another
+		deep = filepath.Join(deep, "d")
+	}
+	os.MkdirAll(deep, 0o755)
+	g, err := InspectGit(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, notes, err := Seed(g, HostGitMount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) > maxSeedEntries {
+		t.Errorf("%d entries seeded, more than %d", len(files), maxSeedEntries)
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "more than 300 files") {
+		t.Errorf("notes: %q", notes)
+	}
+	have := map[string]bool{}
+	for _, f := range files {
+		have[f.Path] = true
+	}
+	for _, p := range []string{"HEAD", "config", "objects/info/alternates"} {
+		if !have[p] {
+			t.Errorf("the main repository's %s is left out", p)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package workspace
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -14,37 +16,37 @@ import (
 // reports whether it saw them all.
 func NestedRepos(ws string, budget int) (repos []string, complete bool) {
 	seen := 0
+	complete = true
 	var walk func(dir, rel string) bool
 	walk = func(dir, rel string) bool {
-		f, err := os.Open(dir)
-		if err != nil {
-			return true
+		// A folder that cannot be read (no permission, a path past the
+		// system's length) may hold one: the look is incomplete. One gone
+		// since it was listed holds none.
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			complete = false
 		}
-		defer f.Close()
-		for {
-			entries, err := f.ReadDir(256)
-			for _, e := range entries {
-				if seen++; seen > budget {
+		for _, e := range entries {
+			if seen++; seen > budget {
+				return false
+			}
+			name := e.Name()
+			if name == ".git" {
+				if rel != "" {
+					repos = append(repos, rel)
+				}
+				continue
+			}
+			if e.IsDir() {
+				if !walk(filepath.Join(dir, name), filepath.Join(rel, name)) {
 					return false
 				}
-				name := e.Name()
-				if name == ".git" {
-					if rel != "" {
-						repos = append(repos, rel)
-					}
-					continue
-				}
-				if e.IsDir() {
-					if !walk(filepath.Join(dir, name), filepath.Join(rel, name)) {
-						return false
-					}
-				}
-			}
-			if err != nil {
-				return true
 			}
 		}
+		return true
 	}
-	complete = walk(ws, "")
+	if !walk(ws, "") {
+		complete = false
+	}
 	return repos, complete
 }

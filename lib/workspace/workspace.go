@@ -14,6 +14,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -224,6 +225,63 @@ func Same(recorded string, id ID) error {
 	}
 	if now != id {
 		return &Refusal{recorded, "it is not the folder of the first launch: another was put in its place"}
+	}
+	return nil
+}
+
+// maxLinks is how many links resolving one path may pass, as the kernel's
+// own bound (40) is, so that a loop ends.
+const maxLinks = 40
+
+// Links returns where each link met in resolving p (absolute) lies: the
+// link itself, its folder resolved. A missing part ends the walk.
+func Links(p string) []string {
+	var links []string
+	rest := strings.Split(filepath.Clean(p), string(filepath.Separator))
+	cur := string(filepath.Separator)
+	for hops := 0; len(rest) > 0; {
+		name := rest[0]
+		rest = rest[1:]
+		if name == "" || name == "." {
+			continue
+		}
+		if name == ".." {
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, name)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return links
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		links = append(links, next)
+		to, err := os.Readlink(next)
+		if hops++; err != nil || hops > maxLinks {
+			return links
+		}
+		if filepath.IsAbs(to) {
+			cur = string(filepath.Separator)
+		}
+		rest = append(strings.Split(to, string(filepath.Separator)), rest...)
+	}
+	return links
+}
+
+// NotThroughLinksIn refuses p when resolving it passes a link that lies in
+// one of dirs (resolved folders an agent can write, or could): the agent
+// may have put it there to have a later mount of p lead where it chose.
+func NotThroughLinksIn(p string, dirs []string) error {
+	for _, l := range Links(p) {
+		for _, d := range dirs {
+			if d != "" && Within(d, l) {
+				return fmt.Errorf("the path %s passes the link %s, which lies in %s, a folder an agent can write or could: "+
+					"bb takes no path an agent may have steered; name the folder the link leads to, if it is the one you mean", p, l, d)
+			}
+		}
 	}
 	return nil
 }
