@@ -52,6 +52,11 @@ func (s *Session) Run(ctx context.Context, term *terminal.Terminal) (code int, d
 	defer term.Restore()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The agent's terminal has the person's size before the first key
+	// reaches it (a command typed at once must not see 0 0), then follows.
+	if sz, err := term.Size(); err == nil && sz.Width > 0 && sz.Height > 0 {
+		s.api.ContainerResize(ctx, s.id, client.ContainerResizeOptions{Width: sz.Width, Height: sz.Height}) //nolint:errcheck // Resizes tries again
+	}
 	go func() {
 		for sz := range term.Resizes(ctx) {
 			s.api.ContainerResize(ctx, s.id, client.ContainerResizeOptions{Width: sz.Width, Height: sz.Height}) //nolint:errcheck // the next resize tries again
