@@ -122,9 +122,6 @@ func TestViewsPastMaxScanBody(t *testing.T) {
 	}
 }
 
-
-
-
 // zipOf is a zip archive of the files, each stored or deflated.
 func zipArchive(method uint16, files map[string][]byte) []byte {
 	var out bytes.Buffer
