@@ -1,0 +1,98 @@
+package detect_test
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/bb-bottles/bb/lib/detect"
+)
+
+// escapeAll writes every byte of s as an escape of one kind.
+func escapeAll(s, kind string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch kind {
+		case "html":
+			fmt.Fprintf(&b, "&#%d;", s[i])
+		case "json":
+			fmt.Fprintf(&b, "\\u%04x", s[i])
+		case "pct":
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		case "qp":
+			fmt.Fprintf(&b, "=%02X", s[i])
+		}
+	}
+	return b.String()
+}
+
+// TestAttackRespTightViews: the tight guard (an answer's) finds a token
+// however the upstream escaped or wrapped it, read in pieces of any size,
+// and releases no byte of it first.
+func TestAttackRespTightViews(t *testing.T) {
+	d := mustNew(t, tokens[:2])
+	tok := tokens[0].Value
+	forms := map[string]string{
+		"one html":  tok[:5] + "&#" + fmt.Sprint(tok[5]) + ";" + tok[6:],
+		"one json":  tok[:5] + fmt.Sprintf("\\u%04x", tok[5]) + tok[6:],
+		"one pct":   tok[:5] + fmt.Sprintf("%%%02x", tok[5]) + tok[6:],
+		"html":      escapeAll(tok, "html"),
+		"json":      escapeAll(tok, "json"),
+		"pct":       escapeAll(tok, "pct"),
+		"pct twice": url.QueryEscape(escapeAll(tok, "pct")),
+		"wrapped":   tok[:20] + "\n" + tok[20:],
+		"wrapped2":  tok[:20] + "\\n" + tok[20:],
+		"wrapped3":  tok[:20] + "&#10;" + tok[20:],
+		"qp soft":   tok[:20] + "=\r\n" + tok[20:],
+		"hex ent":   hexEnt(tok),
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	for name, f := range forms {
+		for range 100 {
+			pre := strings.Repeat("ab ", r.IntN(40))
+			text := pre + f + " zz"
+			got, err := io.ReadAll(d.GuardTight(&randReader{r: strings.NewReader(text), rnd: r}))
+			if _, ok := detect.IsHit(err); !ok {
+				t.Fatalf("%s: %q: no hit (%v), released %q", name, text, err, got)
+			}
+			if len(got) > len(pre) {
+				t.Fatalf("%s: released %q past the %d bytes before the token", name, got, len(pre))
+			}
+		}
+	}
+}
+
+// TestAttackRespTightEvents: events whose ends hold escapes (JSON's \n,
+// an entity, a percent escape) are released whole as they arrive.
+func TestAttackRespTightEvents(t *testing.T) {
+	d := mustNew(t, tokens[:3])
+	src := make(chanReader, 1)
+	g := d.GuardTight(src)
+	buf := make([]byte, 4096)
+	for _, ev := range []string{
+		"data: {\"x\":1}\n\n",
+		"data: {\"text\":\"line\\n\"}\n\n",
+		"data: {\"text\":\"caf\\u00e9\"}\n\n",
+		"data: a &amp; b&#10;\n\n",
+		"data: 100%25 done\n\n",
+		"data: =\n\n",
+		"data: {\"t\":\"\\\\\"}\n\n",
+		"event: ping\ndata: =3D\n\n",
+	} {
+		src <- []byte(ev)
+		if n, err := g.Read(buf); err != nil || string(buf[:n]) != ev {
+			t.Fatalf("event %q: released %q %v", ev, buf[:n], err)
+		}
+	}
+}
+
+func hexEnt(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "&#X0%x;", s[i])
+	}
+	return b.String()
+}
