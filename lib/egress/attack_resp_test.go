@@ -1,0 +1,160 @@
+package egress
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// escapes writes every byte of s as an escape of one kind, or wraps it.
+func escapeForms(tok string) map[string]string {
+	all := func(f string) string {
+		var b strings.Builder
+		for i := 0; i < len(tok); i++ {
+			fmt.Fprintf(&b, f, tok[i])
+		}
+		return b.String()
+	}
+	return map[string]string{
+		"html one":  tok[:6] + fmt.Sprintf("&#%d;", tok[6]) + tok[7:],
+		"html all":  all("&#%d;"),
+		"hex ent":   all("&#x%x;"),
+		"json one":  tok[:6] + fmt.Sprintf("\\u%04x", tok[6]) + tok[7:],
+		"json all":  all("\\u%04X"),
+		"pct all":   all("%%%02x"),
+		"pct twice": strings.ReplaceAll(all("%%%02x"), "%", "%25"),
+		"qp":        all("=%02X"),
+		"wrapped":   tok[:10] + "\n" + tok[10:20] + "\r\n" + tok[20:],
+		"json wrap": tok[:10] + "\\n" + tok[10:],
+		"xml wrap":  tok[:10] + "&#10;" + tok[10:],
+		"qp soft":   tok[:10] + "=\r\n" + tok[10:],
+		"entity":    strings.ReplaceAll(tok, "-", "&#45;"),
+	}
+}
+
+// TestAttackRespEscapedEcho: an upstream that hands back the injected
+// token escaped or wrapped (HTML, JSON, percent, quoted-printable, line
+// breaks), in a small answer, a large one (the token past the first 32
+// KiB, which is streamed) and a chunked one, over HTTP/2 and HTTP/1.1,
+// gives the agent no byte of it.
+func TestAttackRespEscapedEcho(t *testing.T) {
+	h, u := newEchoHarness(t)
+	n := 0
+	for name := range escapeForms(apiToken) {
+		for _, size := range []int{0, 32<<10 - 5, 32 << 10, 100 << 10} {
+			for _, chunked := range []bool{false, true} {
+				path := fmt.Sprintf("/esc%d", n)
+				n++
+				pre := filler(size, uint64(n))
+				u.add(path, func(auth string) reply {
+					body := append(bytes.Clone(pre), escapeForms(strings.TrimPrefix(auth, "Bearer "))[name]...)
+					body = append(body, filler(64, 1)...)
+					return reply{body: body, chunked: chunked, header: http.Header{"Content-Type": {"text/html"}}}
+				})
+				for _, host := range []string{"echo.test", "echo1.test"} {
+					for _, h2 := range []bool{true, false} {
+						what := fmt.Sprintf("%s size %d chunked %v %s h2 %v", name, size, chunked, host, h2)
+						resp, got, err := h.fetch(h.agent(h2), "GET", u.url(host, path))
+						if err == nil && resp.StatusCode == 200 {
+							t.Errorf("%s: passed whole (%d bytes)", what, len(got))
+						}
+						if hit, ok := h.det.Search(got); ok {
+							t.Errorf("%s: the agent got the token (%s)", what, hit.Encoding)
+						}
+						if err == nil && resp.StatusCode == 200 && len(got) > len(pre) {
+							t.Errorf("%s: the agent got %d bytes past the %d before the token", what, len(got), len(pre))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// sseUp is an upstream of server-sent events over HTTP/2 and HTTP/1.1
+// that sends each event only once the test opens its gate.
+func sseUp(t *testing.T, h *harness, events []string, gates []chan struct{}) (h2, h1 *httptest.Server) {
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		for i, ev := range events {
+			if i > 0 {
+				select {
+				case <-gates[i-1]:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			io.WriteString(w, ev)
+			w.(http.Flusher).Flush()
+		}
+	}
+	start := func(two bool) *httptest.Server {
+		s := httptest.NewUnstartedServer(http.HandlerFunc(serve))
+		s.TLS = &tls.Config{GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) { return h.up.ca.Leaf(hi.ServerName) }}
+		s.EnableHTTP2 = two
+		s.StartTLS()
+		t.Cleanup(s.Close)
+		return s
+	}
+	return start(true), start(false)
+}
+
+// TestAttackRespEventsNotHeld: server-sent events through the guard of a
+// bottle that injects reach the agent each before the upstream sends the
+// next, also when they end in escapes, over both HTTP versions.
+func TestAttackRespEventsNotHeld(t *testing.T) {
+	events := []string{
+		"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
+		"data: {\"delta\":{\"text\":\"line\\n\"}}\n\n",
+		"data: {\"delta\":{\"text\":\"caf\\u00e9 \\\"q\\\"\"}}\n\n",
+		"data: a &amp; b&#10;\n\n",
+		"data: {\"t\":\"100%25 done\"}\n\n",
+		"data: [DONE]\n\n",
+	}
+	h := newHarness(t, defaultRoutes, roomyLog)
+	var servers [2]*httptest.Server
+	var gates [2][]chan struct{}
+	for k := range 2 {
+		gates[k] = make([]chan struct{}, len(events))
+		for i := range gates[k] {
+			gates[k][i] = make(chan struct{})
+		}
+		s2, s1 := sseUp(t, h, events, gates[k])
+		servers[k] = []*httptest.Server{s2, s1}[k]
+	}
+	h.writeRoutes(fmt.Sprintf(`
+- host: sse.test
+  ports: [%d, %d]
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+`, tlsPort(servers[0]), tlsPort(servers[1])))
+	h.waitRoutes("sse.test")
+	for k, h2 := range []bool{true, false} {
+		req := mustReq("GET", fmt.Sprintf("https://sse.test:%d/v1/messages", tlsPort(servers[k])), nil)
+		resp, err := h.agent(h2).Do(req)
+		if err != nil {
+			t.Fatal(err, h.dump())
+		}
+		for i, ev := range events {
+			buf := make([]byte, len(ev))
+			done := make(chan error, 1)
+			go func() { _, err := io.ReadFull(resp.Body, buf); done <- err }()
+			select {
+			case err := <-done:
+				if err != nil || string(buf) != ev {
+					t.Fatalf("h2 %v event %d: %q %v", h2, i, buf, err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("h2 %v: event %d %q not received before the next was sent", h2, i, ev)
+			}
+			close(gates[k][i])
+		}
+		resp.Body.Close()
+	}
+}
