@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -95,4 +96,31 @@ func hexEnt(s string) string {
 		fmt.Fprintf(&b, "&#X0%x;", s[i])
 	}
 	return b.String()
+}
+
+// TestAttackRespTightMemory: a guarded answer held open costs a bounded,
+// small amount; a stream with no line break or all escapes too.
+func TestAttackRespTightMemory(t *testing.T) {
+	d := mustNew(t, tokens[:2])
+	for _, text := range []string{strings.Repeat("hello world {\"a\":1} \\n ", 2000), strings.Repeat("%41", 20000), strings.Repeat(" ", 200000)} {
+		gs := make([]*detect.Guard, 200)
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		buf := make([]byte, 32<<10)
+		for i := range gs {
+			gs[i] = d.GuardTight(strings.NewReader(text))
+			for range 3 {
+				gs[i].Read(buf)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		per := (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / int64(len(gs))
+		runtime.KeepAlive(gs)
+		if per > 200<<10 {
+			t.Errorf("%.10q...: %d KiB per open guard", text, per>>10)
+		}
+		t.Logf("%.10q...: %d KiB per open guard", text, per>>10)
+	}
 }

@@ -58,7 +58,8 @@ func (d *Detector) GuardFlat(r io.Reader) *Guard { return d.GuardViews(r) }
 // (server-sent events, a long poll) is not delayed by bytes that cannot be
 // part of a secret. See tight.go.
 func (d *Detector) GuardTight(r io.Reader) *Guard {
-	g := d.GuardViews(r)
+	g := d.newGuard(r, max(0, d.maxLen-1))
+	g.views = d.newViewSet()
 	g.tight, g.tv = true, &tight{}
 	return g
 }
@@ -101,6 +102,10 @@ func (g *Guard) Read(p []byte) (int, error) {
 		g.buf = g.buf[:copy(g.buf, g.buf[g.off:])]
 		g.base += int64(g.off)
 		g.off = 0
+		if g.tv != nil && cap(g.buf)-len(g.buf) < guardChunk/2 {
+			// What the views hold grows the buffer, up to maxFlatHold.
+			g.buf = slices.Grow(g.buf, guardChunk)
+		}
 		n, err := g.r.Read(g.buf[len(g.buf):cap(g.buf)])
 		fresh := g.buf[len(g.buf) : len(g.buf)+n]
 		g.buf = g.buf[:len(g.buf)+n]
@@ -148,7 +153,19 @@ func (g *Guard) scan(fresh []byte, final bool) (Hit, bool) {
 	if g.views == nil {
 		return Hit{}, false
 	}
-	return g.views.write(fresh, low, final)
+	if g.tv == nil {
+		return g.views.write(fresh, low, final)
+	}
+	// A tight guard's views decode a piece at a time: their buffers grow
+	// to what one write makes, and an answer held open keeps them.
+	for i := 0; i < len(fresh) || i == 0; i += viewPiece {
+		j := min(len(fresh), i+viewPiece)
+		if hit, ok := g.views.write(fresh[i:j], low[i:j], final && j == len(fresh)); ok {
+			return hit, ok
+		}
+		g.tv.wrote(g.views)
+	}
+	return Hit{}, false
 }
 
 // openTail returns how many bytes at the end of b could be the start of a

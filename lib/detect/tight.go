@@ -89,6 +89,16 @@ type tight struct {
 	scratch [2][]byte
 }
 
+// wrote notes what a write to the views made.
+func (t *tight) wrote(s *viewSet) {
+	// The view's bytes from its end on come from its input's from the
+	// first byte not decoded: a mark walkBack can start from.
+	for _, v := range []*viewStream{s.dec, s.dec2, s.flat} {
+		v.addMark(mark{v.outN, v.pendAt})
+	}
+	t.decHist = keep(t.decHist, s.dec.out)
+}
+
 func (t *tight) reset() { t.hist, t.decHist = t.hist[:0], t.decHist[:0] }
 
 // keep appends b to h and trims it to its last histMax bytes.
@@ -108,12 +118,6 @@ func keep(h, b []byte) []byte {
 // that the views' pending bytes finish.
 func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawReady int) (int, Hit, bool) {
 	n := len(buf)
-	// The view's bytes from its end on come from its input's from the
-	// first byte not decoded: a mark walkBack can start from.
-	for _, v := range []*viewStream{s.dec, s.dec2, s.flat} {
-		v.addMark(mark{v.outN, v.pendAt})
-	}
-	t.decHist = keep(t.decHist, s.dec.out)
 	from := base + int64(rawReady)
 	hist := func(h, b []byte) []byte { return append(slices.Clip(h), b...) }
 	x1, decMore, hit, ok := s.dec.settle(d, nil, func() ([]byte, int64) { return hist(t.hist, buf), base - int64(len(t.hist)) }, &t.scratch[0])
