@@ -158,3 +158,46 @@ func TestAttackRespEventsNotHeld(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestAttackRespRangeOfToken: the agent asks a host the token goes to for
+// a piece of what it stored (Range, Request-Range, If-Range, or a server
+// that answers 206 to a query); no piece reaches it.
+func TestAttackRespRangeOfToken(t *testing.T) {
+	h := newHarness(t, defaultRoutes, roomyLog)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if r.Header.Get("Range") == "" && r.Header.Get("Request-Range") == "" && r.URL.Query().Get("part") == "" {
+			io.WriteString(w, "stored")
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes 5-12/%d", len(tok)))
+		w.WriteHeader(http.StatusPartialContent)
+		io.WriteString(w, tok[5:13])
+	}))
+	srv.TLS = &tls.Config{GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) { return h.up.ca.Leaf(hi.ServerName) }}
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	h.writeRoutes(fmt.Sprintf(`
+- host: store.test
+  ports: [%d]
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+`, tlsPort(srv)))
+	h.waitRoutes("store.test")
+	for _, h2 := range []bool{true, false} {
+		for _, hdr := range []string{"Range", "Request-Range", "If-Range", ""} {
+			q := ""
+			if hdr == "" {
+				q = "?part=5-12"
+			}
+			req := mustReq("GET", fmt.Sprintf("https://store.test:%d/file%s", tlsPort(srv), q), nil)
+			if hdr != "" {
+				req.Header.Set(hdr, "bytes=5-12")
+			}
+			_, body, _ := h.do(h.agent(h2), req)
+			if strings.Contains(body, apiToken[5:13]) {
+				t.Errorf("h2 %v %q: the agent got bytes 5-12 of the token: %q", h2, hdr, body)
+			}
+		}
+	}
+}

@@ -77,8 +77,10 @@ func (s *Server) askCodings(snap *snapshot, rt *routes.Route, t target, h http.H
 	if snap.injected == nil {
 		return
 	}
-	if h.Get("Range") != "" && s.tokenHost(snap, answer{rt: rt, t: t}) {
+	if s.tokenHost(snap, answer{rt: rt, t: t}) {
+		// Request-Range is Range under the name old servers (Apache) read.
 		h.Del("Range")
+		h.Del("Request-Range")
 		h.Del("If-Range")
 	}
 	if h.Get("Range") != "" {
@@ -227,6 +229,11 @@ func (s *Server) openBody(r *http.Request, snap *snapshot, a answer) (io.Reader,
 			return http.NoBody, "", none, nil // nothing to carry a token
 		}
 		return nil, "", none, &responseFail{reason: err.Error()}
+	}
+	if resp.StatusCode == http.StatusPartialContent && s.tokenHost(snap, a) {
+		// The sidecar asked no range of it (askCodings): a piece of a
+		// file, however it was asked for, could be a piece of a token.
+		return nil, "", none, &responseFail{reason: "a partial answer (206) from a host the sidecar sends a token to, which asked for no range"}
 	}
 	var body io.Reader = resp.Body
 	if len(codings) > 0 {
