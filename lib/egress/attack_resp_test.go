@@ -201,3 +201,40 @@ func TestAttackRespRangeOfToken(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackRespHeadersEscaped: the token escaped in a response header's
+// value (a redirect's Location, a cookie, a Link) or name, for GET and
+// HEAD, over both HTTP versions, and in a redirect the agent follows.
+func TestAttackRespHeadersEscaped(t *testing.T) {
+	h, u := newEchoHarness(t)
+	n := 0
+	for name := range escapeForms(apiToken) {
+		for _, hdr := range []string{"Location", "Set-Cookie", "Link", "X-Debug", "name"} {
+			path := fmt.Sprintf("/hdr%d", n)
+			n++
+			u.add(path, func(auth string) reply {
+				v := "https://elsewhere.test/?k=" + escapeForms(strings.TrimPrefix(auth, "Bearer "))[name]
+				if hdr == "name" { // a header name may hold % and &, not \\ nor ;
+					return reply{status: 302, header: http.Header{"X-" + escapeForms(strings.TrimPrefix(auth, "Bearer "))["pct all"]: {"1"}}, body: []byte("moved")}
+				}
+				return reply{status: 302, header: http.Header{hdr: {v}}, body: []byte("moved")}
+			})
+			for _, method := range []string{"GET", "HEAD"} {
+				for _, h2 := range []bool{true, false} {
+					resp, got, err := h.fetch(h.agent(h2), method, u.url("echo.test", path))
+					if err != nil {
+						t.Fatalf("%s %s: %v", name, hdr, err)
+					}
+					for k, vs := range resp.Header {
+						if hit, ok := h.det.Search([]byte(k + ": " + strings.Join(vs, ", "))); ok {
+							t.Errorf("%s in %s, %s h2 %v: the agent got the token (%s) in %s", name, hdr, method, h2, hit.Encoding, k)
+						}
+					}
+					if hit, ok := h.det.Search(got); ok {
+						t.Errorf("%s in %s, %s h2 %v: the token in the body (%s)", name, hdr, method, h2, hit.Encoding)
+					}
+				}
+			}
+		}
+	}
+}
