@@ -82,6 +82,9 @@ func TestAttackRespTightEvents(t *testing.T) {
 		"data: =\n\n",
 		"data: {\"t\":\"\\\\\"}\n\n",
 		"event: ping\ndata: =3D\n\n",
+		"data: hello\n\n",
+		"data: sk-ant\n\n",
+		"data: ghp_R8kT2mWq\r\n\r\n",
 	} {
 		src <- []byte(ev)
 		if n, err := g.Read(buf); err != nil || string(buf[:n]) != ev {

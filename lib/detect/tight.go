@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"slices"
 	"unicode/utf8"
 )
@@ -50,7 +51,7 @@ const noHold = int64(1) << 62
 // reads that are not decoded yet) up to its first open escape, scans it
 // after the view's tail, and returns the offset in v's input to hold
 // back from, or a hit.
-func (v *viewStream) settle(d *Detector, more []byte, src func() ([]byte, int64), scratch *[]byte) (int64, []byte, Hit, bool) {
+func (v *viewStream) settle(d *Detector, more []byte, src func() ([]byte, int64), blankEnd bool, scratch *[]byte) (int64, []byte, Hit, bool) {
 	in := append(append((*scratch)[:0], v.pend...), more...)
 	open := openEscape(in, v.plus, v.flat)
 	// decode keeps what it cannot yet decode; final, it decodes it all.
@@ -70,7 +71,7 @@ func (v *viewStream) settle(d *Detector, more []byte, src func() ([]byte, int64)
 	if open < len(in) {
 		from = v.pendAt + int64(min(open, len(v.pend)))
 	}
-	if l := d.openTail(low); l > 0 {
+	if l := d.openTail(low); l > 0 && !(v.flat && blankEnd) {
 		from = min(from, v.walkBack(v.outN+int64(len(out)-l), src))
 	}
 	return from, out, Hit{}, false
@@ -120,7 +121,7 @@ func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawR
 	n := len(buf)
 	from := base + int64(rawReady)
 	hist := func(h, b []byte) []byte { return append(slices.Clip(h), b...) }
-	x1, decMore, hit, ok := s.dec.settle(d, nil, func() ([]byte, int64) { return hist(t.hist, buf), base - int64(len(t.hist)) }, &t.scratch[0])
+	x1, decMore, hit, ok := s.dec.settle(d, nil, func() ([]byte, int64) { return hist(t.hist, buf), base - int64(len(t.hist)) }, false, &t.scratch[0])
 	if ok {
 		return 0, tagView(hit, "decoded "), true
 	}
@@ -131,14 +132,14 @@ func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawR
 			src = lowerASCII(src, src)
 		}
 		return src, base - int64(len(t.hist))
-	}, &t.scratch[1])
+	}, blankEnd(buf), &t.scratch[1])
 	if ok {
 		return 0, tagView(hit, "flattened "), true
 	}
 	from = min(from, xf)
 	// The twice-decoded view reads the decoded one, whose pending bytes
 	// decMore are what settle made of them.
-	u, _, hit, ok := s.dec2.settle(d, decMore, func() ([]byte, int64) { return t.decHist, s.dec.outN - int64(len(t.decHist)) }, &t.scratch[1])
+	u, _, hit, ok := s.dec2.settle(d, decMore, func() ([]byte, int64) { return t.decHist, s.dec.outN - int64(len(t.decHist)) }, false, &t.scratch[1])
 	if ok {
 		return 0, tagView(hit, "decoded "), true
 	}
@@ -158,6 +159,21 @@ func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawR
 	s.flat.forget(s.flat.outN - h)
 	r := int(min(int64(n), max(0, from-base)))
 	return max(r, n-max(int(h), maxFlatHold)), Hit{}, false
+}
+
+// blankEnd reports whether b ends in whitespace that holds an empty line
+// (the end of a server-sent event, of a paragraph). The flattened view
+// joins lines, to find a token wrapped at 60 or 76 columns; a wrapping
+// encoder breaks lines and never leaves one empty, so what the flattened
+// view sees before an empty line is not held for what comes after it.
+// (A token split across one is still found when its end comes.)
+func blankEnd(b []byte) bool {
+	i := len(b)
+	for i > 0 && isSpace[b[i-1]] {
+		i--
+	}
+	ws := b[i:]
+	return bytes.Contains(ws, []byte("\n\n")) || bytes.Contains(ws, []byte("\n\r\n"))
 }
 
 func tagView(h Hit, name string) Hit {
