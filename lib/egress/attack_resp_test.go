@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bb-bottles/bb/lib/audit"
 )
 
 // escapes writes every byte of s as an escape of one kind, or wraps it.
@@ -282,4 +284,60 @@ func TestAttackRespCutMidToken(t *testing.T) {
 // the agent chose) hands the agent that half.
 func TestAttackRespEndsInTokenStart(t *testing.T) {
 	t.Skip("open: an answer that ends in (or holds, before other bytes) a piece of a token is passed: the guard finds whole tokens only")
+}
+
+// TestAttackRespShutdownMidStream: the sidecar stopped while guarded
+// event streams that never end are open (over both HTTP versions): it
+// stops by its drain time, and each stream has its line in the log,
+// saying it was cut.
+func TestAttackRespShutdownMidStream(t *testing.T) {
+	events := []string{"data: {\"a\":1}\n\n", "data: never\n\n"}
+	h := newHarness(t, defaultRoutes, roomyLog, func(c *Config) { c.DrainTimeout = 2 * time.Second })
+	var gates [2][]chan struct{}
+	var servers [2]*httptest.Server
+	for k := range 2 {
+		gates[k] = []chan struct{}{make(chan struct{}), make(chan struct{})}
+		s2, s1 := sseUp(t, h, events, gates[k])
+		servers[k] = []*httptest.Server{s2, s1}[k]
+	}
+	h.writeRoutes(fmt.Sprintf(`
+- host: sse.test
+  ports: [%d, %d]
+  inject: {header: Authorization, token: API, format: "Bearer {token}"}
+`, tlsPort(servers[0]), tlsPort(servers[1])))
+	h.waitRoutes("sse.test")
+	var bodies []io.ReadCloser
+	for k, h2 := range []bool{true, false} {
+		resp, err := h.agent(h2).Do(mustReq("GET", fmt.Sprintf("https://sse.test:%d/stream%d", tlsPort(servers[k]), k), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(events[0]))
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	start := time.Now()
+	h.stop()
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("stopping took %v with streams open", d)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	for k := range 2 {
+		var line *audit.Entry
+		for _, e := range h.entries() {
+			if e.Method == "GET" && e.Path == fmt.Sprintf("/stream%d", k) {
+				line = &e
+			}
+		}
+		if line == nil {
+			t.Errorf("stream %d has no line after shutdown:\n%s", k, h.dump())
+		} else {
+			t.Logf("stream %d: %s %s", k, line.Decision, line.Reason)
+		}
+	}
+	h.done <- nil // for cleanup
 }

@@ -204,14 +204,14 @@ type Server struct {
 	reloadMu sync.Mutex
 	seen     fileStat // the routes file as last read, good or bad
 
-	transport   *sentTransport // upstream requests
+	transport *sentTransport // upstream requests
 	// h1Transport speaks HTTP/1.1 only: for WebSocket upgrades, and for
 	// an agent that speaks HTTP/1.1 (its request goes out as it came;
 	// putting it on HTTP/2 cost the sidecar a fifth more CPU per upload,
 	// and the upstream half again).
 	h1Transport *sentTransport
-	sent        sentLedger     // requests sent upstream and not yet ended
-	handlers    inflight       // requests being handled, hijacked ones too
+	sent        sentLedger // requests sent upstream and not yet ended
+	handlers    inflight   // requests being handled, hijacked ones too
 
 	proxy   *goproxy.ProxyHttpServer
 	outer   *http.Server // the proxy port
