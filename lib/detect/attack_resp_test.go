@@ -127,3 +127,37 @@ func TestAttackRespTightMemory(t *testing.T) {
 		t.Logf("%.10q...: %d KiB per open guard", text, per>>10)
 	}
 }
+
+// TestAttackRespTightRandom: random text full of escape starts and
+// whitespace before a token in a random form, read in random pieces: the
+// tight guard finds it and releases nothing of it, as GuardViews does.
+func TestAttackRespTightRandom(t *testing.T) {
+	d := mustNew(t, tokens[:2])
+	tok := tokens[1].Value
+	forms := escapeFormsOf(tok)
+	r := rand.New(rand.NewPCG(5, 5))
+	const alphabet = "%\\&=+;#xu0aF9 \n\r\t\"{}ghp_"
+	for i := range 3000 {
+		var pre strings.Builder
+		for range r.IntN(80) {
+			pre.WriteByte(alphabet[r.IntN(len(alphabet))])
+		}
+		form := forms[r.IntN(len(forms))]
+		text := pre.String() + form + "\n\nzz"
+		got, err := io.ReadAll(d.GuardTight(&randReader{r: strings.NewReader(text), rnd: r}))
+		if _, ok := detect.IsHit(err); !ok {
+			if _, found := d.SearchString(text); found {
+				t.Fatalf("%d: %q: no hit (%v), Search finds one", i, text, err)
+			}
+			continue
+		}
+		if len(got) > pre.Len() {
+			t.Fatalf("%d: %q: released %q, past the %d bytes before the token", i, text, got, pre.Len())
+		}
+	}
+}
+
+func escapeFormsOf(tok string) []string {
+	return []string{tok, escapeAll(tok, "html"), escapeAll(tok, "json"), escapeAll(tok, "pct"), escapeAll(tok, "qp"),
+		tok[:9] + "\n" + tok[9:], tok[:9] + "\\n" + tok[9:], tok[:3] + "%" + fmt.Sprintf("%02x", tok[3]) + tok[4:], hexEnt(tok)}
+}
