@@ -86,7 +86,6 @@ const histMax = 2*viewPiece + 512
 type tight struct {
 	hist    []byte // the raw bytes just before the guard's buffer
 	decHist []byte // the decoded view's last bytes
-	low     []byte
 	scratch [2][]byte
 }
 

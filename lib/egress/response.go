@@ -604,31 +604,6 @@ func (s *Server) responseBlock(w http.ResponseWriter, r *http.Request, snap *sna
 	panic(http.ErrAbortHandler) // the status is sent: only cutting the stream is left
 }
 
-// redactHeader replaces every value of h that carries an injected token
-// with a note naming it, drops a header whose name carries one, and
-// returns what it changed (never a name that carries a token). It finds
-// the exact forms only; screenHeader also finds them in any case.
-func redactHeader(det *detect.Detector, h http.Header) string {
-	if det == nil {
-		return ""
-	}
-	var out []string
-	for k, vs := range h {
-		if hit, ok := det.FindString(k); ok {
-			delete(h, k)
-			out = append(out, "a header named with token "+hit.Secret)
-			continue
-		}
-		for i, v := range vs {
-			if hit, ok := det.FindString(v); ok {
-				vs[i] = "[redacted by bb-egress: carries token " + hit.Secret + "]"
-				out = append(out, k)
-			}
-		}
-	}
-	return strings.Join(out, ", ")
-}
-
 // copyBody copies a response body, after pre and preErr (what a first
 // Read returned, if the caller made one); a streamed one (server-sent
 // events, long polls, chunked) is flushed as data arrives so it is not
