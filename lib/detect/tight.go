@@ -80,7 +80,7 @@ func (v *viewStream) settle(d *Detector, more []byte, src func() ([]byte, int64)
 // histMax is how much of a stream before what a tight guard holds it
 // keeps, and of the decoded view: walkBack decodes again from a mark that
 // may lie in bytes already released.
-const histMax = 2*viewPiece + 512
+const histMax = viewPiece + 512
 
 // tight is what a tight views guard keeps besides its views.
 type tight struct {
