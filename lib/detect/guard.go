@@ -20,6 +20,7 @@ type Guard struct {
 	sc    *Scanner
 	views *viewSet // GuardViews
 	tight bool
+	tv    *tight // GuardTight's history for its views
 	hold  int
 	buf   []byte // buf[off:off+rdy] may be returned; buf[off+rdy:] is held
 	base  int64  // stream offset of buf[0]
@@ -51,13 +52,15 @@ func (d *Detector) GuardViews(r io.Reader) *Guard {
 // flattened view alone.
 func (d *Detector) GuardFlat(r io.Reader) *Guard { return d.GuardViews(r) }
 
-// GuardTight is Guard that holds back only the bytes at the end of what it
-// has read that could begin a match (a suffix that is a prefix of some
-// form), so a stream (server-sent events, a long poll) is not delayed by
-// bytes that cannot be part of a secret.
+// GuardTight is GuardViews that holds back only the bytes at the end of
+// what it has read that could still begin a match in some view (a suffix
+// that is a prefix of some form, an escape not finished yet), so a stream
+// (server-sent events, a long poll) is not delayed by bytes that cannot be
+// part of a secret. See tight.go.
 func (d *Detector) GuardTight(r io.Reader) *Guard {
 	g := d.newGuard(r, max(0, d.maxLen-1))
-	g.tight = true
+	g.views = d.newViewSet()
+	g.tight, g.tv = true, &tight{}
 	return g
 }
 
@@ -73,6 +76,9 @@ func (g *Guard) Reset(r io.Reader) {
 	g.sc.Reset()
 	if g.views != nil {
 		g.views.reset()
+	}
+	if g.tv != nil {
+		g.tv.reset()
 	}
 }
 
@@ -90,9 +96,16 @@ func (g *Guard) Read(p []byte) (int, error) {
 		if g.err != nil {
 			return 0, g.err
 		}
+		if g.tv != nil {
+			g.tv.hist = keep(g.tv.hist, g.buf[:g.off])
+		}
 		g.buf = g.buf[:copy(g.buf, g.buf[g.off:])]
 		g.base += int64(g.off)
 		g.off = 0
+		if g.tv != nil && cap(g.buf)-len(g.buf) < guardChunk/2 {
+			// What the views hold grows the buffer, up to maxFlatHold.
+			g.buf = slices.Grow(g.buf, guardChunk)
+		}
 		n, err := g.r.Read(g.buf[len(g.buf):cap(g.buf)])
 		fresh := g.buf[len(g.buf) : len(g.buf)+n]
 		g.buf = g.buf[:len(g.buf)+n]
@@ -106,7 +119,14 @@ func (g *Guard) Read(p []byte) (int, error) {
 		case err == io.EOF:
 			g.rdy = len(g.buf)
 		case g.tight:
-			g.rdy = len(g.buf) - g.d.openTail(g.buf)
+			rdy, hit, found := g.views.tightReady(g.d, g.tv, g.buf, g.base, len(g.buf)-g.d.openTail(g.buf))
+			if found {
+				g.err = &HitError{Hit: hit}
+				clear(g.buf)
+				g.buf = g.buf[:0]
+				return 0, g.err
+			}
+			g.rdy = rdy
 		case g.views != nil:
 			g.rdy = g.views.ready(g.base, len(g.buf), g.hold)
 		default:
@@ -133,7 +153,19 @@ func (g *Guard) scan(fresh []byte, final bool) (Hit, bool) {
 	if g.views == nil {
 		return Hit{}, false
 	}
-	return g.views.write(fresh, low, final)
+	if g.tv == nil {
+		return g.views.write(fresh, low, final)
+	}
+	// A tight guard's views decode a piece at a time: their buffers grow
+	// to what one write makes, and an answer held open keeps them.
+	for i := 0; i < len(fresh) || i == 0; i += viewPiece {
+		j := min(len(fresh), i+viewPiece)
+		if hit, ok := g.views.write(fresh[i:j], low[i:j], final && j == len(fresh)); ok {
+			return hit, ok
+		}
+		g.tv.wrote(g.views)
+	}
+	return Hit{}, false
 }
 
 // openTail returns how many bytes at the end of b could be the start of a

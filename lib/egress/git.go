@@ -440,14 +440,15 @@ func (s *Server) gitRelay(w http.ResponseWriter, r *http.Request, snap *snapshot
 	sent, err := copyBody(w, body, true, nil, nil)
 	e.BytesDown, e.Status, e.Decision, e.Reason = sent, resp.StatusCode, audit.Allow, reason
 	if redacted != "" {
-		e.Reason += "; response headers redacted: " + redacted
+		e.Reason += "; " + redacted // screenHeader's note says what it is
 	}
 	if hit, ok := detect.IsHit(err); ok {
 		s.responseBlock(w, r, snap, e, hit, true)
 		return
 	}
 	if err != nil {
-		e.Reason += "; response cut short: " + err.Error()
+		// The error may quote what the upstream sent.
+		e.Reason += "; response cut short: " + s.redact(snap, err.Error())
 	}
 	s.finishGit(snap, e)
 }

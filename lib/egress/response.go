@@ -9,15 +9,18 @@ package egress
 // shared by routes, and what one host stores another may serve (an API
 // that writes, a CDN that reads). A bottle that injects nothing pays
 // nothing. The guard finds a token in its forms (raw, URL, base64, hex,
-// JSON...) in any case, not through decoded views (one escaped character):
+// JSON...) in any case and through the decoded and flattened views (HTML,
+// JSON, percent or quoted-printable escapes, wrapped lines), holding back
+// only what could still begin one in some view (detect.GuardTight), so an
+// event stream is not held for its next event:
 //   - it asks the upstream only for codings it can decode (gzip, deflate),
 //     and passes the answer decoded: the agent gets identity, and the
 //     guard sees the bytes the agent will. A coding it cannot decode (br,
 //     zstd, compress, more than three, a range of a coded answer, a body
 //     that does not decode) is refused with a 502, never passed;
 //   - to a host a route sends a token to, it asks for no range (a file
-//     holding the token would come out a few bytes at a time); elsewhere a
-//     range is asked in identity;
+//     holding the token would come out a few bytes at a time), and passes
+//     no 206 from it; elsewhere a range is asked in identity;
 //   - on a host a route sends a token to, it opens compressed data the
 //     answer does not declare (a gzip or zlib signature, a zip archive: a
 //     file made of what the upstream received): up to MaxScanBody it is
@@ -34,7 +37,9 @@ package egress
 //     status line's reason (the agent hears the sidecar's own).
 //
 // A token split by the upstream itself across answers (an API that pages
-// what it stored) is beyond any guard: keep such routes from injecting.
+// what it stored), and a piece of one that an answer holds or ends with
+// (an error that quotes the first bytes of a key), are beyond the guard,
+// which finds whole tokens: keep such routes from injecting.
 
 import (
 	"archive/zip"
@@ -77,8 +82,10 @@ func (s *Server) askCodings(snap *snapshot, rt *routes.Route, t target, h http.H
 	if snap.injected == nil {
 		return
 	}
-	if h.Get("Range") != "" && s.tokenHost(snap, answer{rt: rt, t: t}) {
+	if s.tokenHost(snap, answer{rt: rt, t: t}) {
+		// Request-Range is Range under the name old servers (Apache) read.
 		h.Del("Range")
+		h.Del("Request-Range")
 		h.Del("If-Range")
 	}
 	if h.Get("Range") != "" {
@@ -227,6 +234,11 @@ func (s *Server) openBody(r *http.Request, snap *snapshot, a answer) (io.Reader,
 			return http.NoBody, "", none, nil // nothing to carry a token
 		}
 		return nil, "", none, &responseFail{reason: err.Error()}
+	}
+	if resp.StatusCode == http.StatusPartialContent && s.tokenHost(snap, a) {
+		// The sidecar asked no range of it (askCodings): a piece of a
+		// file, however it was asked for, could be a piece of a token.
+		return nil, "", none, &responseFail{reason: "a partial answer (206) from a host the sidecar sends a token to, which asked for no range"}
 	}
 	var body io.Reader = resp.Body
 	if len(codings) > 0 {
