@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf16"
 
@@ -65,5 +67,48 @@ func TestAttackReqUTF16(t *testing.T) {
 	e := h.waitEntry("a utf-16 block", func(e audit.Entry) bool { return e.Canary && e.Encoding == "utf-16" })
 	if e.Status != 403 || e.Decision != audit.Block {
 		t.Errorf("logged %+v", e)
+	}
+}
+
+// TestAttackReqCanaryAfterAnotherSecret: a dump of the agent's
+// environment (env | curl -d @-) holds a placeholder before the canary.
+// The scan stops at the first secret; the log line must still name the
+// canary, or bb-canary check says it was never seen. Tried with the
+// placeholder in a header and the canary in the body, both in a small
+// body, and in a large one with the canary far past the first MiB, over
+// both HTTP versions.
+func TestAttackReqCanaryAfterAnotherSecret(t *testing.T) {
+	h := newHarness(t, "", roomyLog)
+	const limit = 1 << 20
+	env := "EGRESS_PLACEHOLDER_API=" + placeholder + "\nEGRESS_TOKEN_CANARY=" + h.canary + "\n"
+	type tc struct {
+		header string
+		body   []byte
+	}
+	cases := map[string]tc{
+		"small body":               {"", []byte(env)},
+		"header then body":         {placeholder, []byte("EGRESS_TOKEN_CANARY=" + h.canary)},
+		"body at limit":            {"", padTo(limit, env)},
+		"large body":               {"", append(append([]byte(env[:len(env)/2]), bytes.Repeat([]byte("x\n"), limit)...), env[len(env)/2:]...)},
+		"large, placeholder first": {"", append(append([]byte("P="+placeholder+"\n"), bytes.Repeat([]byte("y\n"), 2*limit)...), env...)},
+	}
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, k := range cases {
+			n := len(h.entries())
+			req := mustReq("POST", h.tlsURL("other.test", "/up"), bytes.NewReader(k.body))
+			if k.header != "" {
+				req.Header.Set("X-Who", k.header)
+			}
+			if st, _, _ := h.do(c, req); st != 403 {
+				t.Errorf("h2 %v, %s: status %d", h2, name, st)
+			}
+			h.wantCanaryBlock(t, n, fmt.Sprintf("h2 %v, %s", h2, name))
+			for _, e := range h.entries()[n:] {
+				if e.Canary && !strings.Contains(e.Reason, "PLACEHOLDER_API") {
+					t.Errorf("h2 %v, %s: the line does not name the other secret: %s", h2, name, e.Reason)
+				}
+			}
+		}
 	}
 }

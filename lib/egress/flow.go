@@ -37,6 +37,7 @@ type flow struct {
 	bodyTaken   bool   // the body is being (or was) read by another: it is not read again to scan a refusal
 	bodyNote    string // why a refusal's body was not scanned, for the log
 	bodyStalled bool   // reading the body ran out of time: the rest of it is never waited for
+	tap         *canaryTap // a large body's watch for the canary, read on if its guard stops at another secret
 }
 
 type flowKey struct{}
@@ -100,6 +101,9 @@ func (f *flow) refuse(ref refusal) {
 			ref = refusal{status: http.StatusForbidden, decision: audit.Block, hit: &hit, where: where,
 				reason: fmt.Sprintf("secret %s (%s) in %s; refused anyway: %s", hit.Secret, hit.Encoding, where, ref.reason)}
 		}
+	}
+	if ref.hit != nil && !isCanary(ref.hit.Secret) {
+		f.preferCanary(&ref)
 	}
 	if ref.hit != nil {
 		e = blockEntry(e, *ref.hit)
@@ -185,6 +189,57 @@ func (f *flow) scan() (detect.Hit, string, bool) {
 		}
 	}
 	return detect.Hit{}, "", false
+}
+
+// preferCanary makes a block that names another secret name the canary
+// when the request carries it too. A request can hold several secrets (a
+// dump of the agent's environment holds its placeholders and the canary),
+// the scan stops at the first, and a line naming another would have
+// bb-canary check say the canary was never seen. The rest of the request
+// is searched for the canary alone: the head, and a body nothing read yet
+// or the rest of a large one, within the bounds a refusal reads a body in.
+func (f *flow) preferCanary(ref *refusal) {
+	cd := f.s.canaryDetector()
+	if cd == nil {
+		return
+	}
+	hit, where, ok := detect.Hit{}, "", false
+	if hit, ok = scanHead(cd, f.r); ok {
+		where = "the request's URL or headers"
+	} else if !f.bodyTaken {
+		f.bodyTaken = true
+		hit, ok = f.scanRefusedBody(cd)
+		where = "the request's body"
+	} else if f.tap != nil {
+		hit, ok = f.tap.drain(refusedBodyWait, refusedBodyMax)
+		f.bodyStalled = f.bodyStalled || !f.tap.ended
+		where = "the request's body"
+	}
+	if !ok {
+		return
+	}
+	also := ref.hit.Secret + " (" + ref.hit.Encoding + ")"
+	if ref.where != "" {
+		also += " in " + ref.where
+	}
+	ref.hit, ref.where, ref.body = &hit, where, ""
+	ref.reason = "secret " + hit.Secret + " (" + hit.Encoding + ") in " + where + ", and secret " + also
+}
+
+// canaryDetector finds the canary alone (nil when the sidecar has none).
+// It is built when a block needs it, and for each large body's tap: a
+// detector of one secret costs microseconds.
+func (s *Server) canaryDetector() *detect.Detector {
+	for _, sec := range s.cfg.Secrets {
+		if isCanary(sec.Name) {
+			d, err := detect.NewFolded([]detect.Secret{sec})
+			if err != nil {
+				return nil
+			}
+			return d
+		}
+	}
+	return nil
 }
 
 // A refusal reads the body it scans within refusedBodyWait and up to
