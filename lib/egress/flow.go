@@ -33,10 +33,10 @@ type flow struct {
 	det *detect.Detector // what it is scanned with: the route's (its placeholder is its own), or every secret
 	ws  bool             // a WebSocket upgrade the route allows
 
-	headScanned bool   // URL and headers searched, found clean
-	bodyTaken   bool   // the body is being (or was) read by another: it is not read again to scan a refusal
-	bodyNote    string // why a refusal's body was not scanned, for the log
-	bodyStalled bool   // reading the body ran out of time: the rest of it is never waited for
+	headScanned bool       // URL and headers searched, found clean
+	bodyTaken   bool       // the body is being (or was) read by another: it is not read again to scan a refusal
+	bodyNote    string     // why a refusal's body was not scanned, for the log
+	bodyStalled bool       // reading the body ran out of time: the rest of it is never waited for
 	tap         *canaryTap // a large body's watch for the canary, read on if its guard stops at another secret
 }
 

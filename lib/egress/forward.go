@@ -335,4 +335,3 @@ func upstreamError(err error) (int, string) {
 	}
 	return http.StatusBadGateway, "upstream failed: " + err.Error()
 }
-
