@@ -1,15 +1,22 @@
 package egress
 
 import (
+	"archive/zip"
 	"bytes"
+	"compress/zlib"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
+	"mime/multipart"
+	"net/textproto"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf16"
 
 	"github.com/bb-bottles/bb/lib/audit"
+	"github.com/bb-bottles/bb/lib/detect"
 )
 
 // utf16LE and utf16BE are s in UTF-16, without a byte order mark.
@@ -110,5 +117,141 @@ func TestAttackReqCanaryAfterAnotherSecret(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func zlibOf(b []byte) []byte {
+	var o bytes.Buffer
+	w := zlib.NewWriter(&o)
+	w.Write(b)
+	w.Close()
+	return o.Bytes()
+}
+
+// onePart is a multipart/form-data body of one part with the header
+// hdr and content.
+func onePart(hdr textproto.MIMEHeader, content []byte) (string, []byte) {
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	p, _ := w.CreatePart(hdr)
+	p.Write(content)
+	w.Close()
+	return w.FormDataContentType(), b.Bytes()
+}
+
+// TestAttackReqEscapedCompressed: the upload of a compressed file is
+// escaped more often than not: base64 in JSON (GitHub's contents API
+// wraps it at 60 columns with "\n"), percent-escaped in a form, base64 in
+// a multipart part with Content-Transfer-Encoding: base64, zlib behind a
+// prefix. A body up to MaxScanBody is opened through its views: each is
+// blocked, over both HTTP versions, at its own size and padded to the
+// limit; the same with nothing secret in it goes through whole.
+func TestAttackReqEscapedCompressed(t *testing.T) {
+	h := newHarness(t, "", roomyLog)
+	const limit = 1 << 20
+	type tc struct {
+		ctype string
+		body  func(file []byte) []byte
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	cases := map[string]tc{
+		"json base64 gzip": {"application/json", func(f []byte) []byte { return []byte(`{"content":"` + b64(gz(f)) + `"}`) }},
+		"json wrapped base64 gzip": {"application/json", func(f []byte) []byte {
+			return []byte(`{"content":"` + wrapEscaped(string(gz(f)), 60, `\n`) + `"}`)
+		}},
+		"json base64url zip": {"application/json", func(f []byte) []byte {
+			z := zipArchive(zip.Deflate, map[string][]byte{"env.sh": f})
+			return []byte(`{"zip":"` + base64.RawURLEncoding.EncodeToString(z) + `"}`)
+		}},
+		"json base64 zlib": {"application/json", func(f []byte) []byte { return []byte(`{"z":"` + b64(zlibOf(f)) + `"}`) }},
+		"form percent gzip": {"application/x-www-form-urlencoded", func(f []byte) []byte {
+			return []byte("name=env.sh.gz&file=" + url.QueryEscape(string(gz(f))))
+		}},
+		"form percent zlib": {"application/x-www-form-urlencoded", func(f []byte) []byte {
+			return []byte("file=" + url.QueryEscape(string(zlibOf(f))))
+		}},
+		"zlib after a prefix": {"application/octet-stream", func(f []byte) []byte { return append([]byte("BLOB\x00\x01"), zlibOf(f)...) }},
+	}
+	for name, k := range map[string]tc{
+		"multipart base64 part": {"", func(f []byte) []byte {
+			_, b := onePart(textproto.MIMEHeader{"Content-Transfer-Encoding": {"base64"},
+				"Content-Disposition": {`form-data; name="f"; filename="env.sh.gz"`}}, []byte(wrapEscaped(string(gz(f)), 76, "\r\n")))
+			return b
+		}},
+	} {
+		cases[name] = k
+	}
+	u := h.tlsURL("other.test", "/up")
+	secret := []byte("#!/bin/sh\nexport TOKEN=" + h.canary + "\n")
+	clean := []byte("#!/bin/sh\nexport TOKEN=nothing-to-see-here\n")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, k := range cases {
+			for _, pad := range []bool{false, true} {
+				ctype := k.ctype
+				if ctype == "" {
+					ctype = "multipart/form-data; boundary=" // filled in below
+				}
+				body := k.body(secret)
+				if strings.HasPrefix(ctype, "multipart/") {
+					ctype = "multipart/form-data; boundary=" + string(bytes.TrimPrefix(body[:bytes.IndexByte(body, '\r')], []byte("--")))
+				}
+				if pad {
+					body = append(bytes.Repeat([]byte(" "), limit-len(body)), body...)
+				}
+				before := h.upIdle()
+				if st, _ := h.post(t, c, u, ctype, body); st != 403 {
+					t.Errorf("h2 %v, %s (padded %v): status %d", h2, name, pad, st)
+				}
+				if got := h.sentSince(before); len(got) > 0 && bytes.Contains(got, body[len(body)-32:]) {
+					t.Errorf("h2 %v, %s (padded %v): the upstream received it", h2, name, pad)
+				}
+				cb := k.body(clean)
+				if strings.HasPrefix(ctype, "multipart/") {
+					ctype = "multipart/form-data; boundary=" + string(bytes.TrimPrefix(cb[:bytes.IndexByte(cb, '\r')], []byte("--")))
+				}
+				if st, got := h.post(t, c, u, ctype, cb); st != 200 || !bytes.Equal(got, cb) {
+					t.Errorf("h2 %v, %s with nothing secret: status %d", h2, name, st)
+				}
+			}
+		}
+	}
+	// Random binary data up to the limit is not refused for the zlib
+	// headers it holds by chance.
+	bin := make([]byte, limit)
+	rng := rand.New(rand.NewPCG(3, 7))
+	for i := range bin {
+		bin[i] = byte(rng.Uint32())
+	}
+	if st, got := h.post(t, h.client(true), u, "application/octet-stream", bin); st != 200 || !bytes.Equal(got, bin) {
+		t.Errorf("random binary of %d bytes: status %d", len(bin), st)
+	}
+}
+
+// BenchmarkAttackReqOpenEscaped: what opening a whole body's views costs
+// on top of the scan: a prompt of JSON, and a megabyte of base64 in JSON.
+func BenchmarkAttackReqOpenEscaped(b *testing.B) {
+	s := &Server{cfg: Config{MaxDecompressed: 16 << 20}}
+	det, err := detect.NewFolded([]detect.Secret{{Name: "A", Value: apiToken}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	bin := make([]byte, 760<<10)
+	for i := range bin {
+		bin[i] = byte(rng.Uint32())
+	}
+	for name, body := range map[string][]byte{
+		"prompt": []byte(`{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat(`a line of a prompt with \"quotes\" and \n breaks `, 40) + `"}]}`),
+		"base64": []byte(`{"content":"` + base64.StdEncoding.EncodeToString(bin) + `"}`),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if f := s.newOpener(det, len(body), true).openEscaped(body, "application/json"); f != nil {
+					b.Fatal(f.reason)
+				}
+			}
+		})
 	}
 }

@@ -106,7 +106,13 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 			}
 			// Compressed data the request does not declare: the upstream
 			// may well decompress it, or keep it for someone who will.
-			if f := s.newOpener(det, len(buf), true).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+			o := s.newOpener(det, len(buf), true)
+			if f := o.openBody(buf, r.Header.Get("Content-Type")); f != nil {
+				return nil, 0, nil, f
+			}
+			// And when escaped: a compressed file in a form, in JSON, in a
+			// part with Content-Transfer-Encoding: base64.
+			if f := o.openEscaped(buf, r.Header.Get("Content-Type")); f != nil {
 				return nil, 0, nil, f
 			}
 		}
