@@ -255,3 +255,58 @@ func BenchmarkAttackReqOpenEscaped(b *testing.B) {
 		})
 	}
 }
+
+// escapeN is v percent-escaped n times over (every byte the first time).
+func escapeN(v string, n int) string {
+	for i := 0; i < n; i++ {
+		var b strings.Builder
+		for j := 0; j < len(v); j++ {
+			if i == 0 {
+				fmt.Fprintf(&b, "%%%02X", v[j])
+			} else {
+				b.WriteString(url.QueryEscape(v[j : j+1]))
+			}
+		}
+		v = b.String()
+	}
+	return v
+}
+
+// TestAttackReqLogKeepsNoEscapedSecret: the head scan finds a secret in
+// a path or query escaped up to five times over; the log line of the
+// block must not keep it in any of those forms (it kept the four- and
+// five-fold ones). Over both HTTP versions, allowed and denied hosts, and
+// a plain proxy request.
+func TestAttackReqLogKeepsNoEscapedSecret(t *testing.T) {
+	h := newHarness(t, "", roomyLog)
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for n := 1; n <= 5; n++ {
+			v := escapeN(h.canary, n)
+			for _, u := range []string{
+				h.tlsURL("other.test", "/x/"+v+"?q="+v),
+				h.tlsURL("denied.test", "/x/"+v+"?q="+v),
+				h.plainURL("other.test", "/x?q="+v),
+			} {
+				if st, _ := h.get(c, u); st != 403 {
+					t.Errorf("h2 %v, escaped %d times: status %d for %s", h2, n, st, u[:40])
+				}
+			}
+		}
+	}
+	for _, e := range h.entries() {
+		for _, s := range []string{e.Method, e.Host, e.Path, e.Query, e.Reason} {
+			for i := 0; i <= 6; i++ {
+				if hit, ok := h.det.Search([]byte(s)); ok {
+					t.Errorf("a log line carries %s after %d unescapes: %.60q", hit.Secret, i, s)
+					break
+				}
+				u, err := url.QueryUnescape(s)
+				if err != nil || u == s {
+					break
+				}
+				s = u
+			}
+		}
+	}
+}
