@@ -310,3 +310,65 @@ func TestAttackReqLogKeepsNoEscapedSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackReqEscapedCompressedLarge: in a body over MaxScanBody, gzip
+// or a zip entry that is base64-encoded (wrapped or not) or
+// percent-escaped is judged as raw compressed data is: searched when it
+// ends within the sniffer's window, refused (413) when it goes on; at the
+// body's start, just past the first MiB and deep in it, over both HTTP
+// versions. Nothing of it reaches the upstream; base64 of random bytes
+// goes through whole.
+func TestAttackReqEscapedCompressedLarge(t *testing.T) {
+	h := newHarness(t, "", roomyLog)
+	const limit = 1 << 20
+	rng := rand.New(rand.NewPCG(5, 6))
+	noise := make([]byte, 4<<10)
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	short := []byte("export TOKEN=" + h.canary + "\n")
+	long := append(append([]byte{}, short...), []byte(b64(noise))...) // compresses to more than the window
+	enc := map[string]func(z []byte) string{
+		"base64":                  func(z []byte) string { return `"` + b64(z) + `"` },
+		"base64 wrapped with \\n": func(z []byte) string { return `"` + wrapEscaped(string(z), 60, `\n`) + `"` },
+		"percent":                 func(z []byte) string { return url.QueryEscape(string(z)) },
+		"percent, every byte, lower case": func(z []byte) string {
+			var b strings.Builder
+			for _, c := range z {
+				fmt.Fprintf(&b, "%%%02x", c)
+			}
+			return b.String()
+		},
+	}
+	u := h.tlsURL("other.test", "/up")
+	for _, h2 := range []bool{false, true} {
+		c := h.client(h2)
+		for name, e := range enc {
+			for _, file := range [][]byte{short, long} {
+				for _, z := range [][]byte{gz(file), zipArchive(zip.Deflate, map[string][]byte{"f": file})} {
+					ez := e(z)
+					for _, at := range []int{0, limit - 100, limit + 1, 3 * limit} {
+						body := append(append(padTo(at+1, " "), ez...), padTo(limit/2, "\n")...)
+						before := h.upIdle()
+						st, _ := h.post(t, c, u, "application/json", body)
+						if st != 403 && st != 413 {
+							t.Errorf("h2 %v, %s of %d bytes at %d: status %d", h2, name, len(file), at, st)
+						}
+						if got := h.sentSince(before); bytes.Contains(got, []byte(ez[:12])) {
+							t.Errorf("h2 %v, %s of %d bytes at %d: the upstream received its start", h2, name, len(file), at)
+						}
+					}
+				}
+			}
+		}
+	}
+	bin := make([]byte, 3*limit)
+	for i := range bin {
+		bin[i] = byte(rng.Uint32())
+	}
+	body := []byte(`{"blob":"` + b64(bin) + `"}`)
+	if st, got := h.post(t, h.client(true), u, "application/json", body); st != 200 || !bytes.Equal(got, body) {
+		t.Errorf("base64 of %d random bytes: status %d", len(bin), st)
+	}
+}

@@ -722,7 +722,9 @@ type partSniffer struct {
 	ok      int
 	from    int  // where in buf the next delimiter may start
 	sigFrom int  // and the next signature
+	escFrom int  // and the next escaped one
 	nJudged int  // signatures judged
+	nEsc    int  // escaped signatures looked at
 	last    byte // the last byte passed on
 	eof     bool
 	err     error
@@ -760,6 +762,7 @@ func (s *partSniffer) Read(p []byte) (int, error) {
 			s.ok -= n
 			s.from = max(0, s.from-n)
 			s.sigFrom = max(0, s.sigFrom-n)
+			s.escFrom = max(0, s.escFrom-n)
 			return n, nil
 		}
 		if s.err != nil {
@@ -795,6 +798,11 @@ func (s *partSniffer) sniff() *bodyFail {
 	if f != nil {
 		return f
 	}
+	okE, f := s.sniffEscaped()
+	if f != nil {
+		return f
+	}
+	okS = min(okS, okE)
 	okP := len(s.buf)
 	if s.delim != nil {
 		if okP, f = s.sniffParts(); f != nil {
@@ -843,6 +851,102 @@ func (s *partSniffer) sniffSigs() (int, *bodyFail) {
 				reason: fmt.Sprintf("a large body holds more than %d gzip or zip headers", maxMembers)}
 		}
 		if f := s.judgeSig(s.buf[q:min(len(s.buf), q+partSniff)]); f != nil {
+			return 0, f
+		}
+	}
+}
+
+// escSigs are where gzip and a zip entry may start when escaped: base64,
+// and percent escapes (in either case; "P" and "K" need none), which
+// pctSig looks at closer.
+var escSigs = [][]byte{b64Sigs[0], b64Sigs[1], []byte("%1"), []byte("%03%04")}
+
+// pctSig returns where the percent-escaped gzip or zip signature that the
+// anchor at q in b belongs to starts, or -1.
+func pctSig(b []byte, q int) int {
+	if b[q+1] == '1' {
+		if len(b)-q >= 9 && bytes.EqualFold(b[q:q+9], []byte("%1f%8b%08")) {
+			return q
+		}
+		return -1
+	}
+	for _, p := range []string{"PK", "P%4b", "%50K", "%50%4b"} {
+		if q >= len(p) && bytes.EqualFold(b[q-len(p):q], []byte(p)) {
+			return q - len(p)
+		}
+	}
+	return -1
+}
+
+// escWindow is how much of an escaped signature's text the sniffer holds
+// to judge it: enough for partSniff bytes in base64 wrapped with escaped
+// line breaks, or in percent escapes.
+const escWindow = 8 * partSniff
+
+// sniffEscaped judges gzip and zip entries that are base64-encoded or
+// percent-escaped anywhere in a large body (the first bytes too: only
+// their raw compressed data was opened) as sniffSigs judges raw ones:
+// refused if they go on past what is sniffed, searched if they end within.
+func (s *partSniffer) sniffEscaped() (int, *bodyFail) {
+	end := s.eof || s.err != nil
+	for {
+		q, sig := -1, -1
+		for i, e := range escSigs {
+			if j := bytes.Index(s.buf[s.escFrom:], e); j >= 0 && (q < 0 || s.escFrom+j < q) {
+				q, sig = s.escFrom+j, i
+			}
+		}
+		anchor := q
+		if q >= 0 && sig >= 2 {
+			p := pctSig(s.buf, q)
+			if p < 0 && len(s.buf)-q < 9 && !end {
+				s.escFrom = q
+				return q, nil // "%1" may go on in the next read
+			}
+			if p < 0 {
+				s.escFrom = q + 1
+				continue
+			}
+			q = p
+		}
+		if q < 0 {
+			// A signature may go on in the next read.
+			s.escFrom = max(s.escFrom, len(s.buf)-len("%50%4B%03%04"))
+			if end {
+				s.escFrom = len(s.buf)
+			}
+			return s.escFrom, nil
+		}
+		if len(s.buf)-q < escWindow && !end {
+			s.escFrom = q
+			return q, nil
+		}
+		s.escFrom = anchor + 1
+		// Each costs a window's decoding: by chance they are rare (one in
+		// 16 million positions of base64), so many are refused.
+		if s.nEsc++; s.nEsc > maxMembers {
+			return 0, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+				reason: fmt.Sprintf("a large body holds more than %d escaped gzip or zip signatures", maxMembers)}
+		}
+		w := s.buf[q:min(len(s.buf), q+escWindow)]
+		var b []byte
+		if sig < 2 {
+			flat, _ := detect.Flattened(w)
+			b, _ = io.ReadAll(b64Reader(b64Run(flat)))
+		} else {
+			b, _ = detect.Decoded(w, true)
+		}
+		if !plausibleHeader(b[:min(len(b), partSniff)]) {
+			continue
+		}
+		if s.nJudged++; s.nJudged > maxMembers {
+			return 0, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+				reason: fmt.Sprintf("a large body holds more than %d gzip or zip headers", maxMembers)}
+		}
+		if f := s.judgeSig(b[:min(len(b), partSniff)]); f != nil {
+			if f.hit != nil {
+				f.hit.Encoding = "escaped " + f.hit.Encoding
+			}
 			return 0, f
 		}
 	}
