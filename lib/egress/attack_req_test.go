@@ -372,3 +372,21 @@ func TestAttackReqEscapedCompressedLarge(t *testing.T) {
 		t.Errorf("base64 of %d random bytes: status %d", len(bin), st)
 	}
 }
+
+// TestAttackReqOpenEscapes: escapes the decoded views do not undo. Each
+// gets the canary out in a small body today.
+func TestAttackReqOpenEscapes(t *testing.T) {
+	t.Skip("open: an HTML reference padded past 16 characters (&#000…0114;), and UTF-7 (+AHI-) are not undone by the decoded views")
+	h := newHarness(t, "", roomyLog)
+	cn := h.canary
+	file := "export TOKEN=" + cn + "\n"
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for name, body := range map[string]string{
+		"html padded": strings.Replace(file, cn[5:6], fmt.Sprintf("&#%020d;", cn[5]), 1),
+		"utf-7":       strings.Replace(file, cn[5:6], "+AA"+string(b64[cn[5]>>2&63])+string(b64[(cn[5]&3)<<4])+"-", 1),
+	} {
+		if st, _ := h.post(t, h.client(false), h.tlsURL("other.test", "/up"), "text/plain", []byte(body)); st != 403 {
+			t.Errorf("%s: status %d", name, st)
+		}
+	}
+}
