@@ -94,6 +94,8 @@ func TestAttackReqCanaryAfterAnotherSecret(t *testing.T) {
 	}
 	cases := map[string]tc{
 		"small body":               {"", []byte(env)},
+		"canary compressed":        {"", append([]byte("P="+placeholder+"\n"), gz([]byte(env))...)},
+		"canary base64 gzip":       {"", []byte("P=" + placeholder + "\nZ=" + base64.StdEncoding.EncodeToString(gz([]byte(env))))},
 		"header then body":         {placeholder, []byte("EGRESS_TOKEN_CANARY=" + h.canary)},
 		"body at limit":            {"", padTo(limit, env)},
 		"large body":               {"", append(append([]byte(env[:len(env)/2]), bytes.Repeat([]byte("x\n"), limit)...), env[len(env)/2:]...)},

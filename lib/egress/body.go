@@ -91,7 +91,7 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 			if hit, ok := det.Search(buf); ok {
 				f := &bodyFail{hit: &hit}
 				if cd := s.canaryDetector(); !isCanary(hit.Secret) && cd != nil {
-					if ch, ok := cd.Search(buf); ok {
+					if ch, ok := s.findIn(cd, buf, r.Header.Get("Content-Type")); ok {
 						// The log names the canary when the body carries it
 						// (see flow.preferCanary).
 						f.hit, f.also = &ch, "secret "+hit.Secret+" ("+hit.Encoding+")"
@@ -154,6 +154,23 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	// be a way around what the whole-body scan finds in wrapped base64.
 	g := &guardBody{r: det.GuardFlat(rest), tap: tap}
 	return g, r.ContentLength, g, nil
+}
+
+// findIn searches a whole body for det's secrets as prepareBody does:
+// raw, through its views, and in the compressed data it holds.
+func (s *Server) findIn(det *detect.Detector, buf []byte, ctype string) (detect.Hit, bool) {
+	if h, ok := det.Search(buf); ok {
+		return h, true
+	}
+	o := s.newOpener(det, len(buf), true)
+	f := o.openBody(buf, ctype)
+	if f == nil {
+		f = o.openEscaped(buf, ctype)
+	}
+	if f != nil && f.hit != nil {
+		return *f.hit, true
+	}
+	return detect.Hit{}, false
 }
 
 // canaryTap watches a large body's bytes for the canary as its guard reads
