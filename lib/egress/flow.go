@@ -219,12 +219,15 @@ func (f *flow) preferCanary(ref *refusal) {
 	if !ok {
 		return
 	}
-	also := ref.hit.Secret + " (" + ref.hit.Encoding + ")"
-	if ref.where != "" {
-		also += " in " + ref.where
+	prev := ref.reason // what was said of the other, kept
+	if prev == "" {
+		prev = "secret " + ref.hit.Secret + " (" + ref.hit.Encoding + ")"
+		if ref.where != "" {
+			prev += " in " + ref.where
+		}
 	}
 	ref.hit, ref.where, ref.body = &hit, where, ""
-	ref.reason = "secret " + hit.Secret + " (" + hit.Encoding + ") in " + where + ", and secret " + also
+	ref.reason = "secret " + hit.Secret + " (" + hit.Encoding + ") in " + where + "; and " + prev
 }
 
 // canaryDetector finds the canary alone (nil when the sidecar has none),
