@@ -276,8 +276,23 @@ func (o *opener) openEscaped(body []byte, ctype string) *bodyFail {
 			run := flat[at:end]
 			if i >= 2 { // zlib
 				src := func(*int64) (io.Reader, error) { return b64Reader(run), nil }
-				var hd [2]byte
-				if n, _ := io.ReadFull(b64Reader(run[:min(len(run), 4)]), hd[:]); n < 2 || !zlibHeader(hd[0], hd[1]) {
+				if len(run) < 4 {
+					continue
+				}
+				// The header from the first four characters, without a
+				// decoder: most tries end here.
+				var c [4]byte
+				var hd [3]byte
+				for j, ch := range run[:4] {
+					switch ch {
+					case '-':
+						ch = '+'
+					case '_':
+						ch = '/'
+					}
+					c[j] = ch
+				}
+				if _, err := base64.StdEncoding.Decode(hd[:], c[:]); err != nil || !zlibHeader(hd[0], hd[1]) {
 					continue
 				}
 				if tried++; tried > maxMembers {
