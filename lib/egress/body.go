@@ -74,10 +74,17 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
 	}
 	limit := s.cfg.MaxScanBody
+	var src io.Reader = r.Body
+	if det != nil {
+		src = &trailerBody{r: r, det: det}
+	}
 	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) //nolint:errcheck
-	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	buf, err := io.ReadAll(io.LimitReader(src, limit+1))
 	if int64(len(buf)) <= limit {
 		rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	if hit, ok := detect.IsHit(err); ok {
+		return nil, 0, nil, &bodyFail{hit: &hit}
 	}
 	if err != nil {
 		status := http.StatusBadRequest
@@ -136,7 +143,7 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 			return nil, 0, nil, f
 		}
 	}
-	paced := &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout}
+	paced := &pacedBody{r: src, rc: rc, timeout: s.cfg.BodyReadTimeout}
 	var rest io.Reader = io.MultiReader(bytes.NewReader(buf), paced)
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
@@ -154,6 +161,31 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	// be a way around what the whole-body scan finds in wrapped base64.
 	g := &guardBody{r: det.GuardFlat(rest), tap: tap}
 	return g, r.ContentLength, g, nil
+}
+
+// trailerBody is a request's body that ends in a hit when the trailers
+// that follow it carry a secret. They are never forwarded (an outgoing
+// request carries none), but the agent sent the secret, and the log says
+// so: a large body is cut short of its end, a small one is not sent.
+type trailerBody struct {
+	r   *http.Request
+	det *detect.Detector
+}
+
+func (t *trailerBody) Read(p []byte) (int, error) {
+	n, err := t.r.Body.Read(p)
+	if err == io.EOF && len(t.r.Trailer) > 0 {
+		var b []byte
+		for k, vs := range t.r.Trailer {
+			for _, v := range vs {
+				b = append(append(append(append(b, k...), ": "...), v...), '\n')
+			}
+		}
+		if hit, ok := t.det.Search(b); ok {
+			return n, &detect.HitError{Hit: hit}
+		}
+	}
+	return n, err
 }
 
 // findIn searches a whole body for det's secrets as prepareBody does:
