@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -21,6 +23,7 @@ const (
 	Base32    = "base32"    // standard alphabet, upper or lower case, any alignment, padded or not
 	Hex       = "hex"       // lower or upper case
 	JSON      = "json"      // JSON string escaping that changes the value
+	UTF16     = "utf-16"    // UTF-16 little- or big-endian (Windows tools, PowerShell); base64 of little-endian (PowerShell's -EncodedCommand)
 )
 
 // form is one byte string that stands for a secret in some encoding.
@@ -71,6 +74,15 @@ func forms(v string) []form {
 	for _, s := range jsonForms(v) {
 		add(JSON, s)
 	}
+	// UTF-16 is the text of Windows tools (PowerShell's files and
+	// -EncodedCommand, .NET's Encoding.Unicode): a file written so carries
+	// the secret whole to whoever reads it back.
+	le, be := utf16Of(v)
+	add(UTF16, le)
+	add(UTF16, be)
+	for align := range 3 {
+		add(UTF16, base64Middle(base64.RawStdEncoding, le, align))
+	}
 	return out
 }
 
@@ -105,6 +117,17 @@ func base32Middle(v string, align int) string {
 		return ""
 	}
 	return s[start:end]
+}
+
+// utf16Of returns v in UTF-16, little- and big-endian, without a byte
+// order mark.
+func utf16Of(v string) (le, be string) {
+	var l, b []byte
+	for _, c := range utf16.Encode([]rune(v)) {
+		l = binary.LittleEndian.AppendUint16(l, c)
+		b = binary.BigEndian.AppendUint16(b, c)
+	}
+	return string(l), string(b)
 }
 
 func lowerPercent(s string) string {

@@ -51,6 +51,26 @@ func (d *Detector) Search(b []byte) (Hit, bool) {
 	return Hit{}, false
 }
 
+// Decoded returns the decoded view Search looks through ("+" read as a
+// space when plus), and whether it differs from b; b itself when not.
+func Decoded(b []byte, plus bool) ([]byte, bool) {
+	v, changed := decode(nil, b, plus, false)
+	if !changed {
+		return b, false
+	}
+	return v, true
+}
+
+// Flattened returns the flattened view Search looks through, and whether
+// it differs from b; b itself when not.
+func Flattened(b []byte) ([]byte, bool) {
+	v, changed := decode(nil, b, false, true)
+	if !changed {
+		return b, false
+	}
+	return v, true
+}
+
 // SearchString is Search on a string.
 func (d *Detector) SearchString(s string) (Hit, bool) { return d.Search([]byte(s)) }
 

@@ -57,6 +57,7 @@ type bodyFail struct {
 	status   int
 	decision string
 	reason   string
+	also     string // another secret the body carries besides hit
 }
 
 // prepareBody scans the request body. A body up to MaxScanBody is read
@@ -73,10 +74,17 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 		return nil, 0, nil, &bodyFail{status: http.StatusUnsupportedMediaType, decision: audit.Block, reason: err.Error()}
 	}
 	limit := s.cfg.MaxScanBody
+	var src io.Reader = r.Body
+	if det != nil {
+		src = &trailerBody{r: r, det: det}
+	}
 	rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) //nolint:errcheck
-	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	buf, err := io.ReadAll(io.LimitReader(src, limit+1))
 	if int64(len(buf)) <= limit {
 		rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	if hit, ok := detect.IsHit(err); ok {
+		return nil, 0, nil, &bodyFail{hit: &hit}
 	}
 	if err != nil {
 		status := http.StatusBadRequest
@@ -88,7 +96,15 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	if int64(len(buf)) <= limit {
 		if det != nil {
 			if hit, ok := det.Search(buf); ok {
-				return nil, 0, nil, &bodyFail{hit: &hit}
+				f := &bodyFail{hit: &hit}
+				if cd := s.canaryDetector(); !isCanary(hit.Secret) && cd != nil {
+					if ch, ok := s.findIn(cd, buf, r.Header.Get("Content-Type")); ok {
+						// The log names the canary when the body carries it
+						// (see flow.preferCanary).
+						f.hit, f.also = &ch, "secret "+hit.Secret+" ("+hit.Encoding+")"
+					}
+				}
+				return nil, 0, nil, f
 			}
 			if len(encs) > 0 {
 				if f := s.scanDecoded(det, buf, encs); f != nil {
@@ -97,7 +113,13 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 			}
 			// Compressed data the request does not declare: the upstream
 			// may well decompress it, or keep it for someone who will.
-			if f := s.newOpener(det, len(buf), true).openBody(buf, r.Header.Get("Content-Type")); f != nil {
+			o := s.newOpener(det, len(buf), true)
+			if f := o.openBody(buf, r.Header.Get("Content-Type")); f != nil {
+				return nil, 0, nil, f
+			}
+			// And when escaped: a compressed file in a form, in JSON, in a
+			// part with Content-Transfer-Encoding: base64.
+			if f := o.openEscaped(buf, r.Header.Get("Content-Type")); f != nil {
 				return nil, 0, nil, f
 			}
 		}
@@ -121,9 +143,15 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 			return nil, 0, nil, f
 		}
 	}
-	rest := io.MultiReader(bytes.NewReader(buf), &pacedBody{r: r.Body, rc: rc, timeout: s.cfg.BodyReadTimeout})
+	paced := &pacedBody{r: src, rc: rc, timeout: s.cfg.BodyReadTimeout}
+	var rest io.Reader = io.MultiReader(bytes.NewReader(buf), paced)
 	if det == nil {
 		return io.NopCloser(rest), r.ContentLength, nil, nil
+	}
+	var tap *canaryTap
+	if cd := s.canaryDetector(); cd != nil {
+		tap = &canaryTap{r: rest, paced: paced, sc: cd.NewScanner()}
+		rest = tap
 	}
 	rest, f := sniffParts(det, rest, r.Header.Get("Content-Type"), len(buf)-partSniff)
 	if f != nil {
@@ -131,8 +159,102 @@ func (s *Server) prepareBody(det *detect.Detector, r *http.Request, rc *http.Res
 	}
 	// The flattened stream too: padding a body past MaxScanBody must not
 	// be a way around what the whole-body scan finds in wrapped base64.
-	g := &guardBody{r: det.GuardFlat(rest)}
+	g := &guardBody{r: det.GuardFlat(rest), tap: tap}
 	return g, r.ContentLength, g, nil
+}
+
+// trailerBody is a request's body that ends in a hit when the trailers
+// that follow it carry a secret. They are never forwarded (an outgoing
+// request carries none), but the agent sent the secret, and the log says
+// so: a large body is cut short of its end, a small one is not sent.
+type trailerBody struct {
+	r   *http.Request
+	det *detect.Detector
+}
+
+func (t *trailerBody) Read(p []byte) (int, error) {
+	n, err := t.r.Body.Read(p)
+	if err == io.EOF && len(t.r.Trailer) > 0 {
+		var b []byte
+		for k, vs := range t.r.Trailer {
+			for _, v := range vs {
+				b = append(append(append(append(b, k...), ": "...), v...), '\n')
+			}
+		}
+		if hit, ok := t.det.Search(b); ok {
+			return n, &detect.HitError{Hit: hit}
+		}
+	}
+	return n, err
+}
+
+// findIn searches a whole body for det's secrets as prepareBody does:
+// raw, through its views, and in the compressed data it holds.
+func (s *Server) findIn(det *detect.Detector, buf []byte, ctype string) (detect.Hit, bool) {
+	if h, ok := det.Search(buf); ok {
+		return h, true
+	}
+	o := s.newOpener(det, len(buf), true)
+	f := o.openBody(buf, ctype)
+	if f == nil {
+		f = o.openEscaped(buf, ctype)
+	}
+	if f != nil && f.hit != nil {
+		return *f.hit, true
+	}
+	return detect.Hit{}, false
+}
+
+// canaryTap watches a large body's bytes for the canary as its guard reads
+// them from the client. When the guard stops at another secret, the flow
+// reads on through the tap, a while, to name the canary if it follows
+// (flow.preferCanary). It looks for the canary's forms, not through the
+// decoded views: the request is blocked either way, this only names it.
+type canaryTap struct {
+	mu    sync.Mutex // the transport's reads, then the flow's
+	r     io.Reader
+	paced *pacedBody
+	sc    *detect.Scanner
+	ended bool // the body was read to its end
+}
+
+func (t *canaryTap) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.read(p)
+}
+
+func (t *canaryTap) read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.sc.Write(p[:n]) //nolint:errcheck // never fails
+	t.ended = t.ended || err == io.EOF
+	return n, err
+}
+
+// drain reads on, up to max bytes and for wait at most, until the canary
+// is found or the body ends.
+func (t *canaryTap) drain(wait time.Duration, max int64) (detect.Hit, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 32<<10)
+	var n int64
+	for !t.sc.Found() && n < max {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		t.paced.timeout = left
+		k, err := t.read(buf)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	if !t.sc.Found() {
+		return detect.Hit{}, false
+	}
+	return t.sc.Hits()[0], true
 }
 
 // guardBody is the upload reader of a large body; it remembers a hit so
@@ -143,6 +265,7 @@ type guardBody struct {
 	hit  *detect.Hit
 	fail *bodyFail // a part it would not send
 	n    int64
+	tap  *canaryTap
 }
 
 func (g *guardBody) Read(p []byte) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -220,6 +221,199 @@ func (o *opener) openBody(body []byte, ctype string) *bodyFail {
 		}
 	}
 	return nil
+}
+
+// An upload of a compressed file is often escaped: percent-escaped in a
+// form, base64 in JSON (GitHub's contents API) or in a multipart part whose
+// Content-Transfer-Encoding is base64, wrapped or not. A whole body is
+// opened through its views too: the decoded view where it holds a gzip or
+// zip signature, and the base64 in its flattened view that starts like
+// gzip ("H4sI"), a zip entry ("UEsDB") or zlib ("eJ", "eN", "eA", "eF":
+// 78 01, 78 5e, 78 9c, 78 da).
+var b64Sigs = [][]byte{[]byte("H4sI"), []byte("UEsDB"), []byte("eJ"), []byte("eN"), []byte("eA"), []byte("eF")}
+
+// openEscaped opens the compressed data of a whole body's views. The
+// base64 it decodes whole (gzip and zip, whose signatures are rare by
+// chance) is bounded by the size of the body; zlib is read as a stream,
+// which fails within a few bytes of a false start.
+func (o *opener) openEscaped(body []byte, ctype string) *bodyFail {
+	plus := strings.HasPrefix(strings.ToLower(strings.TrimSpace(ctype)), "application/x-www-form-urlencoded")
+	tried := 0
+	if f := o.openZlib(body, &tried); f != nil {
+		return f
+	}
+	// Of the escapes the decoded view undoes, only %XX stands for a byte
+	// that is not ASCII: JSON and HTML escapes stand for characters, which
+	// carry no compressed data.
+	if bytes.IndexByte(body, '%') >= 0 {
+		if v, changed := detect.Decoded(body, plus); changed {
+			if hasSig(v) {
+				if f := o.openBody(v, ""); f != nil {
+					return f
+				}
+			}
+			if f := o.openZlib(v, &tried); f != nil {
+				return f
+			}
+		}
+	}
+	if !hasB64Sig(body) {
+		return nil // the signature is at the start of the base64, before any line break
+	}
+	flat, _ := detect.Flattened(body)
+	decoded := 0
+	for i, sig := range b64Sigs {
+		end := 0 // of the base64 run at is in
+		for at := 0; ; at++ {
+			k := bytes.Index(flat[at:], sig)
+			if k < 0 {
+				break
+			}
+			at += k
+			if at >= end {
+				end = at + len(b64Run(flat[at:]))
+			}
+			run := flat[at:end]
+			if i >= 2 { // zlib
+				src := func(*int64) (io.Reader, error) { return b64Reader(run), nil }
+				if len(run) < 4 {
+					continue
+				}
+				// The header from the first four characters, without a
+				// decoder: most tries end here.
+				var c [4]byte
+				var hd [3]byte
+				for j, ch := range run[:4] {
+					switch ch {
+					case '-':
+						ch = '+'
+					case '_':
+						ch = '/'
+					}
+					c[j] = ch
+				}
+				if _, err := base64.StdEncoding.Decode(hd[:], c[:]); err != nil || !zlibHeader(hd[0], hd[1]) {
+					continue
+				}
+				if tried++; tried > maxMembers {
+					return o.refuse("the request body holds more than %d base64 runs that start like zlib", maxMembers)
+				}
+				if f := o.open(src, member{0, "start"}, 1, "base64/"); f != nil {
+					return f
+				}
+				continue
+			}
+			if decoded += len(run); decoded > 2*len(body) {
+				return o.refuse("the request body holds more base64 that starts like compressed data than can be opened")
+			}
+			b, err := io.ReadAll(b64Reader(run))
+			if len(b) == 0 {
+				continue
+			}
+			_ = err // what decoded before a bad byte is opened
+			if f := o.openBody(b, ""); f != nil {
+				if f.hit != nil {
+					f.hit.Encoding = "base64/" + f.hit.Encoding
+				}
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// openZlib opens what has a zlib header anywhere in b past its start (a
+// prefix before compressed data, as "data=" in a form). In text a zlib
+// header never appears (its second byte is not ASCII after an "x"); in
+// binary data about one in 16,000 positions has one, and a false start
+// fails within a few bytes. More than maxMembers tries are refused:
+// decoys must not be a way to hide the real one.
+func (o *opener) openZlib(b []byte, tried *int) *bodyFail {
+	src := func(*int64) (io.Reader, error) { return bytes.NewReader(b), nil }
+	for at := 1; at+1 < len(b); at++ {
+		k := bytes.IndexByte(b[at:len(b)-1], 0x78)
+		if k < 0 {
+			break
+		}
+		at += k
+		if !zlibHeader(b[at], b[at+1]) {
+			continue
+		}
+		if *tried++; *tried > maxMembers {
+			return o.refuse("the request body holds more than %d places that start like zlib", maxMembers)
+		}
+		if f := o.open(src, member{int64(at), "start"}, 1, ""); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// zlibHeader reports the header of a zlib stream as compressors write it:
+// a 32 KiB window, no preset dictionary, the check bits right.
+func zlibHeader(a, b byte) bool {
+	return a == 0x78 && b&0x20 == 0 && (int(a)<<8|int(b))%31 == 0
+}
+
+// hasB64Sig reports whether b holds the start of base64 of compressed data.
+func hasB64Sig(b []byte) bool {
+	for i := 0; i+1 < len(b); i++ {
+		switch b[i] {
+		case 'e':
+			if c := b[i+1]; c == 'J' || c == 'N' || c == 'A' || c == 'F' {
+				return true
+			}
+		case 'H', 'U':
+			if bytes.HasPrefix(b[i:], b64Sigs[0]) || bytes.HasPrefix(b[i:], b64Sigs[1]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasSig reports a gzip or zip signature in b.
+func hasSig(b []byte) bool {
+	return bytes.Contains(b, []byte{0x1f, 0x8b, 8}) || bytes.Contains(b, []byte("PK\x03\x04"))
+}
+
+// b64Run returns the base64 (either alphabet) at the start of b, without
+// its padding.
+func b64Run(b []byte) []byte {
+	n := 0
+	for n < len(b) && b64Char[b[n]] {
+		n++
+	}
+	return b[:n]
+}
+
+var b64Char = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_") {
+		t[c] = true
+	}
+	return t
+}()
+
+// b64Reader decodes run, either alphabet, its last partial group dropped.
+func b64Reader(run []byte) io.Reader {
+	run = run[:len(run)/4*4]
+	return base64.NewDecoder(base64.StdEncoding, &urlToStd{r: bytes.NewReader(run)})
+}
+
+// urlToStd reads the URL alphabet as the standard one.
+type urlToStd struct{ r io.Reader }
+
+func (u *urlToStd) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	for i, c := range p[:n] {
+		switch c {
+		case '-':
+			p[i] = '+'
+		case '_':
+			p[i] = '/'
+		}
+	}
+	return n, err
 }
 
 // open opens the member m of the stream src as a stream at depth, and
@@ -543,7 +737,9 @@ type partSniffer struct {
 	ok      int
 	from    int  // where in buf the next delimiter may start
 	sigFrom int  // and the next signature
+	escFrom int  // and the next escaped one
 	nJudged int  // signatures judged
+	nEsc    int  // escaped signatures looked at
 	last    byte // the last byte passed on
 	eof     bool
 	err     error
@@ -581,6 +777,7 @@ func (s *partSniffer) Read(p []byte) (int, error) {
 			s.ok -= n
 			s.from = max(0, s.from-n)
 			s.sigFrom = max(0, s.sigFrom-n)
+			s.escFrom = max(0, s.escFrom-n)
 			return n, nil
 		}
 		if s.err != nil {
@@ -616,6 +813,11 @@ func (s *partSniffer) sniff() *bodyFail {
 	if f != nil {
 		return f
 	}
+	okE, f := s.sniffEscaped()
+	if f != nil {
+		return f
+	}
+	okS = min(okS, okE)
 	okP := len(s.buf)
 	if s.delim != nil {
 		if okP, f = s.sniffParts(); f != nil {
@@ -664,6 +866,102 @@ func (s *partSniffer) sniffSigs() (int, *bodyFail) {
 				reason: fmt.Sprintf("a large body holds more than %d gzip or zip headers", maxMembers)}
 		}
 		if f := s.judgeSig(s.buf[q:min(len(s.buf), q+partSniff)]); f != nil {
+			return 0, f
+		}
+	}
+}
+
+// escSigs are where gzip and a zip entry may start when escaped: base64,
+// and percent escapes (in either case; "P" and "K" need none), which
+// pctSig looks at closer.
+var escSigs = [][]byte{b64Sigs[0], b64Sigs[1], []byte("%1"), []byte("%03%04")}
+
+// pctSig returns where the percent-escaped gzip or zip signature that the
+// anchor at q in b belongs to starts, or -1.
+func pctSig(b []byte, q int) int {
+	if b[q+1] == '1' {
+		if len(b)-q >= 9 && bytes.EqualFold(b[q:q+9], []byte("%1f%8b%08")) {
+			return q
+		}
+		return -1
+	}
+	for _, p := range []string{"PK", "P%4b", "%50K", "%50%4b"} {
+		if q >= len(p) && bytes.EqualFold(b[q-len(p):q], []byte(p)) {
+			return q - len(p)
+		}
+	}
+	return -1
+}
+
+// escWindow is how much of an escaped signature's text the sniffer holds
+// to judge it: enough for partSniff bytes in base64 wrapped with escaped
+// line breaks, or in percent escapes.
+const escWindow = 8 * partSniff
+
+// sniffEscaped judges gzip and zip entries that are base64-encoded or
+// percent-escaped anywhere in a large body (the first bytes too: only
+// their raw compressed data was opened) as sniffSigs judges raw ones:
+// refused if they go on past what is sniffed, searched if they end within.
+func (s *partSniffer) sniffEscaped() (int, *bodyFail) {
+	end := s.eof || s.err != nil
+	for {
+		q, sig := -1, -1
+		for i, e := range escSigs {
+			if j := bytes.Index(s.buf[s.escFrom:], e); j >= 0 && (q < 0 || s.escFrom+j < q) {
+				q, sig = s.escFrom+j, i
+			}
+		}
+		anchor := q
+		if q >= 0 && sig >= 2 {
+			p := pctSig(s.buf, q)
+			if p < 0 && len(s.buf)-q < 9 && !end {
+				s.escFrom = q
+				return q, nil // "%1" may go on in the next read
+			}
+			if p < 0 {
+				s.escFrom = q + 1
+				continue
+			}
+			q = p
+		}
+		if q < 0 {
+			// A signature may go on in the next read.
+			s.escFrom = max(s.escFrom, len(s.buf)-len("%50%4B%03%04"))
+			if end {
+				s.escFrom = len(s.buf)
+			}
+			return s.escFrom, nil
+		}
+		if len(s.buf)-q < escWindow && !end {
+			s.escFrom = q
+			return q, nil
+		}
+		s.escFrom = anchor + 1
+		// Each costs a window's decoding: by chance they are rare (one in
+		// 16 million positions of base64), so many are refused.
+		if s.nEsc++; s.nEsc > maxMembers {
+			return 0, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+				reason: fmt.Sprintf("a large body holds more than %d escaped gzip or zip signatures", maxMembers)}
+		}
+		w := s.buf[q:min(len(s.buf), q+escWindow)]
+		var b []byte
+		if sig < 2 {
+			flat, _ := detect.Flattened(w)
+			b, _ = io.ReadAll(b64Reader(b64Run(flat)))
+		} else {
+			b, _ = detect.Decoded(w, true)
+		}
+		if !plausibleHeader(b[:min(len(b), partSniff)]) {
+			continue
+		}
+		if s.nJudged++; s.nJudged > maxMembers {
+			return 0, &bodyFail{status: http.StatusRequestEntityTooLarge, decision: audit.Block,
+				reason: fmt.Sprintf("a large body holds more than %d gzip or zip headers", maxMembers)}
+		}
+		if f := s.judgeSig(b[:min(len(b), partSniff)]); f != nil {
+			if f.hit != nil {
+				f.hit.Encoding = "escaped " + f.hit.Encoding
+			}
 			return 0, f
 		}
 	}

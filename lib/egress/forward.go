@@ -71,9 +71,16 @@ func (s *Server) forward(f *flow) {
 	defer release()
 	f.bodyTaken = true
 	body, n, guard, fail := s.prepareBody(det, r, rc)
+	if guard != nil {
+		f.tap = guard.tap
+	}
 	if fail != nil {
 		if fail.hit != nil {
-			f.refuse(refusal{status: http.StatusForbidden, decision: audit.Block, hit: fail.hit, where: "the request's body"})
+			ref := refusal{status: http.StatusForbidden, decision: audit.Block, hit: fail.hit, where: "the request's body"}
+			if fail.also != "" {
+				ref.reason = "secret " + fail.hit.Secret + " (" + fail.hit.Encoding + ") in the request's body, and " + fail.also
+			}
+			f.refuse(ref)
 			return
 		}
 		f.refuse(refusal{status: fail.status, decision: fail.decision, reason: fail.reason})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,8 +270,25 @@ func (s *Server) redact(snap *snapshot, str string) string {
 	if snap == nil || str == "" {
 		return str
 	}
-	if hit, ok := snap.find(str); ok {
-		return "[redacted: carries " + hit.Secret + "]"
+	// As deep as scanHead looks: a path or query whose secret the scan
+	// found escaped three times over must not keep it in the log.
+	for i, v := 0, str; i < 4; i++ {
+		if hit, ok := snap.find(v); ok {
+			return "[redacted: carries " + hit.Secret + "]"
+		}
+		if !strings.ContainsAny(v, "%+") {
+			break
+		}
+		q, err := url.QueryUnescape(v)
+		if err != nil {
+			if q, err = url.PathUnescape(v); err != nil {
+				break
+			}
+		}
+		if q == v {
+			break
+		}
+		v = q
 	}
 	return str
 }
