@@ -26,22 +26,32 @@ import (
 // were applied; identity is dropped. A coding the sidecar cannot undo is
 // an error: what cannot be scanned does not leave.
 func contentEncodings(h http.Header) ([]string, error) {
-	var out []string
+	out, unknown := parseCodings(h)
+	switch {
+	case unknown != "":
+		return nil, fmt.Errorf("the request body's content-encoding %q cannot be scanned", unknown)
+	case len(out) > 4:
+		return nil, fmt.Errorf("the request body has %d content-encodings; at most 4 are scanned", len(out))
+	}
+	return out, nil
+}
+
+// parseCodings reads a Content-Encoding, requests' and answers' alike: the
+// codings the sidecar can undo in the order they were applied (identity
+// dropped), or the first it cannot.
+func parseCodings(h http.Header) (codings []string, unknown string) {
 	for _, v := range h.Values("Content-Encoding") {
 		for _, c := range strings.Split(v, ",") {
 			switch c = strings.ToLower(strings.TrimSpace(c)); c {
 			case "", "identity":
 			case "gzip", "x-gzip", "deflate":
-				out = append(out, c)
+				codings = append(codings, c)
 			default:
-				return nil, fmt.Errorf("the request body's content-encoding %q cannot be scanned", c)
+				return nil, c
 			}
 		}
 	}
-	if len(out) > 4 {
-		return nil, fmt.Errorf("the request body has %d content-encodings; at most 4 are scanned", len(out))
-	}
-	return out, nil
+	return codings, ""
 }
 
 // scanDecoded undoes the codings of a whole body and scans the result as

@@ -494,19 +494,11 @@ func (c *countReader) Read(p []byte) (int, error) {
 // were applied, identity dropped; one the guard cannot decode, or more
 // than maxCodings, is an error.
 func responseCodings(h http.Header) ([]string, error) {
-	var out []string
-	for _, v := range h.Values("Content-Encoding") {
-		for _, c := range strings.Split(v, ",") {
-			switch c = strings.ToLower(strings.TrimSpace(c)); c {
-			case "", "identity":
-			case "gzip", "x-gzip", "deflate":
-				out = append(out, c)
-			default:
-				return nil, fmt.Errorf("the upstream answered in the content-coding %q, which the sidecar cannot decode to scan (it asked for gzip or deflate)", c)
-			}
-		}
-	}
-	if len(out) > maxCodings {
+	out, unknown := parseCodings(h)
+	switch {
+	case unknown != "":
+		return nil, fmt.Errorf("the upstream answered in the content-coding %q, which the sidecar cannot decode to scan (it asked for gzip or deflate)", unknown)
+	case len(out) > maxCodings:
 		return nil, fmt.Errorf("the upstream's answer has %d content-codings; at most %d are decoded", len(out), maxCodings)
 	}
 	return out, nil

@@ -29,6 +29,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bb-bottles/bb/scripts/internal/proc"
 )
 
 func main() {
@@ -107,8 +109,8 @@ func run() error {
 	if err := egress.Start(); err != nil {
 		return fmt.Errorf("starting bb-egress: %w", err)
 	}
-	defer stop(egress)
-	if err := waitListen(egressAddr); err != nil {
+	defer proc.Stop(egress)
+	if err := proc.WaitListen(egressAddr); err != nil {
 		msg, _ := os.ReadFile(egressErr.Name())
 		return fmt.Errorf("bb-egress: %w\n%s", err, msg)
 	}
@@ -123,7 +125,7 @@ func run() error {
 		// mitmproxy is two orders of magnitude slower: fewer requests keep the
 		// run short without changing its rate.
 		results = append(results, hey("mitmproxy", up.URL, "http://"+addr, *n/10, *c))
-		stop(mitm)
+		proc.Stop(mitm)
 	}
 
 	fmt.Println()
@@ -175,30 +177,6 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-func waitListen(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listening on %s after 10s", addr)
-}
-
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
 }
 
 var (
@@ -268,8 +246,8 @@ def request(flow):
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
 	}
-	if err := waitListen(addr); err != nil {
-		stop(cmd)
+	if err := proc.WaitListen(addr); err != nil {
+		proc.Stop(cmd)
 		return nil, "", err
 	}
 	return cmd, addr, nil

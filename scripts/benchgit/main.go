@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bb-bottles/bb/scripts/internal/proc"
 )
 
 const backend = "/usr/lib/git-core/git-http-backend"
@@ -101,8 +103,8 @@ func run() error {
 	if err := egress.Start(); err != nil {
 		return err
 	}
-	defer stop(egress)
-	if err := waitListen(addr); err != nil {
+	defer proc.Stop(egress)
+	if err := proc.WaitListen(addr); err != nil {
 		msg, _ := os.ReadFile(errFile.Name())
 		return fmt.Errorf("bb-egress: %w\n%s", err, msg)
 	}
@@ -311,30 +313,6 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-func waitListen(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listening on %s after 10s", addr)
-}
-
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
 }
 
 func rss(pid int, field string) float64 {

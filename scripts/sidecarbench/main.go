@@ -53,6 +53,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/bb-bottles/bb/scripts/internal/proc"
 )
 
 func main() {
@@ -250,7 +252,7 @@ func start(bin string, o options) (*bench, error) {
 func (b *bench) close() {
 	for _, c := range []*exec.Cmd{b.sidecar, b.plain, b.up} {
 		if c != nil {
-			stop(c)
+			proc.Stop(c)
 		}
 	}
 	os.RemoveAll(b.tmp)
@@ -297,7 +299,7 @@ func (b *bench) startSidecar(bin, token string, env []string) error {
 		return fmt.Errorf("starting %s serve: %w", bin, err)
 	}
 	b.sidecar = cmd
-	if err := waitListen(addr); err != nil {
+	if err := proc.WaitListen(addr); err != nil {
 		msg, _ := os.ReadFile(errFile.Name())
 		return fmt.Errorf("bb-egress serve: %w\n%s", err, msg)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -28,6 +27,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/bb-bottles/bb/scripts/internal/proc"
 )
 
 // serveUpstream is the upstream process: a plain Go TLS server (HTTP/1.1
@@ -224,7 +225,7 @@ func startChild(sub string, env ...string) (*exec.Cmd, string, error) {
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		stop(cmd)
+		proc.Stop(cmd)
 		return nil, "", fmt.Errorf("the %s did not say where it listens: %w", sub, err)
 	}
 	return cmd, strings.TrimSpace(line), nil
@@ -292,28 +293,4 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-func waitListen(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", addr); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listening on %s after 10s", addr)
-}
-
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
 }
