@@ -87,6 +87,10 @@ type tight struct {
 	hist    []byte // the raw bytes just before the guard's buffer
 	decHist []byte // the decoded view's last bytes
 	scratch [2][]byte
+	// join and low hold hist and the buffer as one text (low lower-cased),
+	// made once per tightReady and only when a view walks back into them:
+	// a fresh copy per view and read was most of what a guard allocated.
+	join, low []byte
 }
 
 // wrote notes what a write to the views made.
@@ -112,6 +116,9 @@ func keep(h, b []byte) []byte {
 	return append(h, b...)
 }
 
+// maxJoinKept bounds the join a guard keeps between reads (see tight).
+const maxJoinKept = 48 << 10
+
 // tightReady returns how many bytes at the start of a tight guard's
 // buffer (from stream offset base, its raw open tail already judged:
 // rawReady) no view could still be beginning a secret with, or a secret
@@ -119,18 +126,35 @@ func keep(h, b []byte) []byte {
 func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawReady int) (int, Hit, bool) {
 	n := len(buf)
 	from := base + int64(rawReady)
-	hist := func(h, b []byte) []byte { return append(slices.Clip(h), b...) }
-	x1, decMore, hit, ok := s.dec.settle(d, nil, func() ([]byte, int64) { return hist(t.hist, buf), base - int64(len(t.hist)) }, false, &t.scratch[0])
+	at := base - int64(len(t.hist))
+	defer func() {
+		// An open answer keeps them for its next read, a read's worth:
+		// not what an outsized hold made them.
+		if cap(t.join) > maxJoinKept {
+			t.join, t.low = nil, nil
+		}
+	}()
+	var joined, lowered bool
+	raw := func() ([]byte, int64) {
+		if !joined {
+			t.join, joined = append(append(t.join[:0], t.hist...), buf...), true
+		}
+		return t.join, at
+	}
+	x1, decMore, hit, ok := s.dec.settle(d, nil, raw, false, &t.scratch[0])
 	if ok {
 		return 0, tagView(hit, "decoded "), true
 	}
 	from = min(from, x1)
 	xf, _, hit, ok := s.flat.settle(d, nil, func() ([]byte, int64) {
-		src := hist(t.hist, buf)
-		if d.fold {
-			src = lowerASCII(src, src)
+		src, _ := raw()
+		if !d.fold {
+			return src, at
 		}
-		return src, base - int64(len(t.hist))
+		if !lowered {
+			t.low, lowered = lowerASCII(slices.Grow(t.low[:0], len(src))[:len(src)], src), true
+		}
+		return t.low, at
 	}, blankEnd(buf), &t.scratch[1])
 	if ok {
 		return 0, tagView(hit, "flattened "), true
@@ -146,7 +170,7 @@ func (s *viewSet) tightReady(d *Detector, t *tight, buf []byte, base int64, rawR
 		if u >= s.dec.outN {
 			from = min(from, s.dec.pendAt)
 		} else {
-			from = min(from, s.dec.walkBack(u, func() ([]byte, int64) { return hist(t.hist, buf), base - int64(len(t.hist)) }))
+			from = min(from, s.dec.walkBack(u, raw))
 		}
 	}
 	if from < 0 {
