@@ -9,29 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bb-bottles/bb/internal/testio"
 	"github.com/bb-bottles/bb/lib/cli"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 // On macos-container the sidecar listens on a socket, which the runtime
 // relays to the agent: it replaces one a killed sidecar left, opens it to
@@ -50,7 +33,7 @@ func TestServeOnAUnixSocket(t *testing.T) {
 	if err := os.WriteFile(routes, []byte("- host: allowed.example\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var errb lockedBuffer
+	var errb testio.Buffer
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {

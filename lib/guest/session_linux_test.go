@@ -10,41 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bb-bottles/bb/internal/testio"
 	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func waitFor(t *testing.T, b *syncBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw %q; got %q", want, b.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // startSession runs a Session of cmd in the background and returns once it
 // listens; the agent's status arrives on the channel.
@@ -87,7 +58,7 @@ func personTerminal(t *testing.T, cols, rows uint16) (keys, tty *os.File) {
 }
 
 type attached struct {
-	out  syncBuffer
+	out  testio.Buffer
 	code chan int
 	err  chan error
 }
@@ -121,11 +92,11 @@ func TestAttachStartsTheAgentAndPassesItsStatus(t *testing.T) {
 		`trap 'echo got-interrupt' INT; stty size; until read line; do :; done; echo "got:$line"; exit 7`)
 	keys, tty := personTerminal(t, 100, 30)
 	a := attach(t, t.Context(), sess.Spec.Socket, tty)
-	waitFor(t, &a.out, "30 100")
+	testio.WaitFor(t, &a.out, "30 100")
 	keys.Write([]byte{0x03})
-	waitFor(t, &a.out, "got-interrupt")
+	testio.WaitFor(t, &a.out, "got-interrupt")
 	keys.Write([]byte("hello\r"))
-	waitFor(t, &a.out, "got:hello")
+	testio.WaitFor(t, &a.out, "got:hello")
 	if code, err := a.wait(t); code != 7 || err != nil {
 		t.Errorf("Attach = %d, %v; want the agent's 7", code, err)
 	}
@@ -143,7 +114,7 @@ func TestDetachAndAttachAgain(t *testing.T) {
 	_, tty := personTerminal(t, 80, 24)
 	ctx, leave := context.WithCancel(t.Context())
 	a := attach(t, ctx, sess.Spec.Socket, tty)
-	waitFor(t, &a.out, "one")
+	testio.WaitFor(t, &a.out, "one")
 	leave()
 	if _, err := a.wait(t); err == nil {
 		t.Error("a detached client reported no error")
@@ -151,10 +122,10 @@ func TestDetachAndAttachAgain(t *testing.T) {
 
 	keys2, tty2 := personTerminal(t, 120, 40)
 	b := attach(t, t.Context(), sess.Spec.Socket, tty2)
-	waitFor(t, &b.out, "one") // the scrollback
+	testio.WaitFor(t, &b.out, "one") // the scrollback
 	keys2.Write([]byte("x\r"))
-	waitFor(t, &b.out, "two:x")
-	waitFor(t, &b.out, "40 120")
+	testio.WaitFor(t, &b.out, "two:x")
+	testio.WaitFor(t, &b.out, "40 120")
 	keys2.Write([]byte("\r"))
 	if code, err := b.wait(t); code != 0 || err != nil {
 		t.Errorf("second Attach = %d, %v", code, err)
@@ -223,7 +194,7 @@ func TestTheAgentRunsWithoutAClient(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	keys, tty := personTerminal(t, 80, 24)
 	a := attach(t, t.Context(), sess.Spec.Socket, tty)
-	waitFor(t, &a.out, "fSTART")
+	testio.WaitFor(t, &a.out, "fSTART")
 	if strings.Contains(a.out.String(), "0123") {
 		t.Errorf("scrollback of 16 bytes showed %q", a.out.String())
 	}

@@ -8,40 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bb-bottles/bb/internal/testio"
 )
-
-// syncBuffer is output written by Attach while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until out holds want.
-func waitFor(t *testing.T, out *syncBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never held %q; it is %q", want, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 type held struct {
 	socket string
@@ -111,11 +82,11 @@ func (a *attached) wait(t *testing.T) {
 func TestWaitAttachInputExit(t *testing.T) {
 	h := hold(t, true, `echo "first:$TERM"; read x; echo "got:$x"; exit 7`)
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &testio.Buffer{}
 	a := attach(h, inR, out, nil)
-	waitFor(t, out, "first:xterm-test")
+	testio.WaitFor(t, out, "first:xterm-test")
 	io.WriteString(inW, "hello\r")
-	waitFor(t, out, "got:hello")
+	testio.WaitFor(t, out, "got:hello")
 	a.wait(t)
 	if a.err != nil || a.detached || a.code != 7 {
 		t.Fatalf("Attach = %d, %v, %v; want 7, not detached", a.code, a.detached, a.err)
@@ -136,12 +107,12 @@ func TestWaitAttachInputExit(t *testing.T) {
 func TestDetachAndAttachAgain(t *testing.T) {
 	h := hold(t, false, `stty raw -echo; while :; do c=$(dd bs=1 count=1 2>/dev/null | od -An -tx1 | tr -d ' '); echo "key:$c"; [ "$c" = 71 ] && exit 3; done`)
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &testio.Buffer{}
 	a := attach(h, inR, out, nil)
 	time.Sleep(200 * time.Millisecond)
 	inW.Write([]byte{0x10, 'a'})
-	waitFor(t, out, "key:10")
-	waitFor(t, out, "key:61")
+	testio.WaitFor(t, out, "key:10")
+	testio.WaitFor(t, out, "key:61")
 	inW.Write(DetachKeys)
 	a.wait(t)
 	if a.err != nil || !a.detached {
@@ -154,11 +125,11 @@ func TestDetachAndAttachAgain(t *testing.T) {
 		t.Fatal("the command stopped when its client detached")
 	}
 	inR2, inW2 := io.Pipe()
-	out2 := &syncBuffer{}
+	out2 := &testio.Buffer{}
 	a2 := attach(h, inR2, out2, nil)
 	time.Sleep(200 * time.Millisecond)
 	io.WriteString(inW2, "q")
-	waitFor(t, out2, "key:71")
+	testio.WaitFor(t, out2, "key:71")
 	a2.wait(t)
 	if a2.err != nil || a2.detached || a2.code != 3 {
 		t.Fatalf("second Attach = %d, %v, %v; want 3", a2.code, a2.detached, a2.err)
@@ -169,15 +140,15 @@ func TestDetachAndAttachAgain(t *testing.T) {
 func TestSizes(t *testing.T) {
 	h := hold(t, true, `stty size; read x; stty size; read x`)
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &testio.Buffer{}
 	size := make(chan [2]uint16, 1)
 	size <- [2]uint16{100, 30}
 	a := attach(h, inR, out, size)
-	waitFor(t, out, "30 100")
+	testio.WaitFor(t, out, "30 100")
 	size <- [2]uint16{120, 40}
 	time.Sleep(200 * time.Millisecond)
 	io.WriteString(inW, "\r")
-	waitFor(t, out, "40 120")
+	testio.WaitFor(t, out, "40 120")
 	io.WriteString(inW, "\r")
 	a.wait(t)
 	if a.err != nil || a.code != 0 {
@@ -196,14 +167,14 @@ func TestNewestClientWins(t *testing.T) {
 		t.Fatal("not running")
 	}
 	inR2, inW2 := io.Pipe()
-	out2 := &syncBuffer{}
+	out2 := &testio.Buffer{}
 	a2 := attach(h, inR2, out2, nil)
 	a1.wait(t)
 	if !errors.Is(a1.err, errHolderGone) {
 		t.Errorf("the older client got %v, want that the holder went away", a1.err)
 	}
 	io.WriteString(inW2, "x\r")
-	waitFor(t, out2, "got:x")
+	testio.WaitFor(t, out2, "got:x")
 	a2.wait(t)
 	if a2.err != nil || a2.code != 0 {
 		t.Fatalf("Attach = %d, %v", a2.code, a2.err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bb-bottles/bb/internal/testio"
 	"github.com/bb-bottles/bb/lib/backend"
 	"github.com/bb-bottles/bb/lib/backend/macoscontainer/internal/clispec"
 	"github.com/bb-bottles/bb/lib/exit"
@@ -371,7 +372,7 @@ func TestLaunchAttached(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	keys.Write([]byte("hi\r"))
-	waitScreen(t, screen, "got:hi")
+	testio.WaitFor(t, screen, "got:hi")
 	select {
 	case code := <-done:
 		if code != 4 {

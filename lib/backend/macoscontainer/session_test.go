@@ -3,40 +3,21 @@
 package macoscontainer
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bb-bottles/bb/internal/testio"
 	"github.com/bb-bottles/bb/lib/terminal"
 	"github.com/bb-bottles/bb/lib/terminal/pty"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // person is a pseudo-terminal standing for a person's: the test types into
 // keys and reads what reaches the screen.
-func person(t *testing.T) (keys *os.File, screen *lockedBuffer, term *terminal.Terminal) {
+func person(t *testing.T) (keys *os.File, screen *testio.Buffer, term *terminal.Terminal) {
 	t.Helper()
 	keys, tty, err := pty.Open()
 	if err != nil {
@@ -48,20 +29,9 @@ func person(t *testing.T) (keys *os.File, screen *lockedBuffer, term *terminal.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	screen = &lockedBuffer{}
+	screen = &testio.Buffer{}
 	go io.Copy(screen, keys)
 	return keys, screen, term
-}
-
-func waitScreen(t *testing.T, screen *lockedBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(screen.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the screen never showed %q: %q", want, screen.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // agentContainer makes and starts, in the fake, an agent container whose
@@ -99,9 +69,9 @@ func TestSessionRelaysTheTerminal(t *testing.T) {
 		code, detached, err := testSession(f, true).Run(t.Context(), term)
 		done <- result{code, detached, err}
 	}()
-	waitScreen(t, screen, "30 100")
+	testio.WaitFor(t, screen, "30 100")
 	keys.Write([]byte("hello\r"))
-	waitScreen(t, screen, "got:hello")
+	testio.WaitFor(t, screen, "got:hello")
 	select {
 	case r := <-done:
 		if r.code != 6 || r.detached || r.err != nil {
@@ -128,7 +98,7 @@ func TestSessionDetaches(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	keys.Write([]byte{0x10, 'a'})
-	waitScreen(t, screen, "10 61")
+	testio.WaitFor(t, screen, "10 61")
 	keys.Write(terminal.DetachKeys)
 	select {
 	case detached := <-done:
