@@ -25,6 +25,9 @@ func (d *Detector) NewScanner() *Scanner {
 
 // Reset makes s the scanner of a new stream, keeping its buffers.
 func (s *Scanner) Reset() {
+	for _, b := range [][]byte{s.tail, s.win, s.low, s.wlow} {
+		clear(b[:cap(b)]) // what it kept of the last stream, which may hold a secret
+	}
 	s.tail, s.pos, s.ms, s.hits, s.taken = s.tail[:0], 0, s.ms[:0], nil, 0
 }
 

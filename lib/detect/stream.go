@@ -49,6 +49,8 @@ func (d *Detector) newViewStream(plus, flat bool) *viewStream {
 }
 
 func (v *viewStream) reset() {
+	clear(v.pend[:cap(v.pend)]) // a pooled guard's next stream is none of the last one's business
+	clear(v.buf[:cap(v.buf)])
 	v.pend, v.pendAt, v.outN, v.out, v.buf, v.marks = v.pend[:0], 0, 0, nil, v.buf[:0], v.marks[:0]
 	v.sc.Reset()
 }

@@ -103,7 +103,15 @@ func (t *tight) wrote(s *viewSet) {
 	t.decHist = keep(t.decHist, s.dec.out)
 }
 
-func (t *tight) reset() { t.hist, t.decHist = t.hist[:0], t.decHist[:0] }
+// reset readies t for another stream. What it held of the last one is
+// zeroed, not only forgotten: a pooled guard goes from one answer to the
+// next, and the last one may have carried the token it was stopping.
+func (t *tight) reset() {
+	for _, b := range [][]byte{t.hist, t.decHist, t.join, t.low, t.scratch[0], t.scratch[1]} {
+		clear(b[:cap(b)])
+	}
+	t.hist, t.decHist, t.join, t.low = t.hist[:0], t.decHist[:0], t.join[:0], t.low[:0]
+}
 
 // keep appends b to h and trims it to its last histMax bytes.
 func keep(h, b []byte) []byte {
