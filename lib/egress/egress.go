@@ -211,7 +211,9 @@ type Server struct {
 	// and the upstream half again).
 	h1Transport *sentTransport
 	sent        sentLedger // requests sent upstream and not yet ended
-	handlers    inflight   // requests being handled, hijacked ones too
+	canaryOnce  sync.Once
+	canaryDet   *detect.Detector // the canary alone: see canaryDetector
+	handlers    inflight         // requests being handled, hijacked ones too
 
 	proxy   *goproxy.ProxyHttpServer
 	outer   *http.Server // the proxy port

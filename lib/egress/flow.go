@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/bb-bottles/bb/lib/audit"
@@ -231,32 +230,19 @@ func (f *flow) preferCanary(ref *refusal) {
 }
 
 // canaryDetector finds the canary alone (nil when the sidecar has none),
-// for a block and for each large body's tap. Building one takes a fifth
-// of a millisecond: the last one built is kept (a sidecar has one canary).
+// for a block and for each large body's tap. It is built once, on first
+// use: a sidecar's secrets are its configuration's, for its whole life.
 func (s *Server) canaryDetector() *detect.Detector {
-	for _, sec := range s.cfg.Secrets {
-		if !isCanary(sec.Name) {
-			continue
+	s.canaryOnce.Do(func() {
+		for _, sec := range s.cfg.Secrets {
+			if isCanary(sec.Name) {
+				s.canaryDet, _ = detect.NewFolded([]detect.Secret{sec}) // nil on error: none
+				return
+			}
 		}
-		if c := lastCanary.Load(); c != nil && c.value == sec.Value {
-			return c.det
-		}
-		d, err := detect.NewFolded([]detect.Secret{sec})
-		if err != nil {
-			return nil
-		}
-		lastCanary.Store(&canaryDet{sec.Value, d})
-		return d
-	}
-	return nil
+	})
+	return s.canaryDet
 }
-
-type canaryDet struct {
-	value string
-	det   *detect.Detector
-}
-
-var lastCanary atomic.Pointer[canaryDet]
 
 // A refusal reads the body it scans within refusedBodyWait and up to
 // refusedBodyMax, taking a body slot within that time too: a request
